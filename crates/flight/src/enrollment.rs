@@ -1,0 +1,96 @@
+//! Enrollment: putting targeting, sampling, arms, `kill` and `endBy` together, with reasons.
+
+use crate::person::Person;
+use crate::sampling;
+use crate::spec::Flight;
+use crate::targeting::{self, FlightContext};
+use crate::time::Timestamp;
+use serde::Serialize;
+
+/// Why a person is or is not in a flight: the object `testpilot flight explain --json` prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Explanation {
+    pub studyname: String,
+    pub version: Option<u64>,
+    /// The filter passes.
+    pub eligible: bool,
+    /// `randomDeploy` passes (true when there is none).
+    pub sampled: bool,
+    /// Eligible, sampled, not killed and not past `endBy`.
+    pub enrolled: bool,
+    /// The arm the person gets (when the flight has arms), whether or not they are enrolled.
+    pub arm: Option<String>,
+    /// `truncated_hash(["<personid>", "<keyname>"])`, the 12-hex bucket.
+    pub bucket: String,
+    /// The `randomDeploy` key the bucket was computed with.
+    pub keyname: String,
+    pub killed: bool,
+    pub expired: bool,
+    pub reasons: Vec<String>,
+}
+
+/// Decides whether `person` runs `flight` at `now`, and says why.
+pub fn explain(flight: &Flight, person: &Person, now: Timestamp) -> Explanation {
+    let ctx = FlightContext { studyname: &flight.studyname, version: flight.version };
+    let filter = targeting::evaluate(&flight.filter, &ctx, person, now);
+    let mut reasons = filter.reasons;
+    if flight.filter.is_empty() {
+        reasons.push("no filter: everyone is eligible".into());
+    }
+
+    let keyname = flight.deploy_key().to_string();
+    let bucket = sampling::deploy_bucket(person.personid(), &keyname);
+    let sampled = match &flight.random_deploy {
+        None => {
+            reasons.push("no randomDeploy: everyone eligible is sampled".into());
+            true
+        }
+        Some(r) => {
+            let lo = sampling::fraction_to_key(r.ge);
+            let hi = sampling::fraction_to_key(r.lt);
+            let inside = sampling::in_range(&bucket, r.ge, r.lt);
+            reasons.push(format!(
+                "bucket {bucket} for key `{keyname}` is {} [{lo}, {hi}) (randomDeploy ge {}, lt {})",
+                if inside { "in" } else { "outside" },
+                r.ge,
+                r.lt
+            ));
+            inside
+        }
+    };
+
+    let arm = if flight.arms.is_empty() {
+        None
+    } else {
+        let ratios: Vec<u64> = flight.arms.iter().map(|a| a.ratio).collect();
+        sampling::choose_arm(person.personid(), &flight.studyname, &ratios).map(|i| {
+            let name = flight.arms[i].name.clone();
+            reasons.push(format!("arm `{name}` (ratios {ratios:?})"));
+            name
+        })
+    };
+
+    let killed = flight.kill;
+    if killed {
+        reasons.push("the flight is killed".into());
+    }
+    let expired = flight.end_by.as_ref().is_some_and(|e| now >= e.at);
+    if let Some(e) = &flight.end_by {
+        if expired {
+            reasons.push(format!("endBy {} has passed", e.at));
+        }
+    }
+    Explanation {
+        studyname: flight.studyname.clone(),
+        version: flight.version,
+        eligible: filter.passed,
+        sampled,
+        enrolled: filter.passed && sampled && !killed && !expired,
+        arm,
+        bucket,
+        keyname,
+        killed,
+        expired,
+        reasons,
+    }
+}

@@ -1,0 +1,168 @@
+//! Status reports that pilots send and the tower keeps (DESIGN §6).
+
+use crate::diagnostic::{Diagnostics, JsonPath};
+use crate::reader::Reader;
+use crate::time::{parse_dateish, Timestamp};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
+use std::fmt;
+
+/// Where a flight is on one machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Running,
+    Completed,
+    Declined,
+    Failed,
+    Killed,
+    Expired,
+    Timedout,
+    Optedout,
+    Withdrawn,
+    Ineligible,
+    Unsampled,
+}
+
+impl Status {
+    pub const ALL: [Status; 11] = [
+        Status::Running, Status::Completed, Status::Declined, Status::Failed, Status::Killed,
+        Status::Expired, Status::Timedout, Status::Optedout, Status::Withdrawn, Status::Ineligible,
+        Status::Unsampled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Completed => "completed",
+            Status::Declined => "declined",
+            Status::Failed => "failed",
+            Status::Killed => "killed",
+            Status::Expired => "expired",
+            Status::Timedout => "timedout",
+            Status::Optedout => "optedout",
+            Status::Withdrawn => "withdrawn",
+            Status::Ineligible => "ineligible",
+            Status::Unsampled => "unsampled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// Whether the flight has ended on the machine (its effects are being or have been undone).
+    pub fn is_final(self) -> bool {
+        !matches!(self, Status::Running)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One status change of one flight on one machine.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// Per-client sequence number; `(client, seq)` identifies a report.
+    pub seq: u64,
+    pub flight: String,
+    pub version: u64,
+    pub arm: Option<String>,
+    pub status: Status,
+    /// The 0-based index of the top-level flightplan entry the flight is at (the plan's length
+    /// once every entry has resolved).
+    pub step: u64,
+    #[serde(serialize_with = "rfc3339")]
+    pub at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Value>,
+}
+
+fn rfc3339<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339())
+}
+
+/// The body of `POST /api/v1/reports`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReportBatch {
+    /// A random id per profile (not the personid).
+    pub client: String,
+    pub reports: Vec<Report>,
+}
+
+const BATCH_FIELDS: &[&str] = &["client", "reports"];
+const REPORT_FIELDS: &[&str] = &["seq", "flight", "version", "arm", "status", "step", "at", "detail"];
+
+/// Whether `s` is a UUID in its usual hyphenated text form.
+pub fn is_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+impl ReportBatch {
+    /// Reads a batch, or says every problem with its path. `max_reports` bounds the batch.
+    pub fn from_json(v: &Value, max_reports: usize) -> Result<ReportBatch, Diagnostics> {
+        let mut r = Reader::default();
+        let root = JsonPath::root();
+        let Some(o) = r.object(v, &root, "a report batch", BATCH_FIELDS) else { return Err(r.diags) };
+        let client = r.req_string(&o, "client", "the profile's random client id (a UUID)");
+        if let Some(c) = &client {
+            if !is_uuid(c) {
+                r.error(&root.key("client"), "`client` must be a UUID like \"0f8fad5b-d9cb-469f-a165-70867728950e\"");
+            }
+        }
+        let mut reports = Vec::new();
+        if let Some(list) = r.required(&o, "reports", "the list of reports").and_then(|x| r.array(x, &root.key("reports"))) {
+            if list.len() > max_reports {
+                r.error(&root.key("reports"), format!("{} reports in one batch; send at most {max_reports} at a time", list.len()));
+            }
+            for (i, item) in list.iter().enumerate().take(max_reports) {
+                if let Some(rep) = read_report(&mut r, item, &root.key("reports").index(i)) {
+                    reports.push(rep);
+                }
+            }
+        }
+        match client {
+            Some(client) if r.diags.is_empty() => Ok(ReportBatch { client, reports }),
+            _ => Err(r.diags),
+        }
+    }
+}
+
+fn read_report(r: &mut Reader, v: &Value, path: &JsonPath) -> Option<Report> {
+    let o = r.object(v, path, "a report", REPORT_FIELDS)?;
+    let seq = r.required(&o, "seq", "the report's sequence number").and_then(|x| r.integer(x, &path.key("seq"), 0));
+    let flight = r.req_string(&o, "flight", "the flight's studyname");
+    if flight.as_deref().is_some_and(|f| !crate::validate::is_name(f, 128)) {
+        r.error(&path.key("flight"), "`flight` must be a studyname");
+    }
+    let version = r.required(&o, "version", "the flight's version").and_then(|x| r.integer(x, &path.key("version"), 0));
+    let arm = match o.map.get("arm") {
+        None | Some(Value::Null) => None,
+        Some(x) => r.string(x, &path.key("arm")),
+    };
+    let status = r
+        .required(&o, "status", "the flight's status")
+        .and_then(|x| {
+            let names: Vec<&'static str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+            r.choice(x, &path.key("status"), &names)
+        })
+        .and_then(Status::parse);
+    let step = r.required(&o, "step", "the flightplan step").and_then(|x| r.integer(x, &path.key("step"), 0));
+    let at = r.required(&o, "at", "when it happened").and_then(|x| match parse_dateish(x) {
+        Ok(d) => Some(d.at),
+        Err(e) => {
+            r.error(&path.key("at"), e);
+            None
+        }
+    });
+    let detail = o.map.get("detail").filter(|d| !d.is_null()).cloned();
+    Some(Report { seq: seq?, flight: flight?, version: version?, arm, status: status?, step: step?, at: at?, detail })
+}

@@ -1,0 +1,364 @@
+//! The flight spec model (DESIGN §3, §4). Build one with [`crate::Flight::from_json`], which
+//! validates; the types here serialize back to the same JSON an author writes.
+
+use crate::time::{Dateish, DurationSpec};
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// A scalar template variable value.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum VarValue {
+    String(String),
+    Number(f64),
+    Bool(bool),
+}
+
+impl VarValue {
+    /// The text substituted into a template.
+    pub fn render(&self) -> String {
+        match self {
+            VarValue::String(s) => s.clone(),
+            VarValue::Number(n) => Value::from(*n).to_string().trim_end_matches(".0").to_string(),
+            VarValue::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+pub type Variables = BTreeMap<String, VarValue>;
+
+/// One study or feature deploy.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Test Pilot flight")]
+pub struct Flight {
+    /// Unique name: `[a-z0-9][a-z0-9._-]{0,127}`.
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9._-]{0,127}$"))]
+    pub studyname: String,
+    /// Who runs the study; shown in the dashboard and the person's flight log.
+    pub author: String,
+    /// What the study does, in words the person understands.
+    pub description: String,
+    /// Where the person can read what the study does and its risks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub infourl: Option<String>,
+    /// The tower's revision number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub version: Option<u64>,
+    #[serde(skip_serializing_if = "Filter::is_empty", default)]
+    pub filter: Filter,
+    #[serde(rename = "randomDeploy", skip_serializing_if = "Option::is_none")]
+    pub random_deploy: Option<RandomDeploy>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub arms: Vec<Arm>,
+    /// What happens during the flight. Optional only when every arm has its own.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub flightplan: Vec<Entry>,
+    /// A flight not complete by then ends as `expired`.
+    #[serde(rename = "endBy", skip_serializing_if = "Option::is_none")]
+    pub end_by: Option<Dateish>,
+    /// A flight not complete this long after its start ends as `timedout`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fuse: Option<DurationSpec>,
+    /// True: end any running copy, undo everything, status `killed`.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub kill: bool,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub variables: Variables,
+}
+
+impl Flight {
+    /// The flightplan a person in `arm` runs.
+    pub fn plan_for(&self, arm: Option<&str>) -> &[Entry] {
+        arm.and_then(|a| self.arms.iter().find(|x| x.name == a))
+            .and_then(|a| a.flightplan.as_deref())
+            .unwrap_or(&self.flightplan)
+    }
+
+    /// The `randomDeploy` key: its `keyname`, or the studyname.
+    pub fn deploy_key(&self) -> &str {
+        self.random_deploy
+            .as_ref()
+            .and_then(|r| r.keyname.as_deref())
+            .unwrap_or(&self.studyname)
+    }
+
+    /// The spec as JSON, the form it is stored and served in.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// Who may run the flight; every present criterion must match.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    /// Release channels, e.g. `["beta", "nightly"]`.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub channels: Vec<String>,
+    /// linux, macos, windows, android, ios (aliases darwin, mac, win, win32, winnt).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub oses: Vec<String>,
+    /// `en-US` matches exactly; `en` matches `en` and every `en-*`.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub locales: Vec<String>,
+    /// A semver requirement on `appversion`, e.g. `">=2.3, <3"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub versions: Option<String>,
+    /// A JEXL expression over `person`, `flight` and `now` that must be a boolean.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expression: Option<String>,
+}
+
+impl Filter {
+    pub fn is_empty(&self) -> bool {
+        self.channels.is_empty()
+            && self.oses.is_empty()
+            && self.locales.is_empty()
+            && self.versions.is_none()
+            && self.expression.is_none()
+    }
+}
+
+/// Runs the flight for people whose bucket for `keyname` is in `[ge, lt)`.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RandomDeploy {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keyname: Option<String>,
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub ge: f64,
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub lt: f64,
+}
+
+/// A branch of the flight; each person gets one.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Arm {
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"))]
+    pub name: String,
+    /// Relative weight (a whole number); shares are `ratio / sum of ratios`.
+    pub ratio: u64,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub variables: Variables,
+    /// Replaces the flight's flightplan for this arm.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flightplan: Option<Vec<Entry>>,
+}
+
+/// A flightplan entry: one directive, or a list of entries run in parallel.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Entry {
+    Directive(Directive),
+    Parallel(Vec<Entry>),
+}
+
+/// One step of a flightplan.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(tag = "action", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Directive {
+    /// Resolves true when the time comes.
+    Wait(Wait),
+    /// An HTTP request; true on 2xx, retried on network errors and 5xx.
+    Ping(Ping),
+    /// A survey or message shown to the person (alias `ui`).
+    #[serde(alias = "ui")]
+    External(External),
+    /// Install, uninstall or ensure an add-on.
+    Addon(Addon),
+    /// Set a feature value (restored on undo).
+    Feature(Feature),
+    /// Resolves true once a topic has been observed `count` times.
+    Observe(Observe),
+    /// Delivers a notification to the application.
+    Notify(Notify),
+    /// Records events and uploads them (the copilot recorder).
+    Instrument(Instrument),
+    /// Writes to the flight log.
+    Log(Text),
+    /// Sets the flight's status line.
+    Status(Text),
+    /// Writes a message to the flight log for the person.
+    Message(Text),
+}
+
+impl Directive {
+    /// The `action` name, as written in a flightplan.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Directive::Wait(_) => "wait",
+            Directive::Ping(_) => "ping",
+            Directive::External(_) => "external",
+            Directive::Addon(_) => "addon",
+            Directive::Feature(_) => "feature",
+            Directive::Observe(_) => "observe",
+            Directive::Notify(_) => "notify",
+            Directive::Instrument(_) => "instrument",
+            Directive::Log(_) => "log",
+            Directive::Status(_) => "status",
+            Directive::Message(_) => "message",
+        }
+    }
+}
+
+/// Exactly one of `until` and `for`.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Wait {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<Dateish>,
+    #[serde(rename = "for", skip_serializing_if = "Option::is_none")]
+    pub for_: Option<DurationSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Ping {
+    /// URL template (http or https); substituted values are percent-encoded.
+    pub url: String,
+    pub method: Method,
+    /// JSON body (POST and PUT); strings in it are templates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptType {
+    Survey,
+    Message,
+}
+
+impl PromptType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PromptType::Survey => "survey",
+            PromptType::Message => "message",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WaitFor {
+    Ok,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct External {
+    #[serde(rename = "type")]
+    pub kind: PromptType,
+    /// Template.
+    pub title: String,
+    /// Template.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub text: String,
+    /// URL template; required for surveys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// `"ok"`: resolve true on ok, false on no or expiry. Absent: true once shown.
+    #[serde(rename = "waitFor", skip_serializing_if = "Option::is_none")]
+    pub wait_for: Option<WaitFor>,
+    /// How long the prompt stays pending before it expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<DurationSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AddonOp {
+    Install,
+    Uninstall,
+    Ensure,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Permission {
+    None,
+    Notify,
+    Warn,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Addon {
+    #[serde(rename = "do")]
+    pub op: AddonOp,
+    /// Add-on id: letters, digits and `@ . _ - { } +`.
+    pub id: String,
+    /// Package URL (https, http or file); needs `sha256`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Package path on the machine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Lowercase hex SHA-256 of the package.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    pub permission: Permission,
+    /// Shown to the person with `notify` and `warn` (template).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msg: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Feature {
+    pub id: String,
+    pub value: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Observe {
+    pub topic: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[schemars(range(min = 1))]
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Notify {
+    /// Template.
+    pub topic: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Strings in it are templates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Instrument {
+    pub watch: Vec<String>,
+    #[serde(rename = "for")]
+    pub for_: DurationSpec,
+    /// https or http URL template the recording is uploaded to.
+    pub upload: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Text {
+    /// Template.
+    pub text: String,
+}
