@@ -1,13 +1,278 @@
-//! `testpilot tower ...`.
+//! `testpilot tower serve|token|pubkey|export`.
 
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use testpilot_flight::Clock;
+use testpilot_tower::api::{ApiConfig, ClientLimits};
+use testpilot_tower::index::IndexTiming;
+use testpilot_tower::{Role, Store, SystemClock, TowerConfig};
 
 #[derive(clap::Subcommand)]
 pub enum TowerCmd {
-    /// Serve the control tower (not built yet).
-    Serve,
+    /// Serve the control tower: the management API, the signed index, reports and progress.
+    Serve(ServeArgs),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Print the public key (standard base64) that pilots pin to verify the index.
+    Pubkey(DbArgs),
+    /// Write the signed index to DIR/control/index.json, for a static host or CDN.
+    Export {
+        /// The directory to write into.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
-pub fn run(_c: TowerCmd) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("the control tower is not built yet")
+#[derive(clap::Subcommand)]
+pub enum TokenCmd {
+    /// Make a token and print it (alone, on standard output). It is shown only this once.
+    Create {
+        /// What the token may do: author (push, review), approver (approve, kill, end), admin (all, tokens).
+        #[arg(long, value_parser = ["author", "approver", "admin"])]
+        role: String,
+        /// The holder's identity; a revision's author cannot approve it. Default: ROLE-<6 hex>.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List tokens (never their secrets).
+    List(DbArgs),
+}
+
+/// Where the tower's database is.
+#[derive(clap::Args, Clone)]
+pub struct DbArgs {
+    /// The database: sqlite://PATH or postgres://USER@HOST:PORT/DB. Default: a SQLite file in the data directory.
+    #[arg(long, env = "TESTPILOT_DB")]
+    pub db: Option<String>,
+    /// The data directory (holds the default SQLite database).
+    #[arg(long, default_value = "testpilot-data")]
+    pub data: PathBuf,
+}
+
+impl DbArgs {
+    pub fn url(&self) -> anyhow::Result<String> {
+        match &self.db {
+            Some(u) => Ok(u.clone()),
+            None => {
+                std::fs::create_dir_all(&self.data).with_context(|| {
+                    format!("creating the data directory {}", self.data.display())
+                })?;
+                Ok(testpilot_tower::local::sqlite_url(&self.data))
+            }
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8470")]
+    pub listen: SocketAddr,
+    /// One person runs this tower: a revision's author may approve it. Said in /healthz and the audit log.
+    #[arg(long)]
+    pub single_user: bool,
+    /// Report requests per second allowed per client address (0: no limit).
+    #[arg(long, default_value_t = 20.0)]
+    pub report_rate: f64,
+    /// Report requests a client address may send in a burst.
+    #[arg(long, default_value_t = 60.0)]
+    pub report_burst: f64,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_body: usize,
+    /// Most reports in one batch.
+    #[arg(long, default_value_t = 1000)]
+    pub max_reports: usize,
+    /// How long a served index stays valid (`7d`, `36h`, ...).
+    #[arg(long, default_value = "7d")]
+    pub index_ttl: String,
+    /// Cache-Control max-age of the index, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub index_max_age: u32,
+}
+
+/// Logs to standard error; `RUST_LOG` overrides `default`.
+pub fn init_logs(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn timing(ttl: &str, max_age: u32) -> anyhow::Result<IndexTiming> {
+    let v = serde_json::Value::String(ttl.to_string());
+    let ttl =
+        testpilot_flight::parse_duration(&v).map_err(|e| anyhow::anyhow!("--index-ttl: {e}"))?;
+    let ttl_ms = i64::try_from(ttl.ms).unwrap_or(i64::MAX).max(60_000);
+    // Re-sign well before expiry: at a seventh of the lifetime, at most daily.
+    Ok(IndexTiming {
+        ttl_ms,
+        refresh_ms: (ttl_ms / 7).clamp(1_000, 86_400_000),
+        max_age_s: max_age,
+    })
+}
+
+pub fn run(c: TowerCmd) -> anyhow::Result<ExitCode> {
+    match c {
+        TowerCmd::Serve(a) => serve(a),
+        TowerCmd::Token(TokenCmd::Create { role, name, db }) => runtime()?.block_on(async {
+            let store = open(&db).await?;
+            let role = Role::parse(&role).context("unknown role")?;
+            let token = testpilot_tower::auth::new_secret()?;
+            let info = store
+                .create_token(role, name.as_deref(), &token, "cli", SystemClock.now())
+                .await?;
+            eprintln!(
+                "made a {} token for `{}` (shown only this once)",
+                info.role, info.name
+            );
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }),
+        TowerCmd::Token(TokenCmd::List(db)) => runtime()?.block_on(async {
+            let store = open(&db).await?;
+            for t in store.list_tokens().await? {
+                println!("{}\t{}\t{}\t{}", t.id, t.role, t.name, t.created_at);
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
+        TowerCmd::Pubkey(db) => runtime()?.block_on(async {
+            let store = open(&db).await?;
+            let key = store
+                .signing_key(testpilot_tower::auth::random_bytes()?, SystemClock.now())
+                .await?;
+            println!(
+                "{}",
+                testpilot_flight::index::public_key_to_base64(&key.verifying_key())
+            );
+            Ok(ExitCode::SUCCESS)
+        }),
+        TowerCmd::Export { out, db } => runtime()?.block_on(async {
+            let store = open(&db).await?;
+            let now = SystemClock.now();
+            let key = store
+                .signing_key(testpilot_tower::auth::random_bytes()?, now)
+                .await?;
+            let doc =
+                testpilot_tower::index::export(&store, &key, IndexTiming::default(), now, &out)
+                    .await?;
+            eprintln!(
+                "wrote {} (serial {}, {} flights, expires {})",
+                out.join("control").join("index.json").display(),
+                doc.serial,
+                doc.flights,
+                doc.expires_at
+            );
+            Ok(ExitCode::SUCCESS)
+        }),
+    }
+}
+
+async fn open(db: &DbArgs) -> anyhow::Result<Store> {
+    let url = db.url()?;
+    Store::open(&url)
+        .await
+        .with_context(|| format!("opening the database {}", redact(&url)))
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
+    init_logs("info,sqlx=warn");
+    let url = a.db.url()?;
+    let mut config = TowerConfig::new(url.clone(), a.listen);
+    config.api = ApiConfig {
+        single_user: a.single_user,
+        limits: ClientLimits {
+            max_body_bytes: a.max_body,
+            max_reports: a.max_reports,
+            rate_per_sec: a.report_rate,
+            burst: a.report_burst,
+        },
+        index: timing(&a.index_ttl, a.index_max_age)?,
+    };
+    runtime()?.block_on(async move {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let tower = testpilot_tower::start(config, clock)
+            .await
+            .with_context(|| format!("starting the tower on {} with {}", a.listen, redact(&url)))?;
+        eprintln!(
+            "tower listening on {}  (database {})",
+            tower.url,
+            redact(&url)
+        );
+        eprintln!("public key (pilots pin it): {}", tower.public_key);
+        if a.single_user {
+            eprintln!(
+                "SINGLE-USER MODE: a revision's own author may approve it. Not for shared towers."
+            );
+        }
+        shutdown_signal().await;
+        eprintln!("stopping…");
+        tower.stop().await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The data directory's default database, for messages.
+pub fn describe_data(data: &Path) -> String {
+    format!(
+        "{} (SQLite: {})",
+        data.display(),
+        data.join("tower.db").display()
+    )
 }

@@ -1,1 +1,31 @@
-//! placeholder
+//! The Test Pilot control tower (DESIGN §6): flights' lifecycle with approval, the signed
+//! index that pilots read, reports and progress — on SQLite (the default) or PostgreSQL.
+//!
+//! - [`store`]: the persistence API (flights, revisions, audit, tokens, reports, progress).
+//! - [`lifecycle`]: the pure rules: roles, states and transitions.
+//! - [`index`]: building, signing and serving the index from memory.
+//! - [`ingest`]: durable, batched report writing (group commit).
+//! - [`api`]: the HTTP API; [`app`] builds the router without a socket.
+//! - [`server`]: starting a tower: config, background tasks, graceful shutdown.
+//! - [`local`]: what `testpilot up` needs: example flights, a local token.
+
+pub mod api;
+pub mod auth;
+pub mod clock;
+pub mod diff;
+pub mod error;
+pub mod index;
+pub mod ingest;
+pub mod lifecycle;
+pub mod local;
+pub mod metrics;
+pub mod ratelimit;
+pub mod server;
+pub mod store;
+
+pub use api::{app, AppState};
+pub use clock::{ManualClock, SystemClock};
+pub use error::{Error, Result};
+pub use lifecycle::{Actor, FlightState, Role};
+pub use server::{start, ClientLimits, RunningTower, TowerConfig};
+pub use store::Store;

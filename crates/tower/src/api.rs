@@ -1,0 +1,885 @@
+//! The HTTP API (DESIGN §6). [`app`] builds the router from an [`AppState`], so tests and
+//! the dashboard call it without a socket.
+//!
+//! Invariants:
+//! - Client endpoints (`/control/index.json`, `POST /api/v1/reports`) need no token; every
+//!   other `/api/v1` endpoint needs a bearer token whose role may do the action.
+//! - Bad input is answered 4xx with `{"error": "...", "problems": [{"path", "message"}]}`;
+//!   internal errors are logged and answered 500 without details.
+//! - The index handler never touches the database.
+
+use crate::error::Error;
+use crate::index::{etag_matches, IndexCache, IndexTiming};
+use crate::ingest::{Ingest, IngestConfig};
+use crate::lifecycle::{role_may, Action, Actor, Role};
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+use crate::store::{
+    AuditEntry, DailyPoint, Engine, ErrorReport, FlightDetail, FlightSummary, Ingested, Outcome,
+    Pending, Progress, ProgressRow, Revision, Store, TokenInfo,
+};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State,
+};
+use axum::http::header::{self, HeaderMap, HeaderValue};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::Deref;
+use std::sync::Arc;
+use testpilot_flight::index::{key_id, public_key_to_base64};
+use testpilot_flight::report::ReportBatch;
+use testpilot_flight::{Clock, Diagnostics, Flight};
+use utoipa::OpenApi;
+
+/// Limits on the open client endpoints that write.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClientLimits {
+    /// Largest request body, in bytes (reports and flights alike).
+    pub max_body_bytes: usize,
+    /// Most reports in one batch.
+    pub max_reports: usize,
+    /// Report requests per second per client address; 0 turns the limit off.
+    pub rate_per_sec: f64,
+    /// Requests a client address may send at once before the rate applies.
+    pub burst: f64,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            max_body_bytes: 1 << 20,
+            max_reports: 1000,
+            rate_per_sec: 20.0,
+            burst: 60.0,
+        }
+    }
+}
+
+/// How the API behaves.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiConfig {
+    /// Lifts the rule that a revision's author may not approve it. For one person running a
+    /// tower locally; said in `/healthz`, in every self-approval's answer and audit entry.
+    pub single_user: bool,
+    pub limits: ClientLimits,
+    pub index: IndexTiming,
+}
+
+/// Everything a request handler needs.
+pub struct Shared {
+    pub store: Store,
+    pub index: IndexCache,
+    pub ingest: Ingest,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Metrics,
+    pub limiter: RateLimiter,
+    pub config: ApiConfig,
+}
+
+/// The router's state. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(pub Arc<Shared>);
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Opens the tower over a migrated store: the signing key (created on the first start
+    /// of a database), the index in memory, and the report writers (so call this inside a
+    /// tokio runtime).
+    pub async fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        config: ApiConfig,
+    ) -> crate::Result<AppState> {
+        let now = clock.now();
+        let key = store.signing_key(crate::auth::random_bytes()?, now).await?;
+        let index = IndexCache::load(&store, key, config.index, now).await?;
+        let writers = match store.engine() {
+            Engine::Sqlite => 1,
+            Engine::Postgres => 4,
+        };
+        let ingest = Ingest::start(
+            store.clone(),
+            clock.clone(),
+            IngestConfig {
+                writers,
+                max_group: 20_000,
+            },
+        );
+        Ok(AppState(Arc::new(Shared {
+            store,
+            index,
+            ingest,
+            clock,
+            metrics: Metrics::default(),
+            limiter: RateLimiter::new(config.limits.rate_per_sec, config.limits.burst),
+            config,
+        })))
+    }
+
+    /// The public key pilots pin: standard base64 of its 32 bytes.
+    pub fn public_key(&self) -> String {
+        public_key_to_base64(&self.index.key().verifying_key())
+    }
+
+    /// Rebuilds the in-memory index from the store (after a change).
+    pub async fn refresh_index(&self) -> crate::Result<()> {
+        self.index
+            .refresh(&self.store, self.clock.now())
+            .await
+            .map(|_| ())
+    }
+}
+
+/// The tower's HTTP API.
+pub fn app(state: AppState) -> Router {
+    let limits = state.config.limits;
+    Router::new()
+        .route("/control/index.json", get(get_index))
+        .route(
+            "/api/v1/reports",
+            post(post_reports).layer(DefaultBodyLimit::max(limits.max_body_bytes)),
+        )
+        .route("/api/v1/flights", post(push_flight).get(list_flights))
+        .route("/api/v1/flights/{studyname}", get(get_flight))
+        .route("/api/v1/flights/{studyname}/diff", get(flight_diff))
+        .route("/api/v1/flights/{studyname}/progress", get(flight_progress))
+        .route("/api/v1/flights/{studyname}/errors", get(flight_errors))
+        .route("/api/v1/flights/{studyname}/review", post(review_flight))
+        .route("/api/v1/flights/{studyname}/approve", post(approve_flight))
+        .route("/api/v1/flights/{studyname}/kill", post(kill_flight))
+        .route("/api/v1/flights/{studyname}/end", post(end_flight))
+        .route("/api/v1/audit", get(audit_log))
+        .route("/api/v1/tokens", post(create_token).get(list_tokens))
+        .route("/api/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(middleware::from_fn(log_requests))
+        .with_state(state)
+}
+
+async fn log_requests(req: Request, next: Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let started = std::time::Instant::now();
+    let res = next.run(req).await;
+    let status = res.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status >= 500 {
+        tracing::warn!(%method, path, status, ms, "request failed");
+    } else {
+        tracing::debug!(%method, path, status, ms, "request");
+    }
+    res
+}
+
+// ---------------------------------------------------------------- errors
+
+/// One problem with a request: where and what.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// A JSON path into the body (`flightplan[3].url`), or `$` for the whole of it.
+    pub path: String,
+    pub message: String,
+}
+
+/// The body of every 4xx answer.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+    pub problems: Vec<Problem>,
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, error: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            body: ErrorBody {
+                error: error.into(),
+                problems: Vec::new(),
+            },
+            retry_after: None,
+        }
+    }
+
+    fn invalid(error: impl Into<String>, diags: &Diagnostics) -> Self {
+        let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error);
+        e.body.problems = diags
+            .iter()
+            .map(|d| Problem {
+                path: d.path.to_string(),
+                message: d.message.clone(),
+            })
+            .collect();
+        e
+    }
+
+    fn at(
+        status: StatusCode,
+        error: impl Into<String>,
+        path: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        let mut e = ApiError::new(status, error);
+        e.body.problems.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+        e
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Invalid { message, problems } => ApiError::invalid(message, &problems),
+            Error::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
+            Error::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+            Error::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, m),
+            Error::Unauthorized(m) => ApiError::new(StatusCode::UNAUTHORIZED, m),
+            Error::Config(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
+            other => {
+                tracing::error!(error = %other, "internal error");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error; the tower's log says more",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut res = (self.status, Json(self.body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(s) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        res
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no such endpoint; GET /api/openapi.json lists them",
+    )
+}
+
+/// The body's bytes, or 413 / 400 saying why not.
+fn body_bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> ApiResult<Bytes> {
+    body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than this tower accepts ({limit} bytes)"),
+            )
+        } else {
+            ApiError::new(r.status(), r.body_text())
+        }
+    })
+}
+
+fn parse_body(bytes: &[u8]) -> ApiResult<Value> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::at(
+            StatusCode::BAD_REQUEST,
+            "the body is not valid JSON",
+            "$",
+            format!("line {}, column {}: {e}", e.line(), e.column()),
+        )
+    })
+}
+
+// ---------------------------------------------------------------- auth
+
+/// The holder of the request's bearer token.
+pub struct Caller(pub Actor);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Caller> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim);
+        let refuse = |m: &str| {
+            Metrics::inc(&state.metrics.auth_failures, 1);
+            ApiError::new(StatusCode::UNAUTHORIZED, m)
+        };
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            return Err(refuse(
+                "this endpoint needs an API token: send `Authorization: Bearer <token>` (make one with `testpilot tower token create --role ROLE`)",
+            ));
+        };
+        match state.store.actor_for_token(token).await? {
+            Some(actor) => Ok(Caller(actor)),
+            None => Err(refuse("this token is not known to this tower")),
+        }
+    }
+}
+
+fn require(caller: &Caller, action: Action) -> ApiResult<&Actor> {
+    let actor = &caller.0;
+    if role_may(actor.role, action) {
+        return Ok(actor);
+    }
+    let who: Vec<&str> = Role::ALL
+        .into_iter()
+        .filter(|r| role_may(*r, action))
+        .map(Role::as_str)
+        .collect();
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        format!(
+            "`{}` holds a token with role {}, which may not {}; that needs role {}",
+            actor.name,
+            actor.role,
+            action.as_str(),
+            who.join(" or ")
+        ),
+    ))
+}
+
+// ---------------------------------------------------------------- client endpoints
+
+fn index_headers(h: &mut HeaderMap, etag: &str, max_age: u32) {
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
+        h.insert(header::CACHE_CONTROL, v);
+    }
+}
+
+/// The signed index.
+#[utoipa::path(get, path = "/control/index.json", tag = "client",
+    params(("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier answer")),
+    responses(
+        (status = 200, description = "The signed envelope `{payload, signature, keyId}`; `ETag` and `Cache-Control` set"),
+        (status = 304, description = "Unchanged since the ETag given in `If-None-Match`"),
+    ))]
+async fn get_index(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let doc = s.index.current();
+    let max_age = s.config.index.max_age_s;
+    if let Some(inm) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
+        if etag_matches(inm, &doc.etag) {
+            Metrics::inc(&s.metrics.index_not_modified, 1);
+            let mut res = StatusCode::NOT_MODIFIED.into_response();
+            index_headers(res.headers_mut(), &doc.etag, max_age);
+            return res;
+        }
+    }
+    Metrics::inc(&s.metrics.index_full, 1);
+    let mut res = doc.body.clone().into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    index_headers(res.headers_mut(), &doc.etag, max_age);
+    res
+}
+
+/// Status reports from a pilot. Idempotent on `(client, seq)`; answered only once durable.
+#[utoipa::path(post, path = "/api/v1/reports", tag = "client",
+    request_body(content = Object, description = "`{\"client\": \"<uuid>\", \"reports\": [{\"seq\", \"flight\", \"version\", \"arm\", \"status\", \"step\", \"at\", \"detail\"}]}`"),
+    responses(
+        (status = 200, description = "Stored (durably)", body = Ingested),
+        (status = 400, description = "Not JSON", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 422, description = "Not a valid batch; every problem with its path", body = ErrorBody),
+        (status = 429, description = "Too many requests from this address; see Retry-After", body = ErrorBody),
+    ))]
+async fn post_reports(State(s): State<AppState>, req: Request) -> ApiResult<Json<Ingested>> {
+    let ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    if let Err(retry) = s.limiter.check(ip, s.clock.now()) {
+        Metrics::inc(&s.metrics.rate_limited, 1);
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many report requests from {ip}; retry in {retry} s"),
+        );
+        e.retry_after = Some(retry);
+        return Err(e);
+    }
+    let limits = s.config.limits;
+    let body = body_bytes(Bytes::from_request(req, &s).await, limits.max_body_bytes)?;
+    let v = parse_body(&body)?;
+    let batch = ReportBatch::from_json(&v, limits.max_reports).map_err(|d| {
+        Metrics::inc(&s.metrics.reports_rejected, 1);
+        ApiError::invalid(
+            format!("the report batch is not valid ({} problems)", d.len()),
+            &d,
+        )
+    })?;
+    let n = batch.reports.len() as u64;
+    let r = s.ingest.submit(batch).await?;
+    Metrics::inc(&s.metrics.report_batches, 1);
+    Metrics::inc(&s.metrics.reports_accepted, r.accepted);
+    Metrics::inc(&s.metrics.reports_duplicate, n - r.accepted);
+    Ok(Json(r))
+}
+
+// ---------------------------------------------------------------- management
+
+/// Creates a flight or a new draft revision of it. The tower assigns `version`.
+#[utoipa::path(post, path = "/api/v1/flights", tag = "flights", security(("token" = [])),
+    request_body(content = Object, description = "A flight spec (DESIGN §3)"),
+    responses(
+        (status = 201, description = "A new revision", body = Outcome),
+        (status = 200, description = "Identical to the newest revision: nothing changed", body = Outcome),
+        (status = 409, description = "The flight is killed or ended", body = ErrorBody),
+        (status = 422, description = "Not a valid flight; every problem with its path", body = ErrorBody),
+    ))]
+async fn push_flight(
+    State(s): State<AppState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Outcome>)> {
+    let actor = require(&caller, Action::Push)?;
+    let v = parse_body(&body_bytes(body, s.config.limits.max_body_bytes)?)?;
+    let flight = Flight::from_json(&v).map_err(|d| {
+        ApiError::invalid(
+            format!("the flight is not valid ({} problems)", d.len()),
+            &d,
+        )
+    })?;
+    let out = s.store.push(actor, &flight, s.clock.now()).await?;
+    Metrics::inc(&s.metrics.management_actions, u64::from(!out.unchanged));
+    let status = if out.unchanged {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(out)))
+}
+
+/// Every flight.
+#[utoipa::path(get, path = "/api/v1/flights", tag = "flights", security(("token" = [])),
+    responses((status = 200, body = [FlightSummary])))]
+async fn list_flights(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<FlightSummary>>> {
+    require(&caller, Action::Read)?;
+    Ok(Json(s.store.list_flights().await?))
+}
+
+fn no_flight(name: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("there is no flight named `{name}`"),
+    )
+}
+
+/// One flight with its revisions and audit log.
+#[utoipa::path(get, path = "/api/v1/flights/{studyname}", tag = "flights", security(("token" = [])),
+    params(("studyname" = String, Path)),
+    responses((status = 200, body = FlightDetail), (status = 404, body = ErrorBody)))]
+async fn get_flight(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<FlightDetail>> {
+    require(&caller, Action::Read)?;
+    s.store
+        .flight(&name)
+        .await?
+        .map(Json)
+        .ok_or_else(|| no_flight(&name))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct DiffQuery {
+    /// The older revision (default: the one before `to`).
+    from: Option<u64>,
+    /// The newer revision (default: the newest).
+    to: Option<u64>,
+}
+
+/// What changed between two revisions.
+#[utoipa::path(get, path = "/api/v1/flights/{studyname}/diff", tag = "flights", security(("token" = [])),
+    params(("studyname" = String, Path), DiffQuery),
+    responses((status = 200, description = "`{studyname, from, to, changes: [{path, op, from, to}]}`"), (status = 404, body = ErrorBody)))]
+async fn flight_diff(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Query(q): Query<DiffQuery>,
+) -> ApiResult<Json<Value>> {
+    require(&caller, Action::Read)?;
+    let revisions = s.store.revisions(&name).await?;
+    let Some(newest) = revisions.last() else {
+        return Err(no_flight(&name));
+    };
+    let to = q.to.unwrap_or(newest.version);
+    let from = q.from.unwrap_or(to.saturating_sub(1));
+    let find = |v: u64| revisions.iter().find(|r| r.version == v);
+    let Some(b) = find(to) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("`{name}` has no revision {to}"),
+        ));
+    };
+    let empty = json!({});
+    let a = match find(from) {
+        Some(r) => &r.spec,
+        None if from == 0 => &empty,
+        None => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("`{name}` has no revision {from}"),
+            ))
+        }
+    };
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("version");
+        }
+        v
+    };
+    let changes = crate::diff::diff(&strip(a), &strip(&b.spec));
+    Ok(Json(
+        json!({"studyname": name, "from": from, "to": to, "changes": changes}),
+    ))
+}
+
+/// Progress of a flight: clients by status, step, arm and version, and a daily series.
+#[utoipa::path(get, path = "/api/v1/flights/{studyname}/progress", tag = "flights", security(("token" = [])),
+    params(("studyname" = String, Path)),
+    responses((status = 200, body = Progress), (status = 404, body = ErrorBody)))]
+async fn flight_progress(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Progress>> {
+    require(&caller, Action::Read)?;
+    if s.store.flight_summary(&name).await?.is_none() {
+        return Err(no_flight(&name));
+    }
+    Ok(Json(s.store.progress(&name).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct LimitQuery {
+    /// At most this many entries (default 100, at most 10000).
+    limit: Option<u32>,
+}
+
+/// The newest reports on a flight that carried a `detail` (why it failed, ...).
+#[utoipa::path(get, path = "/api/v1/flights/{studyname}/errors", tag = "flights", security(("token" = [])),
+    params(("studyname" = String, Path), LimitQuery),
+    responses((status = 200, body = [ErrorReport]), (status = 404, body = ErrorBody)))]
+async fn flight_errors(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Query(q): Query<LimitQuery>,
+) -> ApiResult<Json<Vec<ErrorReport>>> {
+    require(&caller, Action::Read)?;
+    if s.store.flight_summary(&name).await?.is_none() {
+        return Err(no_flight(&name));
+    }
+    Ok(Json(
+        s.store
+            .recent_errors(&name, q.limit.unwrap_or(100).min(10_000))
+            .await?,
+    ))
+}
+
+/// The audit log of the whole tower, oldest first.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "flights", security(("token" = [])),
+    params(LimitQuery), responses((status = 200, body = [AuditEntry])))]
+async fn audit_log(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Query<LimitQuery>,
+) -> ApiResult<Json<Vec<AuditEntry>>> {
+    require(&caller, Action::Read)?;
+    Ok(Json(
+        s.store
+            .audit(None, q.limit.unwrap_or(100).min(10_000))
+            .await?,
+    ))
+}
+
+/// The optional body of review, approve, kill and end.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionBody {
+    /// The revision meant; refused unless it is the newest (review, approve).
+    pub version: Option<u64>,
+    /// Why; kept in the audit log (kill, end).
+    pub reason: Option<String>,
+}
+
+fn action_body(body: Result<Bytes, BytesRejection>, limit: usize) -> ApiResult<ActionBody> {
+    let bytes = body_bytes(body, limit)?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(ActionBody::default());
+    }
+    let v = parse_body(&bytes)?;
+    serde_json::from_value(v).map_err(|e| {
+        ApiError::at(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the body is not valid",
+            "$",
+            format!("{e}; expected {{\"version\"?: n, \"reason\"?: \"...\"}}"),
+        )
+    })
+}
+
+async fn act(
+    s: &AppState,
+    caller: &Caller,
+    action: Action,
+    name: &str,
+    body: ActionBody,
+) -> ApiResult<Json<Outcome>> {
+    let actor = require(caller, action)?;
+    let now = s.clock.now();
+    let store = &s.store;
+    let out = match action {
+        Action::Review => store.review(actor, name, body.version, now).await?,
+        Action::Approve => {
+            store
+                .approve(actor, name, body.version, s.config.single_user, now)
+                .await?
+        }
+        Action::Kill => store.kill(actor, name, body.reason.as_deref(), now).await?,
+        _ => store.end(actor, name, body.reason.as_deref(), now).await?,
+    };
+    Metrics::inc(&s.metrics.management_actions, 1);
+    if out.serial.is_some() {
+        // Serve the new index from this tower before answering; other towers hear NOTIFY.
+        s.refresh_index().await?;
+    }
+    Ok(Json(out))
+}
+
+/// Sends the newest revision (a draft) for review.
+#[utoipa::path(post, path = "/api/v1/flights/{studyname}/review", tag = "flights", security(("token" = [])),
+    params(("studyname" = String, Path)), request_body(content = Option<ActionBody>),
+    responses((status = 200, body = Outcome), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn review_flight(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Outcome>> {
+    let body = action_body(body, s.config.limits.max_body_bytes)?;
+    act(&s, &caller, Action::Review, &name, body).await
+}
+
+/// Approves the revision under review: it goes live, into the index. Not by its author.
+#[utoipa::path(post, path = "/api/v1/flights/{studyname}/approve", tag = "flights", security(("token" = [])),
+    params(("studyname" = String, Path)), request_body(content = Option<ActionBody>),
+    responses((status = 200, body = Outcome), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn approve_flight(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Outcome>> {
+    let body = action_body(body, s.config.limits.max_body_bytes)?;
+    act(&s, &caller, Action::Approve, &name, body).await
+}
+
+/// Kills a live flight: it stays in the index with `kill: true`.
+#[utoipa::path(post, path = "/api/v1/flights/{studyname}/kill", tag = "flights", security(("token" = [])),
+    params(("studyname" = String, Path)), request_body(content = Option<ActionBody>),
+    responses((status = 200, body = Outcome), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn kill_flight(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Outcome>> {
+    let body = action_body(body, s.config.limits.max_body_bytes)?;
+    act(&s, &caller, Action::Kill, &name, body).await
+}
+
+/// Ends a flight: it leaves the index.
+#[utoipa::path(post, path = "/api/v1/flights/{studyname}/end", tag = "flights", security(("token" = [])),
+    params(("studyname" = String, Path)), request_body(content = Option<ActionBody>),
+    responses((status = 200, body = Outcome), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn end_flight(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Outcome>> {
+    let body = action_body(body, s.config.limits.max_body_bytes)?;
+    act(&s, &caller, Action::End, &name, body).await
+}
+
+/// The body of `POST /api/v1/tokens`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    pub role: Role,
+    /// The holder's identity (default `<role>-<6 hex>`).
+    pub name: Option<String>,
+}
+
+/// A token just made; `token` is shown this once.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreatedToken {
+    pub token: String,
+    #[serde(flatten)]
+    pub info: TokenInfo,
+}
+
+/// Makes an API token (admin only).
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", security(("token" = [])),
+    request_body = NewToken, responses((status = 201, body = CreatedToken), (status = 403, body = ErrorBody)))]
+async fn create_token(
+    State(s): State<AppState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+    let actor = require(&caller, Action::ManageTokens)?;
+    let v = parse_body(&body_bytes(body, s.config.limits.max_body_bytes)?)?;
+    let req: NewToken = serde_json::from_value(v).map_err(|e| {
+        ApiError::at(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the body is not valid",
+            "$",
+            format!(
+                "{e}; expected {{\"role\": \"author\"|\"approver\"|\"admin\", \"name\"?: \"...\"}}"
+            ),
+        )
+    })?;
+    let token = crate::auth::new_secret()?;
+    let info = s
+        .store
+        .create_token(
+            req.role,
+            req.name.as_deref(),
+            &token,
+            &actor.name,
+            s.clock.now(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(CreatedToken { token, info })))
+}
+
+/// Every token (never their secrets; admin only).
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", security(("token" = [])),
+    responses((status = 200, body = [TokenInfo]), (status = 403, body = ErrorBody)))]
+async fn list_tokens(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<TokenInfo>>> {
+    require(&caller, Action::ManageTokens)?;
+    Ok(Json(s.store.list_tokens().await?))
+}
+
+// ---------------------------------------------------------------- operations
+
+/// Liveness and what this tower is.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "`{ok, engine, singleUser, serial, keyId, publicKey}`"), (status = 503, description = "The database cannot be reached")))]
+async fn healthz(State(s): State<AppState>) -> Response {
+    let doc = s.index.current();
+    let engine = match s.store.engine() {
+        Engine::Sqlite => "sqlite",
+        Engine::Postgres => "postgres",
+    };
+    let key = s.index.key().verifying_key();
+    let body = |ok: bool| {
+        Json(json!({
+            "ok": ok, "engine": engine, "singleUser": s.config.single_user, "serial": doc.serial,
+            "keyId": key_id(&key), "publicKey": public_key_to_base64(&key),
+        }))
+    };
+    match s.store.index_serial().await {
+        Ok(_) => body(true).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: database unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, body(false)).into_response()
+        }
+    }
+}
+
+/// Counters in the Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
+async fn metrics(State(s): State<AppState>) -> Response {
+    let doc = s.index.current();
+    let mut res = s.metrics.render(doc.serial, doc.flights).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    res
+}
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI description of this API.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Test Pilot control tower", description = "Flights' lifecycle and approval, the signed index, reports and progress."),
+    paths(get_index, post_reports, push_flight, list_flights, get_flight, flight_diff, flight_progress, flight_errors,
+          review_flight, approve_flight, kill_flight, end_flight, audit_log, create_token, list_tokens, healthz, metrics),
+    components(schemas(ErrorBody, Problem, Outcome, FlightSummary, FlightDetail, Revision, AuditEntry, Pending, Progress,
+                       ProgressRow, DailyPoint, ErrorReport, Ingested, TokenInfo, NewToken, CreatedToken, ActionBody)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,216 @@
+//! The signed index (DESIGN §6), built from the store and kept in memory: a request is
+//! answered from the last built document (body, ETag) without touching the database.
+//!
+//! Invariants:
+//! - The document is rebuilt when the stored serial changes (this tower's own changes,
+//!   NOTIFY from other towers, or polling) and when its validity window rolls over — never
+//!   per request.
+//! - The bytes depend only on the stored state and the window, not on which tower built
+//!   them: `generatedAt` is the later of the last change and the start of the current
+//!   refresh window, and Ed25519 signatures are deterministic. So towers on one database
+//!   serve identical bytes and identical ETags.
+//! - A document never replaces one with a higher serial.
+
+use crate::error::Result;
+use crate::store::{IndexState, Store};
+use axum::body::Bytes;
+use ed25519_dalek::SigningKey;
+use sha2::{Digest, Sha256};
+use std::sync::{Arc, RwLock};
+use testpilot_flight::index::{Envelope, IndexPayload};
+use testpilot_flight::Timestamp;
+
+/// How long an index stays valid and how often it is re-signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexTiming {
+    /// `expiresAt - generatedAt`. Pilots keep the last good index when the tower cannot be
+    /// reached; after this long they stop trusting it.
+    pub ttl_ms: i64,
+    /// The index is re-signed (new `generatedAt`/`expiresAt`, same serial) at the start of
+    /// every window this long, so that it never gets near expiry while the tower runs.
+    pub refresh_ms: i64,
+    /// `Cache-Control: max-age` for the index, in seconds.
+    pub max_age_s: u32,
+}
+
+impl Default for IndexTiming {
+    fn default() -> Self {
+        IndexTiming {
+            ttl_ms: 7 * 86_400_000,
+            refresh_ms: 86_400_000,
+            max_age_s: 60,
+        }
+    }
+}
+
+/// One built index, ready to serve.
+#[derive(Debug, Clone)]
+pub struct IndexDoc {
+    pub serial: u64,
+    pub generated_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// The envelope's JSON text.
+    pub body: Bytes,
+    /// A strong ETag: `"` + the first 32 hex digits of SHA-256 over the body + `"`.
+    pub etag: String,
+    pub flights: usize,
+}
+
+/// The start of the refresh window that holds `now`.
+fn window_start(now: Timestamp, refresh_ms: i64) -> Timestamp {
+    Timestamp(now.0 - now.0.rem_euclid(refresh_ms.max(1)))
+}
+
+/// Signs the stored state as it is at `now`.
+pub fn build(
+    state: &IndexState,
+    key: &SigningKey,
+    timing: IndexTiming,
+    now: Timestamp,
+) -> IndexDoc {
+    let generated_at = state.changed_at.max(window_start(now, timing.refresh_ms));
+    let payload = IndexPayload {
+        serial: state.serial,
+        generated_at,
+        expires_at: Timestamp(generated_at.0 + timing.ttl_ms),
+        flights: state.flights.clone(),
+    };
+    let body = Envelope::sign(&payload, key).to_text();
+    let etag = format!(
+        "\"{}\"",
+        &hex::encode(Sha256::digest(body.as_bytes()))[..32]
+    );
+    IndexDoc {
+        serial: payload.serial,
+        generated_at,
+        expires_at: payload.expires_at,
+        body: Bytes::from(body),
+        etag,
+        flights: state.flights.len(),
+    }
+}
+
+/// The index in memory, shared by the request handlers.
+pub struct IndexCache {
+    current: RwLock<Arc<IndexDoc>>,
+    key: SigningKey,
+    timing: IndexTiming,
+    /// Serializes rebuilds so that a slow one cannot overwrite a newer one.
+    rebuild: tokio::sync::Mutex<()>,
+}
+
+impl IndexCache {
+    /// Builds the first document from the store.
+    pub async fn load(
+        store: &Store,
+        key: SigningKey,
+        timing: IndexTiming,
+        now: Timestamp,
+    ) -> Result<IndexCache> {
+        let doc = build(&store.index_state().await?, &key, timing, now);
+        Ok(IndexCache {
+            current: RwLock::new(Arc::new(doc)),
+            key,
+            timing,
+            rebuild: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The document to serve.
+    pub fn current(&self) -> Arc<IndexDoc> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn timing(&self) -> IndexTiming {
+        self.timing
+    }
+
+    pub fn key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// Whether the document is out of date: the stored serial moved or the window rolled.
+    pub fn is_stale(&self, stored_serial: u64, now: Timestamp) -> bool {
+        let cur = self.current();
+        stored_serial > cur.serial || window_start(now, self.timing.refresh_ms) > cur.generated_at
+    }
+
+    /// Rebuilds from the store and swaps the new document in, unless a newer one is there.
+    /// Returns the document being served afterwards.
+    pub async fn refresh(&self, store: &Store, now: Timestamp) -> Result<Arc<IndexDoc>> {
+        let _guard = self.rebuild.lock().await;
+        let doc = build(&store.index_state().await?, &self.key, self.timing, now);
+        let mut cur = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if (doc.serial, doc.generated_at) >= (cur.serial, cur.generated_at) && doc.etag != cur.etag
+        {
+            tracing::info!(serial = doc.serial, flights = doc.flights, "index rebuilt");
+            *cur = Arc::new(doc);
+        }
+        Ok(cur.clone())
+    }
+}
+
+/// Writes the signed index as `DIR/control/index.json` (the path it has on a tower, so a
+/// static host or CDN rooted at DIR serves it at the same URL), atomically. Returns the
+/// document written.
+pub async fn export(
+    store: &Store,
+    key: &SigningKey,
+    timing: IndexTiming,
+    now: Timestamp,
+    dir: &std::path::Path,
+) -> Result<IndexDoc> {
+    let doc = build(&store.index_state().await?, key, timing, now);
+    let control = dir.join("control");
+    std::fs::create_dir_all(&control)?;
+    let tmp = control.join(".index.json.tmp");
+    std::fs::write(&tmp, &doc.body)?;
+    std::fs::rename(&tmp, control.join("index.json"))?;
+    Ok(doc)
+}
+
+/// Whether an `If-None-Match` header value matches `etag` (weak comparison, as RFC 9110
+/// asks for `If-None-Match`; `*` matches anything).
+pub fn etag_matches(if_none_match: &str, etag: &str) -> bool {
+    let bare = etag.trim_start_matches("W/");
+    if_none_match
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/") == bare)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match() {
+        assert!(etag_matches("\"abc\"", "\"abc\""));
+        assert!(etag_matches("W/\"abc\"", "\"abc\""));
+        assert!(etag_matches("\"x\", \"abc\"", "\"abc\""));
+        assert!(etag_matches("*", "\"abc\""));
+        assert!(!etag_matches("\"abd\"", "\"abc\""));
+        assert!(!etag_matches("", "\"abc\""));
+    }
+
+    #[test]
+    fn same_state_same_bytes_within_a_window() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let state = IndexState {
+            serial: 3,
+            changed_at: Timestamp(1_000),
+            flights: vec![],
+        };
+        let t = IndexTiming::default();
+        let a = build(&state, &key, t, Timestamp(5_000));
+        let b = build(&state, &key, t, Timestamp(80_000_000));
+        assert_eq!(a.body, b.body);
+        let c = build(&state, &key, t, Timestamp(90_000_000));
+        assert_ne!(a.etag, c.etag);
+        assert_eq!(c.generated_at, Timestamp(86_400_000));
+        assert_eq!(c.expires_at, Timestamp(86_400_000 + t.ttl_ms));
+    }
+}

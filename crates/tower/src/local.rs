@@ -1,0 +1,184 @@
+//! What `testpilot up` needs from the tower: a single-user tower on SQLite in a data
+//! directory, a token kept in that directory, and the example flights loaded and live.
+//! The CLI prints; this module does the work and says what it did.
+
+use crate::api::{ApiConfig, AppState};
+use crate::error::{Error, Result};
+use crate::lifecycle::{Actor, FlightState, RevisionState};
+use crate::server::{self, RunningTower};
+use crate::store::Store;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use testpilot_flight::{Clock, Flight};
+
+/// Where and how to run the local tower.
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    /// Holds `tower.db` and `local-token` (created if missing).
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// A directory of example flights (`*.json`; `*.person.json` are person contexts and
+    /// are skipped), or none.
+    pub examples: Option<PathBuf>,
+}
+
+/// What happened to one example file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExampleLoad {
+    pub file: PathBuf,
+    pub studyname: Option<String>,
+    /// `Some(version)` when the flight is live after loading.
+    pub live_version: Option<u64>,
+    /// In words: "now live", "already live", or why it was skipped.
+    pub note: String,
+}
+
+/// A local tower, running.
+pub struct LocalTower {
+    pub tower: RunningTower,
+    /// An admin token for the person at the keyboard (kept in `DATA/local-token`).
+    pub token: String,
+    pub db_url: String,
+    pub examples: Vec<ExampleLoad>,
+}
+
+/// The SQLite URL of the database in a data directory.
+pub fn sqlite_url(data_dir: &Path) -> String {
+    format!("sqlite://{}", data_dir.join("tower.db").display())
+}
+
+/// Starts (or resumes) a single-user tower on SQLite in `opts.data_dir`, with the examples
+/// loaded and live. The seam for `testpilot up`: the caller gets the URL and public key in
+/// `tower`, and may start a local pilot against them.
+pub async fn start_local(opts: LocalOptions, clock: Arc<dyn Clock>) -> Result<LocalTower> {
+    std::fs::create_dir_all(&opts.data_dir)?;
+    let db_url = sqlite_url(&opts.data_dir);
+    let store = Store::open(&db_url).await?;
+    let config = ApiConfig {
+        single_user: true,
+        ..ApiConfig::default()
+    };
+    let state = AppState::new(store, clock, config).await?;
+    let (token, actor) = local_token(&state, &opts.data_dir).await?;
+    let examples = match &opts.examples {
+        Some(dir) if dir.is_dir() => load_examples(&state, dir, &actor).await?,
+        _ => Vec::new(),
+    };
+    state.refresh_index().await?;
+    let tower = server::serve(state, opts.listen, 1000).await?;
+    Ok(LocalTower {
+        tower,
+        token,
+        db_url,
+        examples,
+    })
+}
+
+/// The admin token kept in `DATA/local-token`, made on the first run.
+pub async fn local_token(state: &AppState, data_dir: &Path) -> Result<(String, Actor)> {
+    let path = data_dir.join("local-token");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let token = text.trim().to_string();
+        if let Some(actor) = state.store.actor_for_token(&token).await? {
+            return Ok((token, actor));
+        }
+    }
+    let token = crate::auth::new_secret()?;
+    let info = state
+        .store
+        .create_token(
+            crate::Role::Admin,
+            Some("local"),
+            &token,
+            "testpilot up",
+            state.clock.now(),
+        )
+        .await?;
+    write_private(&path, &token)?;
+    Ok((token, Actor::new(info.name, info.role)))
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, format!("{text}\n"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+/// Pushes, reviews and approves every valid flight in `dir` (sorted by file name), as
+/// `actor` on a single-user tower. Already-live identical flights are left alone; killed or
+/// ended ones are not revived.
+pub async fn load_examples(
+    state: &AppState,
+    dir: &Path,
+    actor: &Actor,
+) -> Result<Vec<ExampleLoad>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.ends_with(".json") && !name.ends_with(".person.json")
+        })
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for file in files {
+        let skip = |note: String, studyname: Option<String>| ExampleLoad {
+            file: file.clone(),
+            studyname,
+            live_version: None,
+            note,
+        };
+        let value: serde_json::Value = match std::fs::read_to_string(&file)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str(&t).map_err(|e| format!("not JSON: {e}")))
+        {
+            Ok(v) => v,
+            Err(e) => {
+                out.push(skip(format!("skipped: {e}"), None));
+                continue;
+            }
+        };
+        let flight = match Flight::from_json(&value) {
+            Ok(f) => f,
+            Err(d) => {
+                out.push(skip(format!("skipped: not a valid flight ({} problems; `testpilot flight validate` lists them)", d.len()), None));
+                continue;
+            }
+        };
+        let name = flight.studyname.clone();
+        out.push(match make_live(state, &flight, actor).await {
+            Ok((version, note)) => ExampleLoad {
+                file: file.clone(),
+                studyname: Some(name),
+                live_version: Some(version),
+                note,
+            },
+            Err(Error::Conflict(m)) => skip(format!("skipped: {m}"), Some(name)),
+            Err(e) => return Err(e),
+        });
+    }
+    Ok(out)
+}
+
+async fn make_live(state: &AppState, flight: &Flight, actor: &Actor) -> Result<(u64, String)> {
+    let store = &state.store;
+    let now = state.clock.now();
+    let pushed = store.push(actor, flight, now).await?;
+    let name = &flight.studyname;
+    if pushed.unchanged && pushed.revision_state == RevisionState::Live {
+        return Ok((pushed.version, "already live".into()));
+    }
+    if pushed.revision_state == RevisionState::Draft {
+        store.review(actor, name, Some(pushed.version), now).await?;
+    }
+    let approved = store
+        .approve(actor, name, Some(pushed.version), true, now)
+        .await?;
+    debug_assert_eq!(approved.state, FlightState::Live);
+    Ok((approved.version, "now live".into()))
+}

@@ -1,0 +1,266 @@
+//! Storage: one SQL schema on SQLite (the default, a file) or PostgreSQL (several tower
+//! processes on one database). Everything goes through [`Store`], whose methods are the
+//! tower's persistence API — the HTTP handlers and the dashboard call the same ones.
+//!
+//! Invariants:
+//! - Every change happens in one transaction: a revision, its flight row, the audit entry and
+//!   (when the index changes) the serial bump commit together or not at all.
+//! - Revisions are never updated except for their `state`; their spec is immutable.
+//! - `index_state.serial` only grows, and grows in the transaction of every change to what
+//!   the index holds; on PostgreSQL that transaction also sends `NOTIFY testpilot_index`.
+//! - Rules about who may do what and which transitions exist live in [`crate::lifecycle`];
+//!   this module applies them against the stored state with compare-and-set updates, so two
+//!   towers racing on one database cannot both win.
+//!
+//! SQL is written once for both engines (`$n` placeholders, `ON CONFLICT`, `RETURNING`,
+//! BIGINT milliseconds, JSON as TEXT) and run through sqlx's `Any` driver.
+
+mod flights;
+mod reports;
+mod tokens;
+
+pub use flights::{AuditEntry, FlightDetail, FlightSummary, Outcome, Pending, Revision};
+pub use reports::{DailyPoint, ErrorReport, Ingested, Progress, ProgressRow};
+pub use tokens::TokenInfo;
+
+use crate::error::{Error, Result};
+use ed25519_dalek::SigningKey;
+use serde_json::Value;
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::AnyPool;
+use sqlx::Row;
+use std::borrow::Cow;
+use testpilot_flight::Timestamp;
+
+/// The PostgreSQL channel on which a tower announces that the index changed.
+pub const NOTIFY_CHANNEL: &str = "testpilot_index";
+
+/// Which database engine a [`Store`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    /// The engine a database URL names: `sqlite://PATH` or `postgres://...`.
+    pub fn of_url(url: &str) -> Result<Engine> {
+        if url.starts_with("sqlite:") {
+            Ok(Engine::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Engine::Postgres)
+        } else {
+            Err(Error::Config(format!(
+                "`{url}` is not a database URL this tower knows: use sqlite://PATH or postgres://USER@HOST:PORT/DB"
+            )))
+        }
+    }
+}
+
+/// The tower's storage. Cheap to clone (it holds connection pools).
+#[derive(Clone, Debug)]
+pub struct Store {
+    /// For reads. On SQLite a separate pool, so that readers never wait for the writer.
+    read: AnyPool,
+    /// For writes. On SQLite a single connection: SQLite has one writer at a time, and
+    /// queueing in the pool is kinder than `SQLITE_BUSY`.
+    write: AnyPool,
+    engine: Engine,
+    url: String,
+}
+
+/// The index as stored: what a signed index is built from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexState {
+    pub serial: u64,
+    /// When the index's content last changed.
+    pub changed_at: Timestamp,
+    /// Every live and killed flight (killed ones with `kill: true`), by studyname.
+    pub flights: Vec<Value>,
+}
+
+fn migrator(engine: Engine) -> Migrator {
+    let files: &[(i64, &'static str, &'static str)] = match engine {
+        Engine::Sqlite => &[(
+            1,
+            "tower",
+            include_str!("../../migrations/sqlite/0001_tower.sql"),
+        )],
+        Engine::Postgres => &[(
+            1,
+            "tower",
+            include_str!("../../migrations/postgres/0001_tower.sql"),
+        )],
+    };
+    let migrations: Vec<Migration> = files
+        .iter()
+        .map(|(v, d, sql)| {
+            Migration::new(
+                *v,
+                Cow::Borrowed(d),
+                MigrationType::Simple,
+                Cow::Borrowed(sql),
+                false,
+            )
+        })
+        .collect();
+    // `Migrator`'s fields are how sqlx's own `migrate!` builds one; we build it without the
+    // macro (and its compile time), embedding the files with `include_str!`.
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        ignore_missing: false,
+        locking: true,
+        no_tx: false,
+    }
+}
+
+async fn sqlite_pool(url: &str, max: u32) -> Result<AnyPool> {
+    Ok(AnyPoolOptions::new()
+        .max_connections(max)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                // WAL: readers do not block the writer. synchronous=FULL: a commit is on disk
+                // when it returns, which is what "2xx only once durable" needs.
+                for pragma in [
+                    "PRAGMA journal_mode = WAL",
+                    "PRAGMA synchronous = FULL",
+                    "PRAGMA busy_timeout = 10000",
+                    "PRAGMA foreign_keys = ON",
+                ] {
+                    sqlx::query(pragma).execute(&mut *conn).await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await?)
+}
+
+impl Store {
+    /// Opens (creating a SQLite file if needed) and migrates the database at `url`.
+    pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let engine = Engine::of_url(url)?;
+        let (read, write) = match engine {
+            Engine::Sqlite => {
+                let full = if url.contains('?') {
+                    url.to_string()
+                } else {
+                    format!("{url}?mode=rwc")
+                };
+                let write = sqlite_pool(&full, 1).await?;
+                migrator(engine).run(&write).await?;
+                let read = sqlite_pool(&full, 4).await?;
+                (read, write)
+            }
+            Engine::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(16)
+                    .connect(url)
+                    .await?;
+                migrator(engine).run(&pool).await?;
+                (pool.clone(), pool)
+            }
+        };
+        Ok(Store {
+            read,
+            write,
+            engine,
+            url: url.to_string(),
+        })
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// The URL the store was opened with (for the PostgreSQL listener).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Closes the pools, waiting for connections in use.
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+
+    /// The index signing key. The first caller on a database stores `fresh_seed` (32 random
+    /// bytes); every later caller, in any process, gets that same key back.
+    pub async fn signing_key(&self, fresh_seed: [u8; 32], now: Timestamp) -> Result<SigningKey> {
+        sqlx::query("INSERT INTO tower_key (id, secret, created_at) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING")
+            .bind(hex::encode(fresh_seed))
+            .bind(now.0)
+            .execute(&self.write)
+            .await?;
+        let secret: String = sqlx::query("SELECT secret FROM tower_key WHERE id = 1")
+            .fetch_one(&self.write)
+            .await?
+            .try_get(0)?;
+        let bytes = hex::decode(secret.trim())
+            .map_err(|e| Error::Internal(format!("stored signing key: {e}")))?;
+        let seed: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| Error::Internal("stored signing key is not 32 bytes".into()))?;
+        Ok(SigningKey::from_bytes(&seed))
+    }
+
+    /// The index's serial and when its content last changed; cheap, for polling.
+    pub async fn index_serial(&self) -> Result<(u64, Timestamp)> {
+        let row = sqlx::query("SELECT serial, changed_at FROM index_state WHERE id = 1")
+            .fetch_one(&self.read)
+            .await?;
+        Ok((row.try_get::<i64, _>(0)? as u64, Timestamp(row.try_get(1)?)))
+    }
+
+    /// What the index holds, read in one snapshot: the serial and every live and killed
+    /// flight's live revision (killed ones with `kill: true`), ordered by studyname.
+    pub async fn index_state(&self) -> Result<IndexState> {
+        let mut tx = self.read.begin().await?;
+        if self.engine == Engine::Postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let row = sqlx::query("SELECT serial, changed_at FROM index_state WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        let serial = row.try_get::<i64, _>(0)? as u64;
+        let changed_at = Timestamp(row.try_get(1)?);
+        let rows = sqlx::query(
+            "SELECT f.state, r.spec FROM flights f \
+             JOIN revisions r ON r.studyname = f.studyname AND r.version = f.live_version \
+             WHERE f.state IN ('live', 'killed') ORDER BY f.studyname",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut flights = Vec::with_capacity(rows.len());
+        for row in rows {
+            let state: String = row.try_get(0)?;
+            let mut spec = parse_json(&row.try_get::<String, _>(1)?)?;
+            if state == "killed" {
+                if let Some(o) = spec.as_object_mut() {
+                    o.insert("kill".into(), Value::Bool(true));
+                }
+            }
+            flights.push(spec);
+        }
+        Ok(IndexState {
+            serial,
+            changed_at,
+            flights,
+        })
+    }
+}
+
+pub(crate) fn parse_json(text: &str) -> Result<Value> {
+    serde_json::from_str(text)
+        .map_err(|e| Error::Internal(format!("stored JSON does not parse: {e}")))
+}
+
+/// Serializes a [`Timestamp`] as RFC 3339, as every JSON answer of the tower does.
+pub(crate) fn rfc3339<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339())
+}

@@ -1,0 +1,305 @@
+//! Reports from pilots, and the progress computed from them.
+//!
+//! `reports` keeps every report once (`(client, seq)` is its key, so a resend is a no-op);
+//! `client_state` keeps each client's latest report per flight (highest `seq`), which is
+//! what "how many clients are at which status / step / arm" counts.
+
+use super::{parse_json, rfc3339, Store};
+use crate::error::Result;
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::Row;
+use std::collections::{BTreeMap, HashMap};
+use testpilot_flight::report::{Report, ReportBatch};
+use testpilot_flight::Timestamp;
+
+const DAY_MS: i64 = 86_400_000;
+/// Rows per INSERT statement: 11 parameters each, far below both engines' limits.
+const CHUNK: usize = 256;
+
+/// What happened to one batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Ingested {
+    /// Reports stored now.
+    pub accepted: u64,
+    /// Reports already stored before (a resend): not stored twice.
+    pub duplicates: u64,
+}
+
+/// Progress of one flight.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    pub studyname: String,
+    /// Distinct clients that reported on the flight.
+    pub clients: u64,
+    /// Reports received on the flight (every status change).
+    pub reports: u64,
+    /// Status → clients whose latest report has that status.
+    pub by_status: BTreeMap<String, u64>,
+    /// Step → clients whose latest report is at that step.
+    pub by_step: BTreeMap<u64, u64>,
+    /// Arm → clients whose latest report is in that arm (clients without an arm are not here).
+    pub by_arm: BTreeMap<String, u64>,
+    /// Version → clients whose latest report is on that version.
+    pub by_version: BTreeMap<u64, u64>,
+    /// Clients by version, arm, status and step together, for any other cut.
+    pub breakdown: Vec<ProgressRow>,
+    /// Reports per day (UTC, by the report's `at`), oldest first.
+    pub daily: Vec<DailyPoint>,
+}
+
+/// Clients at one (version, arm, status, step).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ProgressRow {
+    pub version: u64,
+    pub arm: Option<String>,
+    pub status: String,
+    pub step: u64,
+    pub clients: u64,
+}
+
+/// One day of a flight's reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DailyPoint {
+    /// `YYYY-MM-DD` (UTC).
+    pub day: String,
+    pub reports: u64,
+    /// Distinct clients that reported that day.
+    pub clients: u64,
+    /// Status → reports with that status that day.
+    pub by_status: BTreeMap<String, u64>,
+}
+
+/// A report that carried a `detail` (typically why a flight failed), newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ErrorReport {
+    pub client: String,
+    pub seq: u64,
+    pub version: u64,
+    pub arm: Option<String>,
+    pub status: String,
+    pub step: u64,
+    #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+    #[schema(value_type = Object)]
+    pub detail: Value,
+}
+
+fn placeholders(rows: usize, cols: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        s.push_str(if r == 0 { "(" } else { ",(" });
+        for c in 0..cols {
+            if c > 0 {
+                s.push(',');
+            }
+            s.push('$');
+            s.push_str(&(r * cols + c + 1).to_string());
+        }
+        s.push(')');
+    }
+    s
+}
+
+fn day_of(at: Timestamp) -> i64 {
+    at.0.div_euclid(DAY_MS)
+}
+
+impl Store {
+    /// Stores several batches in one transaction (group commit) and returns, per batch, how
+    /// many reports were new. When this returns `Ok`, every report is durable.
+    pub async fn insert_reports(
+        &self,
+        batches: &[&ReportBatch],
+        now: Timestamp,
+    ) -> Result<Vec<Ingested>> {
+        let mut tx = self.write.begin().await?;
+        let mut out = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let mut accepted = 0;
+            for chunk in batch.reports.chunks(CHUNK) {
+                let sql = format!(
+                    "INSERT INTO reports (client, seq, flight, version, arm, status, step, at, day, detail, received_at) VALUES {} \
+                     ON CONFLICT (client, seq) DO NOTHING",
+                    placeholders(chunk.len(), 11)
+                );
+                let mut q = sqlx::query(&sql).persistent(chunk.len() == CHUNK);
+                for r in chunk {
+                    q = q
+                        .bind(&batch.client)
+                        .bind(r.seq as i64)
+                        .bind(&r.flight)
+                        .bind(r.version as i64)
+                        .bind(r.arm.as_deref())
+                        .bind(r.status.as_str())
+                        .bind(r.step as i64)
+                        .bind(r.at.0)
+                        .bind(day_of(r.at))
+                        .bind(r.detail.as_ref().map(Value::to_string))
+                        .bind(now.0);
+                }
+                accepted += q.execute(&mut *tx).await?.rows_affected();
+            }
+            out.push(Ingested {
+                accepted,
+                duplicates: batch.reports.len() as u64 - accepted,
+            });
+        }
+        // Each client's latest report per flight; the WHERE keeps a late or resent older
+        // report from moving a client backwards.
+        let mut latest: HashMap<(&str, &str), &Report> = HashMap::new();
+        for batch in batches {
+            for r in &batch.reports {
+                let e = latest
+                    .entry((r.flight.as_str(), batch.client.as_str()))
+                    .or_insert(r);
+                if r.seq > e.seq {
+                    *e = r;
+                }
+            }
+        }
+        let latest: Vec<_> = latest.into_iter().collect();
+        for chunk in latest.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO client_state (flight, client, seq, version, arm, status, step, at) VALUES {} \
+                 ON CONFLICT (flight, client) DO UPDATE SET seq = excluded.seq, version = excluded.version, \
+                 arm = excluded.arm, status = excluded.status, step = excluded.step, at = excluded.at \
+                 WHERE excluded.seq > client_state.seq",
+                placeholders(chunk.len(), 8)
+            );
+            let mut q = sqlx::query(&sql).persistent(chunk.len() == CHUNK);
+            for ((flight, client), r) in chunk {
+                q = q
+                    .bind(*flight)
+                    .bind(*client)
+                    .bind(r.seq as i64)
+                    .bind(r.version as i64)
+                    .bind(r.arm.as_deref())
+                    .bind(r.status.as_str())
+                    .bind(r.step as i64)
+                    .bind(r.at.0);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Reports stored in all, over every flight (for metrics and tests).
+    pub async fn report_count(&self) -> Result<u64> {
+        let n: i64 = sqlx::query("SELECT COUNT(*) FROM reports")
+            .fetch_one(&self.read)
+            .await?
+            .try_get(0)?;
+        Ok(n as u64)
+    }
+
+    /// Whether the report `(client, seq)` is stored.
+    pub async fn has_report(&self, client: &str, seq: u64) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM reports WHERE client = $1 AND seq = $2")
+            .bind(client)
+            .bind(seq as i64)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Progress of a flight: clients by status, step, arm and version (by each client's
+    /// latest report), the full breakdown, and a daily series of reports.
+    pub async fn progress(&self, name: &str) -> Result<Progress> {
+        let rows = sqlx::query(
+            "SELECT version, arm, status, step, COUNT(*) FROM client_state WHERE flight = $1 \
+             GROUP BY version, arm, status, step ORDER BY version, arm, status, step",
+        )
+        .bind(name)
+        .fetch_all(&self.read)
+        .await?;
+        let mut p = Progress {
+            studyname: name.to_string(),
+            ..Progress::default()
+        };
+        for r in rows {
+            let row = ProgressRow {
+                version: r.try_get::<i64, _>(0)? as u64,
+                arm: r.try_get(1)?,
+                status: r.try_get(2)?,
+                step: r.try_get::<i64, _>(3)? as u64,
+                clients: r.try_get::<i64, _>(4)? as u64,
+            };
+            p.clients += row.clients;
+            *p.by_status.entry(row.status.clone()).or_default() += row.clients;
+            *p.by_step.entry(row.step).or_default() += row.clients;
+            *p.by_version.entry(row.version).or_default() += row.clients;
+            if let Some(arm) = &row.arm {
+                *p.by_arm.entry(arm.clone()).or_default() += row.clients;
+            }
+            p.breakdown.push(row);
+        }
+        let per_status = sqlx::query(
+            "SELECT day, status, COUNT(*) FROM reports WHERE flight = $1 GROUP BY day, status ORDER BY day, status",
+        )
+        .bind(name)
+        .fetch_all(&self.read)
+        .await?;
+        let per_day = sqlx::query(
+            "SELECT day, COUNT(DISTINCT client) FROM reports WHERE flight = $1 GROUP BY day ORDER BY day",
+        )
+        .bind(name)
+        .fetch_all(&self.read)
+        .await?;
+        let mut days: BTreeMap<i64, DailyPoint> = BTreeMap::new();
+        for r in per_day {
+            let day: i64 = r.try_get(0)?;
+            let label = Timestamp(day * DAY_MS).to_rfc3339();
+            days.insert(
+                day,
+                DailyPoint {
+                    day: label.get(..10).unwrap_or(&label).to_string(),
+                    reports: 0,
+                    clients: r.try_get::<i64, _>(1)? as u64,
+                    by_status: BTreeMap::new(),
+                },
+            );
+        }
+        for r in per_status {
+            let day: i64 = r.try_get(0)?;
+            let n = r.try_get::<i64, _>(2)? as u64;
+            if let Some(d) = days.get_mut(&day) {
+                d.reports += n;
+                d.by_status.insert(r.try_get(1)?, n);
+            }
+            p.reports += n;
+        }
+        p.daily = days.into_values().collect();
+        Ok(p)
+    }
+
+    /// The newest `limit` reports on a flight that carried a `detail`.
+    pub async fn recent_errors(&self, name: &str, limit: u32) -> Result<Vec<ErrorReport>> {
+        let rows = sqlx::query(
+            "SELECT client, seq, version, arm, status, step, at, detail FROM reports \
+             WHERE flight = $1 AND detail IS NOT NULL ORDER BY at DESC, client, seq LIMIT $2",
+        )
+        .bind(name)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ErrorReport {
+                    client: r.try_get(0)?,
+                    seq: r.try_get::<i64, _>(1)? as u64,
+                    version: r.try_get::<i64, _>(2)? as u64,
+                    arm: r.try_get(3)?,
+                    status: r.try_get(4)?,
+                    step: r.try_get::<i64, _>(5)? as u64,
+                    at: Timestamp(r.try_get(6)?),
+                    detail: parse_json(&r.try_get::<String, _>(7)?)?,
+                })
+            })
+            .collect()
+    }
+}
