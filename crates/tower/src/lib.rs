@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod server;
 pub mod store;
+pub mod testing;
 
 pub use api::{app, AppState};
 pub use clock::{ManualClock, SystemClock};

@@ -195,8 +195,7 @@ pub fn after(
     };
     match action {
         Action::Push if flight.is_final() => Err(format!(
-            "the flight is {}; a {} flight cannot be revised (push it under a new studyname)",
-            flight.as_str(),
+            "the flight is {}, which is final: it cannot be revised (push it under a new studyname)",
             flight.as_str()
         )),
         Action::Push => Ok(live_or(FlightState::Draft)),

@@ -1,0 +1,9 @@
+//! The tower's integration tests, one binary. Every API test runs against both SQLite and
+//! PostgreSQL (`both!`), each on a fresh private database.
+
+mod support;
+
+mod index;
+mod lifecycle;
+mod replicas;
+mod reports;

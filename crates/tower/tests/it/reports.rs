@@ -1,0 +1,209 @@
+//! Reports: idempotency, progress, malformed and oversize bodies, rate limiting.
+
+use crate::both;
+use crate::support::{flight, flight_with_arms, Tower, T0};
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Method, Request, StatusCode};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use testpilot_tower::api::ApiConfig;
+use testpilot_tower::store::Engine;
+use testpilot_tower::ClientLimits;
+
+const C1: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
+const C2: &str = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
+const C3: &str = "16fd2706-8baf-433b-82eb-8c7fada847da";
+const DAY: i64 = 86_400_000;
+
+fn report(seq: u64, flight: &str, arm: Option<&str>, status: &str, step: u64, at: i64) -> Value {
+    json!({"seq": seq, "flight": flight, "version": 1, "arm": arm, "status": status, "step": step, "at": at})
+}
+
+async fn send(t: &Tower, body: Value) -> crate::support::Resp {
+    t.call(Method::POST, "/api/v1/reports", None, Some(body))
+        .await
+}
+
+both!(reports_are_idempotent_and_make_progress);
+async fn reports_are_idempotent_and_make_progress(engine: Engine) {
+    let t = Tower::new(engine).await;
+    t.make_live(flight_with_arms("layout")).await;
+    let c1 = json!({"client": C1, "reports": [
+        report(1, "layout", Some("control"), "running", 0, T0),
+        report(2, "layout", Some("control"), "running", 1, T0 + 1000),
+        report(3, "layout", Some("control"), "completed", 2, T0 + DAY),
+    ]});
+    let r = send(&t, c1.clone()).await;
+    assert_eq!(
+        (r.status, r.json.clone()),
+        (StatusCode::OK, json!({"accepted": 3, "duplicates": 0}))
+    );
+    let again = send(&t, c1).await;
+    assert_eq!(
+        again.json,
+        json!({"accepted": 0, "duplicates": 3}),
+        "a resend is stored once"
+    );
+
+    let mut failed = report(1, "layout", Some("treatment"), "failed", 1, T0 + DAY + 5);
+    failed["detail"] = json!({"error": "ping failed: 503"});
+    send(&t, json!({"client": C2, "reports": [report(0, "layout", Some("treatment"), "running", 0, T0), failed]})).await;
+    // A late, older report does not move a client backwards.
+    send(&t, json!({"client": C3, "reports": [report(5, "layout", Some("treatment"), "running", 1, T0)]})).await;
+    send(&t, json!({"client": C3, "reports": [report(4, "layout", Some("treatment"), "running", 0, T0)]})).await;
+
+    let p = t.get("/api/v1/flights/layout/progress", &t.author).await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.json);
+    let p = p.json;
+    assert_eq!(p["clients"], 3);
+    assert_eq!(p["reports"], 7);
+    assert_eq!(
+        p["byStatus"],
+        json!({"completed": 1, "failed": 1, "running": 1})
+    );
+    assert_eq!(p["byStep"], json!({"1": 2, "2": 1}));
+    assert_eq!(p["byArm"], json!({"control": 1, "treatment": 2}));
+    assert_eq!(p["byVersion"], json!({"1": 3}));
+    assert_eq!(
+        p["daily"],
+        json!([
+            {"day": "2026-04-23", "reports": 5, "clients": 3, "byStatus": {"running": 5}},
+            {"day": "2026-04-24", "reports": 2, "clients": 2, "byStatus": {"completed": 1, "failed": 1}},
+        ])
+    );
+    let errors = t.get("/api/v1/flights/layout/errors", &t.author).await;
+    assert_eq!(
+        errors.json[0]["detail"],
+        json!({"error": "ping failed: 503"})
+    );
+    assert_eq!(errors.json[0]["client"], C2);
+
+    let list = t.get("/api/v1/flights", &t.author).await;
+    assert_eq!(list.json[0]["clients"], 3);
+    assert_eq!(list.json[0]["arms"], json!(["control", "treatment"]));
+    t.finish().await;
+}
+
+both!(malformed_reports_are_refused_with_paths);
+async fn malformed_reports_are_refused_with_paths(engine: Engine) {
+    let config = ApiConfig {
+        limits: ClientLimits {
+            max_reports: 3,
+            ..ClientLimits::default()
+        },
+        ..ApiConfig::default()
+    };
+    let t = Tower::with(engine, config).await;
+    let not_json = t
+        .send(
+            Request::post("/api/v1/reports")
+                .body(Body::from("{\"client\""))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(not_json.status, StatusCode::BAD_REQUEST);
+    assert_eq!(not_json.json["problems"][0]["path"], "$");
+
+    let bad = json!({"client": "not-a-uuid", "reports": [
+        {"seq": 1, "flight": "x", "version": 1, "status": "flying", "step": 0, "at": T0},
+        {"seq": -1, "flight": "x", "version": 1, "status": "running", "step": 0, "at": "yesterday", "colour": 1},
+    ]});
+    let r = send(&t, bad).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let paths: Vec<&str> = r.json["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    for want in [
+        "client",
+        "reports[0].status",
+        "reports[1].seq",
+        "reports[1].at",
+    ] {
+        assert!(paths.contains(&want), "{want} in {paths:?}");
+    }
+    let many: Vec<Value> = (0..4)
+        .map(|i| report(i, "x", None, "running", 0, T0))
+        .collect();
+    let r = send(&t, json!({"client": C1, "reports": many})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.json["problems"][0]["path"], "reports");
+    assert_eq!(
+        t.state.store.report_count().await.unwrap(),
+        0,
+        "nothing of a refused batch is stored"
+    );
+    t.finish().await;
+}
+
+both!(oversize_bodies_are_refused);
+async fn oversize_bodies_are_refused(engine: Engine) {
+    let config = ApiConfig {
+        limits: ClientLimits {
+            max_body_bytes: 2_000,
+            ..ClientLimits::default()
+        },
+        ..ApiConfig::default()
+    };
+    let t = Tower::with(engine, config).await;
+    let many: Vec<Value> = (0..40)
+        .map(|i| report(i, "x", None, "running", 0, T0))
+        .collect();
+    let body = json!({"client": C1, "reports": many});
+    assert!(body.to_string().len() > 2_000);
+    let r = send(&t, body).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        r.json["error"].as_str().unwrap().contains("2000 bytes"),
+        "{}",
+        r.json
+    );
+    let mut big = flight("big");
+    big["description"] = json!("x".repeat(3_000));
+    let r = t.post("/api/v1/flights", &t.author, big).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(t.state.store.report_count().await.unwrap(), 0);
+    t.finish().await;
+}
+
+#[tokio::test]
+async fn reports_are_rate_limited_per_address() {
+    let config = ApiConfig {
+        limits: ClientLimits {
+            rate_per_sec: 1.0,
+            burst: 2.0,
+            ..ClientLimits::default()
+        },
+        ..ApiConfig::default()
+    };
+    let t = Tower::with(Engine::Sqlite, config).await;
+    let from = |ip: &str, seq: u64| {
+        let addr: SocketAddr = format!("{ip}:5000").parse().unwrap();
+        let body = json!({"client": C1, "reports": [report(seq, "x", None, "running", 0, T0)]});
+        Request::post("/api/v1/reports")
+            .extension(ConnectInfo(addr))
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    assert_eq!(t.send(from("10.0.0.1", 1)).await.status, StatusCode::OK);
+    assert_eq!(t.send(from("10.0.0.1", 2)).await.status, StatusCode::OK);
+    let limited = t.send(from("10.0.0.1", 3)).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.headers["retry-after"], "1");
+    assert!(limited.json["error"].as_str().unwrap().contains("10.0.0.1"));
+    assert_eq!(
+        t.send(from("10.0.0.2", 4)).await.status,
+        StatusCode::OK,
+        "another address has its own budget"
+    );
+    t.clock.advance(1_000);
+    assert_eq!(
+        t.send(from("10.0.0.1", 5)).await.status,
+        StatusCode::OK,
+        "the budget refills with time"
+    );
+    t.finish().await;
+}
