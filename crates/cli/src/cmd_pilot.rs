@@ -1,41 +1,355 @@
-//! `testpilot pilot ...`, `log`, `later`, `optout`: the client side.
+//! `testpilot pilot run|observe`, `log`, `later`, `optout`: the client side. Thin: the work is
+//! in `testpilot-pilot`.
 
-use std::path::PathBuf;
+use anyhow::Context;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use testpilot_flight::{parse_duration, Clock};
+use testpilot_pilot::agent::ProfileLock;
+use testpilot_pilot::engine::PilotConfig;
+use testpilot_pilot::net::Offline;
+use testpilot_pilot::{
+    flightlog, AgentConfig, Error, Faults, Journal, Pilot, ReferenceHost, SystemClock,
+};
 
 #[derive(clap::Subcommand)]
 pub enum PilotCmd {
-    /// Run the pilot agent (not built yet).
-    Run,
+    /// Run the pilot agent for a profile: sync with the tower, run flights, report. One agent
+    /// per profile; SIGTERM or Ctrl-C stops it cleanly.
+    Run(RunArgs),
+    /// Tell the pilot that something happened, for `observe` and `instrument` steps.
+    Observe {
+        /// The event's topic.
+        topic: String,
+        /// The event's subject, if any.
+        subject: Option<String>,
+        #[arg(long)]
+        profile: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The tower: http(s)://HOST[:PORT] (the index at /control/index.json), or file://PATH of an
+    /// exported index.
+    #[arg(long)]
+    pub tower: String,
+    /// The profile folder (journal, add-ons, features); created if missing.
+    #[arg(long)]
+    pub profile: PathBuf,
+    /// The tower's Ed25519 public key (standard base64 of 32 bytes), or a file holding it.
+    #[arg(long, conflicts_with = "insecure_unsigned")]
+    pub public_key: Option<String>,
+    /// Development only: accept unsigned indexes.
+    #[arg(long)]
+    pub insecure_unsigned: bool,
+    /// The person context, a JSON file: {"personid"?, "os", "channel", "locale", "appversion", ...}.
+    #[arg(long)]
+    pub person: Option<PathBuf>,
+    /// How often to ask the tower for the index ("15m", "30s", ...).
+    #[arg(long, default_value = "15m")]
+    pub poll: String,
+    /// Sync once, move flights on once, upload reports, and exit.
+    #[arg(long)]
+    pub once: bool,
 }
 
 #[derive(clap::Args)]
 pub struct LogArgs {
     #[arg(long)]
     pub profile: PathBuf,
+    /// Only this flight.
+    pub flight: Option<String>,
+    /// Print a JSON array, one object per flight.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args)]
 pub struct LaterArgs {
     #[arg(long)]
     pub profile: PathBuf,
+    #[command(subcommand)]
+    pub action: Option<LaterAction>,
+}
+
+#[derive(clap::Subcommand)]
+pub enum LaterAction {
+    /// List the prompts waiting for an answer (the default).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Answer yes to a prompt.
+    Ok { id: i64 },
+    /// Answer no to a prompt.
+    No { id: i64 },
+    /// Keep a prompt for later.
+    Later { id: i64 },
 }
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["flight", "all"])))]
 pub struct OptoutArgs {
     #[arg(long)]
     pub profile: PathBuf,
+    /// The flight to leave.
+    pub flight: Option<String>,
+    /// Leave every flight, and start no new ones.
+    #[arg(long)]
+    pub all: bool,
 }
 
-pub fn run(_c: PilotCmd) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("the pilot is not built yet")
+pub fn run(c: PilotCmd) -> anyhow::Result<ExitCode> {
+    match c {
+        PilotCmd::Run(a) => run_agent(a),
+        PilotCmd::Observe {
+            topic,
+            subject,
+            profile,
+        } => {
+            let mut j = open_journal(&profile)?;
+            let id = j.record_event(&topic, subject.as_deref(), SystemClock.now())?;
+            println!(
+                "recorded event {id}: {topic}{}",
+                subject.map(|s| format!(" {s}")).unwrap_or_default()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
-pub fn log(_a: LogArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("the pilot is not built yet")
+
+fn run_agent(a: RunArgs) -> anyhow::Result<ExitCode> {
+    let poll = parse_duration(&serde_json::Value::String(a.poll.clone()))
+        .map_err(|e| anyhow::anyhow!("--poll: {e}"))?;
+    let person = match &a.person {
+        Some(p) => Some(
+            crate::cmd_flight::read_json(p)
+                .map_err(|e| anyhow::anyhow!("--person {}: {e}", p.display()))?,
+        ),
+        None => None,
+    };
+    let public_key = match &a.public_key {
+        Some(k) if Path::new(k).is_file() => Some(
+            std::fs::read_to_string(k)
+                .with_context(|| format!("--public-key {k}"))?
+                .trim()
+                .to_string(),
+        ),
+        other => other.clone(),
+    };
+    if a.insecure_unsigned {
+        eprintln!("WARNING: --insecure-unsigned: this pilot accepts UNSIGNED indexes from {}. Anyone who can change them can run flights on this machine. Use it for development only.", a.tower);
+    }
+    let config = AgentConfig {
+        profile: a.profile,
+        tower: a.tower,
+        public_key,
+        insecure_unsigned: a.insecure_unsigned,
+        person,
+        poll: Duration::from_millis(poll.ms),
+        once: a.once,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(testpilot_pilot::run_agent(config, shutdown_signal()))?;
+    Ok(ExitCode::SUCCESS)
 }
-pub fn later(_a: LaterArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("the pilot is not built yet")
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
-pub fn optout(_a: OptoutArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("the pilot is not built yet")
+
+fn open_journal(profile: &Path) -> anyhow::Result<Journal> {
+    if !Journal::path_in(profile).exists() {
+        anyhow::bail!("{} is not a pilot profile (it has no journal.sqlite); start one with `testpilot pilot run --profile {}`", profile.display(), profile.display());
+    }
+    Ok(Journal::open(profile, Faults::default())?)
+}
+
+pub fn log(a: LogArgs) -> anyhow::Result<ExitCode> {
+    let j = open_journal(&a.profile)?;
+    let flights = flightlog::flights(&j, a.flight.as_deref())?;
+    if let Some(f) = &a.flight {
+        if flights.is_empty() {
+            anyhow::bail!("this profile knows no flight named `{f}`");
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&flights)?);
+    } else {
+        let notes = if a.flight.is_some() {
+            Vec::new()
+        } else {
+            flightlog::pilot_notes(&j)?
+        };
+        print!(
+            "{}",
+            flightlog::render_text(&flights, &notes, j.outbox_pending()?)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn later(a: LaterArgs) -> anyhow::Result<ExitCode> {
+    let mut j = open_journal(&a.profile)?;
+    let (id, answer) = match a.action.unwrap_or(LaterAction::List { json: false }) {
+        LaterAction::List { json } => {
+            let prompts = flightlog::pending_prompts(&j)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&prompts)?);
+            } else if prompts.is_empty() {
+                println!("Nothing is waiting for you.");
+            } else {
+                for p in prompts {
+                    let s = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+                    println!(
+                        "{}  [{}] {} ({}){}",
+                        p["id"],
+                        s("type"),
+                        s("title"),
+                        s("studyname"),
+                        if s("state") == "later" {
+                            " — put off for later"
+                        } else {
+                            ""
+                        }
+                    );
+                    if !s("text").is_empty() {
+                        println!("    {}", s("text"));
+                    }
+                    if !s("url").is_empty() {
+                        println!("    {}", s("url"));
+                    }
+                }
+                println!(
+                    "Answer with `testpilot later --profile {} ok|no|later ID`.",
+                    a.profile.display()
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        LaterAction::Ok { id } => (id, "ok"),
+        LaterAction::No { id } => (id, "no"),
+        LaterAction::Later { id } => (id, "later"),
+    };
+    match j.answer_prompt(id, answer, SystemClock.now()) {
+        Ok(p) => {
+            println!("prompt {id} \"{}\": {answer}", p.title);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(Error::Usage(msg)) => {
+            eprintln!("error: {msg}");
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn optout(a: OptoutArgs) -> anyhow::Result<ExitCode> {
+    let flight = if a.all { None } else { a.flight.clone() };
+    let mut j = open_journal(&a.profile)?;
+    if let Some(f) = &flight {
+        match j.flight(f)? {
+            None => {
+                eprintln!(
+                    "error: this profile knows no flight named `{f}`; `testpilot log` lists them"
+                );
+                return Ok(ExitCode::from(1));
+            }
+            Some(row) if row.status != "running" => {
+                println!("{f} is not running (it is {}); nothing to do", row.status);
+                return Ok(ExitCode::SUCCESS);
+            }
+            Some(_) => {}
+        }
+    }
+    match ProfileLock::acquire(&a.profile) {
+        Ok(_lock) => {
+            // No agent runs: clean up here, with the same host the agent uses.
+            drop(j);
+            let faults = Faults::default();
+            let host = ReferenceHost::new(&a.profile, faults.clone());
+            let config = PilotConfig {
+                profile: a.profile.clone(),
+                person: None,
+            };
+            let mut pilot = Pilot::open(
+                config,
+                Box::new(host),
+                Arc::new(Offline),
+                Arc::new(SystemClock),
+                faults,
+            )?;
+            let ended = pilot.optout(flight.as_deref())?;
+            report_optout(&pilot.journal, &ended, a.all)
+        }
+        Err(Error::Locked { .. }) => {
+            // The agent runs: ask it, and wait for it to finish the cleanup.
+            let req = j.add_request("optout", flight.as_deref(), SystemClock.now())?;
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while !j.request_done(req)? {
+                if std::time::Instant::now() > deadline {
+                    println!("The running agent was asked to end the flight(s) and will clean up shortly; see `testpilot log`.");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let ended: Vec<String> = match &flight {
+                Some(f) => vec![f.clone()],
+                None => j
+                    .flights()?
+                    .into_iter()
+                    .filter(|f| f.status == "optedout")
+                    .map(|f| f.studyname)
+                    .collect(),
+            };
+            report_optout(&j, &ended, a.all)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn report_optout(j: &Journal, ended: &[String], all: bool) -> anyhow::Result<ExitCode> {
+    for name in ended {
+        if let Some(f) = j.flight(name)? {
+            println!(
+                "{name}: {}{}",
+                f.status,
+                if f.cleaned_up {
+                    ", everything it did is undone"
+                } else {
+                    ", cleanup under way"
+                }
+            );
+        }
+    }
+    if all {
+        println!("Opted out of all flights: no new ones will start in this profile.");
+    } else if ended.is_empty() {
+        println!("No running flight was ended.");
+    }
+    Ok(ExitCode::SUCCESS)
 }

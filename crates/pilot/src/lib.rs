@@ -1,1 +1,34 @@
-//! placeholder
+//! The Test Pilot client engine (DESIGN §4, §7): runs flights on one machine, durably, with
+//! guaranteed undo.
+//!
+//! - [`journal`]: the SQLite journal in the profile. Every effect is written as an intent
+//!   before it happens and as done after, with what undoes it.
+//! - [`engine`]: the flightplan interpreter. Its decisions depend only on the journal, the
+//!   host's answers and the time it is given, so it runs the same in real and virtual time.
+//! - [`host`]: what the application provides (add-ons, features, notifications), and
+//!   [`reference`], the host the standalone agent uses, over files in the profile.
+//! - [`sync`]: the seed's core loop: fetch the index, verify it, set up flights, report.
+//! - [`flightlog`]: what the person sees: the flight log, the message center, opt-out.
+//! - [`agent`]: the long-running agent: one per profile, answers shutdown cleanly.
+
+pub mod agent;
+pub mod clock;
+pub mod engine;
+mod error;
+pub mod faults;
+pub mod flightlog;
+pub mod host;
+pub mod journal;
+pub mod net;
+pub mod package;
+pub mod reference;
+pub mod sync;
+
+pub use agent::{run_agent, AgentConfig, TowerSource};
+pub use clock::{ManualClock, SystemClock};
+pub use engine::Pilot;
+pub use error::Error;
+pub use faults::Faults;
+pub use host::Host;
+pub use journal::{Journal, JOURNAL_VERSION};
+pub use reference::ReferenceHost;

@@ -1,0 +1,262 @@
+//! The long-running agent: one per profile (a lock refuses a second), syncing with the tower
+//! every `poll`, advancing flights as they come due, and stopping cleanly when asked.
+
+use crate::clock::SystemClock;
+use crate::net::{HttpNet, Net};
+use crate::reference::ReferenceHost;
+use crate::sync::{sync, upload_reports};
+use crate::{engine::PilotConfig, Error, Faults, Pilot};
+use serde_json::Value;
+use std::fs::File;
+use std::future::Future;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+use testpilot_flight::index::{parse_public_key, Trust};
+use testpilot_flight::{Clock, Timestamp};
+
+pub use crate::sync::TowerSource;
+
+/// How the agent runs (the options of `testpilot pilot run`).
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The profile folder: journal, add-ons, features, notifications.
+    pub profile: PathBuf,
+    /// `http(s)://...` or `file://PATH` (see [`TowerSource::parse`]).
+    pub tower: String,
+    /// The tower's Ed25519 public key, standard base64 of its 32 bytes.
+    pub public_key: Option<String>,
+    /// Development only: accept unsigned indexes.
+    pub insecure_unsigned: bool,
+    /// The person context (`personid` is generated and kept when absent).
+    pub person: Option<Value>,
+    /// How often to ask the tower for the index.
+    pub poll: Duration,
+    /// Sync once, advance flights once, upload reports, and return.
+    pub once: bool,
+}
+
+impl AgentConfig {
+    pub fn new(profile: impl Into<PathBuf>, tower: impl Into<String>) -> AgentConfig {
+        AgentConfig {
+            profile: profile.into(),
+            tower: tower.into(),
+            public_key: None,
+            insecure_unsigned: false,
+            person: None,
+            poll: Duration::from_secs(15 * 60),
+            once: false,
+        }
+    }
+}
+
+/// The profile's lock: held while an agent (or a command cleaning up in its place) works on
+/// the profile. Released when dropped, also when the process dies.
+pub struct ProfileLock {
+    _file: File,
+}
+
+impl ProfileLock {
+    pub fn path(profile: &Path) -> PathBuf {
+        profile.join("agent.lock")
+    }
+
+    /// Takes the lock, or says who holds it.
+    pub fn acquire(profile: &Path) -> Result<ProfileLock, Error> {
+        std::fs::create_dir_all(profile)
+            .map_err(Error::io("cannot create the profile folder", profile))?;
+        let path = ProfileLock::path(profile);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(Error::io("cannot open the lock file", &path))?;
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: flock on a file descriptor we own; no memory is shared.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => "another process".to_string(),
+                pid => format!("pid {pid}"),
+            };
+            return Err(Error::Locked {
+                profile: profile.to_path_buf(),
+                holder,
+            });
+        }
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = write!(file, "{}", std::process::id());
+        let _ = file.flush();
+        Ok(ProfileLock { _file: file })
+    }
+}
+
+/// A stop signal the agent's thread can sleep on.
+#[derive(Default)]
+struct Stop {
+    flag: AtomicBool,
+    lock: Mutex<()>,
+    cv: Condvar,
+}
+
+impl Stop {
+    fn stop(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        let _g = self.lock.lock();
+        self.cv.notify_all();
+    }
+    fn stopped(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+    fn sleep(&self, d: Duration) {
+        let g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.stopped() {
+            let _ = self.cv.wait_timeout(g, d);
+        }
+    }
+}
+
+/// How often the agent looks at the journal for answers, observed events and opt-outs that
+/// other processes wrote.
+const LOCAL_POLL: Duration = Duration::from_millis(250);
+
+/// Runs the agent until `shutdown` resolves (or, with `once`, after one round). The current
+/// journal write always finishes: the engine stops between writes.
+pub async fn run_agent(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    let lock = ProfileLock::acquire(&config.profile)?;
+    let stop = Arc::new(Stop::default());
+    let stop2 = stop.clone();
+    let mut work = tokio::task::spawn_blocking(move || agent_loop(config, &stop2));
+    let result = tokio::select! {
+        r = &mut work => r,
+        _ = shutdown => {
+            stop.stop();
+            work.await
+        }
+    };
+    drop(lock);
+    result.map_err(|e| Error::Usage(format!("the agent's thread stopped abnormally: {e}")))?
+}
+
+fn agent_loop(config: AgentConfig, stop: &Stop) -> Result<(), Error> {
+    let tower = TowerSource::parse(&config.tower)?;
+    let key = match (&config.public_key, config.insecure_unsigned) {
+        (Some(k), _) => Some(parse_public_key(k)?),
+        (None, true) => None,
+        (None, false) => {
+            return Err(Error::Usage(
+                "give the tower's public key with --public-key KEY (`testpilot tower pubkey` prints it), or --insecure-unsigned for development".into(),
+            ))
+        }
+    };
+    let trust = match &key {
+        Some(k) => Trust::Pinned(k),
+        None => Trust::InsecureUnsigned,
+    };
+    let net: Arc<dyn Net> = Arc::new(HttpNet::new(Duration::from_secs(30))?);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let faults = Faults::default();
+    let host = ReferenceHost::new(&config.profile, faults.clone());
+    let pc = PilotConfig {
+        profile: config.profile.clone(),
+        person: config.person.clone(),
+    };
+    let mut pilot = Pilot::open(pc, Box::new(host), net, clock.clone(), faults)?;
+    let now = clock.now();
+    let mode = if key.is_none() {
+        " — INSECURE: unsigned indexes are accepted (--insecure-unsigned); never use this outside development"
+    } else {
+        ""
+    };
+    if key.is_none() {
+        tracing::warn!(
+            "the pilot accepts UNSIGNED indexes (--insecure-unsigned): development only"
+        );
+    }
+    pilot.journal.note(
+        "",
+        now,
+        "agent",
+        &format!(
+            "agent started (pid {}) for {}{mode}",
+            std::process::id(),
+            tower.describe()
+        ),
+        None,
+    )?;
+
+    let mut next_sync = now;
+    let mut sync_failures = 0u32;
+    let mut next_upload = now;
+    let mut upload_failures = 0u32;
+    loop {
+        if stop.stopped() {
+            break;
+        }
+        let now = clock.now();
+        if now >= next_sync {
+            match sync(&mut pilot, &tower, &trust) {
+                Ok(_) => {
+                    sync_failures = 0;
+                    next_sync = Timestamp(now.0 + config.poll.as_millis() as i64);
+                }
+                Err(e) if e.is_crash() || matches!(e, Error::Sqlite(_) | Error::Journal { .. }) => {
+                    return Err(e)
+                }
+                Err(e) => {
+                    sync_failures += 1;
+                    let backoff = (5_000i64 << sync_failures.min(10))
+                        .min(config.poll.as_millis() as i64)
+                        .max(1_000);
+                    tracing::warn!("sync failed: {e}; next try in {} s", backoff / 1000);
+                    next_sync = Timestamp(now.0 + backoff);
+                    if config.once {
+                        eprintln!("warning: {e}");
+                    }
+                }
+            }
+        }
+        if stop.stopped() {
+            break;
+        }
+        let wake = pilot.tick()?;
+        let now = clock.now();
+        if now >= next_upload && pilot.journal.outbox_pending()? > 0 {
+            match upload_reports(&mut pilot, &tower) {
+                Ok(_) => upload_failures = 0,
+                Err(e) if e.is_crash() || matches!(e, Error::Sqlite(_)) => return Err(e),
+                Err(e) => {
+                    upload_failures += 1;
+                    tracing::warn!("report upload failed: {e}");
+                    next_upload =
+                        Timestamp(now.0 + (5_000i64 << upload_failures.min(10)).min(3_600_000));
+                }
+            }
+        }
+        if config.once {
+            break;
+        }
+        let mut until = now.0 + LOCAL_POLL.as_millis() as i64;
+        until = until.min(next_sync.0);
+        if let Some(w) = wake {
+            until = until.min(w.0);
+        }
+        let ms = (until - clock.now().0).clamp(0, LOCAL_POLL.as_millis() as i64);
+        stop.sleep(Duration::from_millis(ms as u64));
+    }
+    let now = clock.now();
+    pilot
+        .journal
+        .note("", now, "agent", "agent stopped", None)?;
+    Ok(())
+}

@@ -1,0 +1,699 @@
+//! The journal: a SQLite database in the profile (`journal.sqlite`, WAL).
+//!
+//! It holds everything the pilot knows: flights and where each one is, every effect it had on
+//! the machine (an intent before, done after, and what undoes it), the timeline shown in the
+//! flight log, the message center, observed events, and the outbox of status reports.
+//!
+//! Each write is one transaction and one [`Faults`] point. The schema is versioned
+//! (`PRAGMA user_version`, see [`JOURNAL_VERSION`]) and upgraded in place by [`MIGRATIONS`];
+//! a database of another application (`PRAGMA application_id`) is refused, never touched.
+
+use crate::{Error, Faults};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use testpilot_flight::Timestamp;
+
+/// The schema version this pilot writes. Older journals are upgraded on open; newer ones are
+/// refused (they were written by a newer pilot).
+pub const JOURNAL_VERSION: i64 = 2;
+
+/// `PRAGMA application_id` of a Test Pilot journal ("TPJL").
+pub const APPLICATION_ID: i64 = 0x5450_4a4c;
+
+/// Migration `i` takes a journal from version `i` to `i + 1`. Never edit one that has shipped.
+pub const MIGRATIONS: &[&str] = &[
+    // 0 → 1: the first schema.
+    r#"
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE flights (
+        studyname TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        spec TEXT NOT NULL,
+        arm TEXT,
+        status TEXT NOT NULL,
+        step INTEGER NOT NULL DEFAULT 0,
+        status_line TEXT,
+        started_at INTEGER,
+        ended_at INTEGER,
+        cleaned_up INTEGER NOT NULL DEFAULT 0,
+        reason TEXT
+    );
+    CREATE TABLE nodes (
+        flight TEXT NOT NULL,
+        path TEXT NOT NULL,
+        state TEXT NOT NULL,
+        PRIMARY KEY (flight, path)
+    );
+    CREATE TABLE effects (
+        id INTEGER PRIMARY KEY,
+        flight TEXT NOT NULL,
+        path TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        done_at INTEGER,
+        undone_at INTEGER
+    );
+    CREATE TABLE timeline (
+        id INTEGER PRIMARY KEY,
+        flight TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        what TEXT NOT NULL,
+        detail TEXT
+    );
+    CREATE TABLE prompts (
+        id INTEGER PRIMARY KEY,
+        flight TEXT NOT NULL,
+        path TEXT NOT NULL,
+        type TEXT NOT NULL,
+        title TEXT NOT NULL,
+        text TEXT NOT NULL,
+        url TEXT,
+        wait INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER,
+        answered_at INTEGER
+    );
+    CREATE TABLE events (id INTEGER PRIMARY KEY, topic TEXT NOT NULL, subject TEXT, at INTEGER NOT NULL);
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY,
+        flight TEXT NOT NULL,
+        report TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        sent_at INTEGER
+    );
+    "#,
+    // 1 → 2: wishes of the person relayed to a running agent (opt-out), and indexes for
+    // profiles with many flights and events.
+    r#"
+    CREATE TABLE requests (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        flight TEXT,
+        at INTEGER NOT NULL,
+        done_at INTEGER
+    );
+    CREATE INDEX events_topic ON events (topic, id);
+    CREATE INDEX effects_flight ON effects (flight, id);
+    CREATE INDEX timeline_flight ON timeline (flight, id);
+    CREATE INDEX prompts_flight ON prompts (flight, state);
+    "#,
+];
+
+/// Effect phases, in order. An effect is undone when its flight ends if it reached `intent`.
+pub mod phase {
+    pub const INTENT: &str = "intent";
+    pub const DONE: &str = "done";
+    pub const FAILED: &str = "failed";
+    pub const UNDOING: &str = "undoing";
+    pub const UNDONE: &str = "undone";
+}
+
+/// Prompt states in the message center. `pending` and `later` are shown by `testpilot later`.
+pub mod prompt_state {
+    pub const PENDING: &str = "pending";
+    pub const LATER: &str = "later";
+    pub const OK: &str = "ok";
+    pub const NO: &str = "no";
+    pub const EXPIRED: &str = "expired";
+    pub const WITHDRAWN: &str = "withdrawn";
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlightRow {
+    pub studyname: String,
+    pub version: u64,
+    pub spec: Value,
+    pub arm: Option<String>,
+    pub status: String,
+    pub step: u64,
+    pub status_line: Option<String>,
+    pub started_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+    pub cleaned_up: bool,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EffectRow {
+    pub id: i64,
+    pub flight: String,
+    pub path: String,
+    pub kind: String,
+    pub phase: String,
+    pub spec: Value,
+    pub summary: String,
+    pub at: Timestamp,
+    pub done_at: Option<Timestamp>,
+    pub undone_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelineRow {
+    pub id: i64,
+    pub flight: String,
+    pub at: Timestamp,
+    pub kind: String,
+    pub what: String,
+    pub detail: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptRow {
+    pub id: i64,
+    pub flight: String,
+    pub path: String,
+    pub kind: String,
+    pub title: String,
+    pub text: String,
+    pub url: Option<String>,
+    pub wait: bool,
+    pub state: String,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub answered_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub id: i64,
+    pub topic: String,
+    pub subject: Option<String>,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestRow {
+    pub id: i64,
+    pub kind: String,
+    pub flight: Option<String>,
+    pub at: Timestamp,
+}
+
+/// An open journal. Writes go through [`Journal::write`], one transaction and one fault point
+/// each.
+pub struct Journal {
+    conn: Connection,
+    path: PathBuf,
+    faults: Faults,
+}
+
+const FLIGHT_COLS: &str = "studyname, version, spec, arm, status, step, status_line, started_at, ended_at, cleaned_up, reason";
+const EFFECT_COLS: &str = "id, flight, path, kind, phase, spec, summary, at, done_at, undone_at";
+const PROMPT_COLS: &str =
+    "id, flight, path, type, title, text, url, wait, state, created_at, expires_at, answered_at";
+
+fn json_col(text: String) -> Value {
+    serde_json::from_str(&text).unwrap_or(Value::String(text))
+}
+
+fn ts(v: Option<i64>) -> Option<Timestamp> {
+    v.map(Timestamp)
+}
+
+impl Journal {
+    /// The journal's file in a profile.
+    pub fn path_in(profile: &Path) -> PathBuf {
+        profile.join("journal.sqlite")
+    }
+
+    /// Opens (creating or upgrading) the journal of `profile`.
+    pub fn open(profile: &Path, faults: Faults) -> Result<Journal, Error> {
+        std::fs::create_dir_all(profile)
+            .map_err(Error::io("cannot create the profile folder", profile))?;
+        Journal::open_file(&Journal::path_in(profile), faults)
+    }
+
+    /// Opens the journal at `path`, refusing what is not a Test Pilot journal.
+    pub fn open_file(path: &Path, faults: Faults) -> Result<Journal, Error> {
+        let bad = |msg: String| Error::Journal {
+            path: path.to_path_buf(),
+            msg,
+        };
+        let conn = Connection::open(path).map_err(|e| bad(format!("cannot open it: {e}")))?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(|e| bad(e.to_string()))?;
+        // Reading the header is the first thing that fails on a file that is not SQLite.
+        let app_id: i64 = conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(|e| {
+                bad(format!(
+                    "it is not a Test Pilot journal ({e}); move it away to start afresh"
+                ))
+            })?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| bad(e.to_string()))?;
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(|e| {
+                bad(format!(
+                    "it is not a Test Pilot journal ({e}); move it away to start afresh"
+                ))
+            })?;
+        if app_id != APPLICATION_ID && !(app_id == 0 && tables == 0) {
+            return Err(bad(format!(
+                "it is a SQLite database of another application (application_id {app_id:#x}, {tables} tables), not a Test Pilot journal; it was left untouched"
+            )));
+        }
+        if version > JOURNAL_VERSION {
+            return Err(bad(format!(
+                "it was written by a newer pilot (journal version {version}; this pilot knows up to {JOURNAL_VERSION}); it was left untouched"
+            )));
+        }
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| bad(e.to_string()))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| bad(e.to_string()))?;
+        let mut j = Journal {
+            conn,
+            path: path.to_path_buf(),
+            faults,
+        };
+        j.upgrade(version)?;
+        Ok(j)
+    }
+
+    fn upgrade(&mut self, from: i64) -> Result<(), Error> {
+        let path = self.path.clone();
+        for v in from..JOURNAL_VERSION {
+            let tx = Transaction::new(&mut self.conn, TransactionBehavior::Immediate)?;
+            // Another process may have upgraded it meanwhile.
+            let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if now > v {
+                continue;
+            }
+            tx.execute_batch(MIGRATIONS[v as usize])
+                .map_err(|e| Error::Journal {
+                    path: path.clone(),
+                    msg: format!("cannot upgrade it from version {v} to {}: {e}", v + 1),
+                })?;
+            tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+            tx.pragma_update(None, "user_version", v + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// One write: a fault point, then `f` in an immediate transaction.
+    pub fn write<T>(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&Transaction) -> rusqlite::Result<T>,
+    ) -> Result<T, Error> {
+        self.faults.point(what)?;
+        let tx = Transaction::new(&mut self.conn, TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    // ---- meta ----
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>, Error> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), Error> {
+        self.write("meta", |tx| {
+            tx.execute("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value", params![key, value])
+        })?;
+        Ok(())
+    }
+
+    /// A value kept for the profile's lifetime, made once (the client id, the personid).
+    pub fn meta_or_init(
+        &mut self,
+        key: &str,
+        make: impl FnOnce() -> String,
+    ) -> Result<String, Error> {
+        if let Some(v) = self.meta(key)? {
+            return Ok(v);
+        }
+        let v = make();
+        self.write("meta", |tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
+                params![key, v],
+            )
+        })?;
+        Ok(self.meta(key)?.unwrap_or(v))
+    }
+
+    // ---- flights ----
+
+    fn flight_from_row(r: &rusqlite::Row) -> rusqlite::Result<FlightRow> {
+        Ok(FlightRow {
+            studyname: r.get(0)?,
+            version: r.get::<_, i64>(1)? as u64,
+            spec: json_col(r.get(2)?),
+            arm: r.get(3)?,
+            status: r.get(4)?,
+            step: r.get::<_, i64>(5)? as u64,
+            status_line: r.get(6)?,
+            started_at: ts(r.get(7)?),
+            ended_at: ts(r.get(8)?),
+            cleaned_up: r.get::<_, i64>(9)? != 0,
+            reason: r.get(10)?,
+        })
+    }
+
+    pub fn flights(&self) -> Result<Vec<FlightRow>, Error> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {FLIGHT_COLS} FROM flights ORDER BY studyname"
+        ))?;
+        let rows = st
+            .query_map([], Journal::flight_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn flight(&self, name: &str) -> Result<Option<FlightRow>, Error> {
+        let sql = format!("SELECT {FLIGHT_COLS} FROM flights WHERE studyname = ?1");
+        Ok(self
+            .conn
+            .query_row(&sql, [name], Journal::flight_from_row)
+            .optional()?)
+    }
+
+    // ---- nodes ----
+
+    pub fn nodes(&self, flight: &str) -> Result<Vec<(String, Value)>, Error> {
+        let mut st = self
+            .conn
+            .prepare("SELECT path, state FROM nodes WHERE flight = ?1")?;
+        let rows = st
+            .query_map([flight], |r| {
+                Ok((r.get::<_, String>(0)?, json_col(r.get(1)?)))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    // ---- effects ----
+
+    fn effect_from_row(r: &rusqlite::Row) -> rusqlite::Result<EffectRow> {
+        Ok(EffectRow {
+            id: r.get(0)?,
+            flight: r.get(1)?,
+            path: r.get(2)?,
+            kind: r.get(3)?,
+            phase: r.get(4)?,
+            spec: json_col(r.get(5)?),
+            summary: r.get(6)?,
+            at: Timestamp(r.get(7)?),
+            done_at: ts(r.get(8)?),
+            undone_at: ts(r.get(9)?),
+        })
+    }
+
+    pub fn effects(&self, flight: &str) -> Result<Vec<EffectRow>, Error> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {EFFECT_COLS} FROM effects WHERE flight = ?1 ORDER BY id"
+        ))?;
+        let rows = st
+            .query_map([flight], Journal::effect_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn effect(&self, id: i64) -> Result<Option<EffectRow>, Error> {
+        let sql = format!("SELECT {EFFECT_COLS} FROM effects WHERE id = ?1");
+        Ok(self
+            .conn
+            .query_row(&sql, [id], Journal::effect_from_row)
+            .optional()?)
+    }
+
+    // ---- timeline ----
+
+    pub fn timeline(&self, flight: &str) -> Result<Vec<TimelineRow>, Error> {
+        let mut st = self.conn.prepare(
+            "SELECT id, flight, at, kind, what, detail FROM timeline WHERE flight = ?1 ORDER BY id",
+        )?;
+        let rows = st
+            .query_map([flight], |r| {
+                Ok(TimelineRow {
+                    id: r.get(0)?,
+                    flight: r.get(1)?,
+                    at: Timestamp(r.get(2)?),
+                    kind: r.get(3)?,
+                    what: r.get(4)?,
+                    detail: r.get::<_, Option<String>>(5)?.map(json_col),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Adds a line to a flight's timeline (`flight` empty: the pilot's own log).
+    pub fn note(
+        &mut self,
+        flight: &str,
+        at: Timestamp,
+        kind: &str,
+        what: &str,
+        detail: Option<&Value>,
+    ) -> Result<(), Error> {
+        self.write("timeline", |tx| {
+            add_timeline(tx, flight, at, kind, what, detail)
+        })?;
+        Ok(())
+    }
+
+    // ---- prompts ----
+
+    fn prompt_from_row(r: &rusqlite::Row) -> rusqlite::Result<PromptRow> {
+        Ok(PromptRow {
+            id: r.get(0)?,
+            flight: r.get(1)?,
+            path: r.get(2)?,
+            kind: r.get(3)?,
+            title: r.get(4)?,
+            text: r.get(5)?,
+            url: r.get(6)?,
+            wait: r.get::<_, i64>(7)? != 0,
+            state: r.get(8)?,
+            created_at: Timestamp(r.get(9)?),
+            expires_at: ts(r.get(10)?),
+            answered_at: ts(r.get(11)?),
+        })
+    }
+
+    pub fn prompt(&self, id: i64) -> Result<Option<PromptRow>, Error> {
+        let sql = format!("SELECT {PROMPT_COLS} FROM prompts WHERE id = ?1");
+        Ok(self
+            .conn
+            .query_row(&sql, [id], Journal::prompt_from_row)
+            .optional()?)
+    }
+
+    /// Prompts waiting for the person (`pending` or put off `later`), oldest first.
+    pub fn open_prompts(&self) -> Result<Vec<PromptRow>, Error> {
+        let sql = format!(
+            "SELECT {PROMPT_COLS} FROM prompts WHERE state IN ('pending', 'later') ORDER BY id"
+        );
+        let mut st = self.conn.prepare(&sql)?;
+        let rows = st
+            .query_map([], Journal::prompt_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn prompts_of(&self, flight: &str) -> Result<Vec<PromptRow>, Error> {
+        let sql = format!("SELECT {PROMPT_COLS} FROM prompts WHERE flight = ?1 ORDER BY id");
+        let mut st = self.conn.prepare(&sql)?;
+        let rows = st
+            .query_map([flight], Journal::prompt_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// The person's answer to a prompt: `ok`, `no` or `later`. Only open prompts take one.
+    pub fn answer_prompt(
+        &mut self,
+        id: i64,
+        answer: &str,
+        at: Timestamp,
+    ) -> Result<PromptRow, Error> {
+        let p = self.prompt(id)?.ok_or_else(|| {
+            Error::Usage(format!(
+                "there is no prompt {id}; `testpilot later list` shows the pending ones"
+            ))
+        })?;
+        if p.state != prompt_state::PENDING && p.state != prompt_state::LATER {
+            return Err(Error::Usage(format!(
+                "prompt {id} is no longer pending (it is {})",
+                p.state
+            )));
+        }
+        let flight = p.flight.clone();
+        self.write("answer prompt", |tx| {
+            tx.execute(
+                "UPDATE prompts SET state = ?2, answered_at = ?3 WHERE id = ?1 AND state IN ('pending', 'later')",
+                params![id, answer, at.0],
+            )?;
+            add_timeline(tx, &flight, at, "prompt", &format!("the person answered prompt {id} \"{}\": {answer}", p.title), None)
+        })?;
+        self.prompt(id)?
+            .ok_or_else(|| Error::Usage(format!("prompt {id} vanished")))
+    }
+
+    // ---- events ----
+
+    /// Records an observed event (`testpilot pilot observe`, or the application).
+    pub fn record_event(
+        &mut self,
+        topic: &str,
+        subject: Option<&str>,
+        at: Timestamp,
+    ) -> Result<i64, Error> {
+        self.write("event", |tx| {
+            tx.execute(
+                "INSERT INTO events (topic, subject, at) VALUES (?1, ?2, ?3)",
+                params![topic, subject, at.0],
+            )?;
+            Ok(tx.last_insert_rowid())
+        })
+    }
+
+    pub fn last_event_id(&self) -> Result<i64, Error> {
+        Ok(self
+            .conn
+            .query_row("SELECT coalesce(max(id), 0) FROM events", [], |r| r.get(0))?)
+    }
+
+    pub fn events_after(&self, after: i64, topic: &str) -> Result<Vec<EventRow>, Error> {
+        let mut st = self.conn.prepare(
+            "SELECT id, topic, subject, at FROM events WHERE topic = ?2 AND id > ?1 ORDER BY id",
+        )?;
+        let rows = st
+            .query_map(params![after, topic], |r| {
+                Ok(EventRow {
+                    id: r.get(0)?,
+                    topic: r.get(1)?,
+                    subject: r.get(2)?,
+                    at: Timestamp(r.get(3)?),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    // ---- outbox ----
+
+    /// Reports not yet accepted by the tower, oldest first: `(seq, report JSON)`.
+    pub fn outbox(&self, limit: usize) -> Result<Vec<(i64, Value)>, Error> {
+        let mut st = self.conn.prepare(
+            "SELECT seq, report FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT ?1",
+        )?;
+        let rows = st
+            .query_map([limit as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, json_col(r.get(1)?)))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn outbox_pending(&self) -> Result<i64, Error> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM outbox WHERE sent_at IS NULL",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    pub fn mark_sent(&mut self, seqs: &[i64], at: Timestamp) -> Result<(), Error> {
+        self.write("outbox sent", |tx| {
+            for s in seqs {
+                tx.execute(
+                    "UPDATE outbox SET sent_at = ?2 WHERE seq = ?1",
+                    params![s, at.0],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    // ---- requests ----
+
+    pub fn add_request(
+        &mut self,
+        kind: &str,
+        flight: Option<&str>,
+        at: Timestamp,
+    ) -> Result<i64, Error> {
+        self.write("request", |tx| {
+            tx.execute(
+                "INSERT INTO requests (kind, flight, at) VALUES (?1, ?2, ?3)",
+                params![kind, flight, at.0],
+            )?;
+            Ok(tx.last_insert_rowid())
+        })
+    }
+
+    pub fn open_requests(&self) -> Result<Vec<RequestRow>, Error> {
+        let mut st = self.conn.prepare(
+            "SELECT id, kind, flight, at FROM requests WHERE done_at IS NULL ORDER BY id",
+        )?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(RequestRow {
+                    id: r.get(0)?,
+                    kind: r.get(1)?,
+                    flight: r.get(2)?,
+                    at: Timestamp(r.get(3)?),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn request_done(&self, id: i64) -> Result<bool, Error> {
+        let done: Option<i64> = self
+            .conn
+            .query_row("SELECT done_at FROM requests WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .flatten();
+        Ok(done.is_some())
+    }
+}
+
+/// Adds a timeline line inside a transaction.
+pub fn add_timeline(
+    tx: &Transaction,
+    flight: &str,
+    at: Timestamp,
+    kind: &str,
+    what: &str,
+    detail: Option<&Value>,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO timeline (flight, at, kind, what, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![flight, at.0, kind, what, detail.map(|d| d.to_string())],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,329 @@
+//! The reference host, used by the standalone agent. Everything lives in the profile:
+//!
+//! - add-ons under `<profile>/addons/<id>/`, with `<profile>/addons/registry.json` saying who
+//!   installed each one; what an install replaced or an uninstall removed is kept under
+//!   `<profile>/addons/.backup/<key>/` until the flight's undo puts it back;
+//! - features in `<profile>/features.json` (an object of id → value);
+//! - notifications appended to `<profile>/notifications.jsonl`, one JSON object a line with
+//!   its `id`, for the application to read.
+//!
+//! Each step that changes a file is a fault point, and every operation is idempotent per key,
+//! so the crash tests can stop it anywhere.
+
+use crate::host::Host;
+use crate::package;
+use crate::{Error, Faults};
+use serde_json::{json, Map, Value};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+pub struct ReferenceHost {
+    profile: PathBuf,
+    faults: Faults,
+}
+
+/// What `.backup/<key>/entry.json` records: the registry entry of what was there before
+/// (`null`: nothing was).
+const ENTRY: &str = "entry.json";
+const CONTENT: &str = "content";
+
+impl ReferenceHost {
+    pub fn new(profile: &Path, faults: Faults) -> ReferenceHost {
+        ReferenceHost {
+            profile: profile.to_path_buf(),
+            faults,
+        }
+    }
+
+    pub fn addons_dir(&self) -> PathBuf {
+        self.profile.join("addons")
+    }
+    fn registry_path(&self) -> PathBuf {
+        self.addons_dir().join("registry.json")
+    }
+    fn features_path(&self) -> PathBuf {
+        self.profile.join("features.json")
+    }
+    pub fn notifications_path(&self) -> PathBuf {
+        self.profile.join("notifications.jsonl")
+    }
+    fn backup_dir(&self, key: &str) -> PathBuf {
+        self.addons_dir().join(".backup").join(key)
+    }
+    fn addon_dir(&self, id: &str) -> PathBuf {
+        self.addons_dir().join(id)
+    }
+
+    /// The installed add-ons: id → `{owner, sha256, ...}`.
+    pub fn registry(&self) -> Result<Map<String, Value>, Error> {
+        read_object(&self.registry_path())
+    }
+
+    fn write_registry(&self, reg: &Map<String, Value>) -> Result<(), Error> {
+        self.faults.point("registry.json")?;
+        if reg.is_empty() {
+            remove_file(&self.registry_path())?;
+            remove_empty_dir(&self.addons_dir());
+            return Ok(());
+        }
+        write_atomic(&self.registry_path(), &Value::Object(reg.clone()))
+    }
+
+    /// The features: id → value.
+    pub fn features(&self) -> Result<Map<String, Value>, Error> {
+        read_object(&self.features_path())
+    }
+
+    /// Moves what is installed under `id` aside into the key's backup (once).
+    fn keep_aside(&self, key: &str, id: &str) -> Result<(), Error> {
+        let backup = self.backup_dir(key);
+        if !backup.join(ENTRY).exists() {
+            self.faults.point("backup entry")?;
+            fs::create_dir_all(&backup).map_err(Error::io("cannot create", &backup))?;
+            let reg = self.registry()?;
+            let before = if self.addon_dir(id).exists() {
+                reg.get(id).cloned().unwrap_or(json!({"owner": null}))
+            } else {
+                Value::Null
+            };
+            write_atomic(&backup.join(ENTRY), &before)?;
+        }
+        let before = read_json(&backup.join(ENTRY))?;
+        if !before.is_null() && !backup.join(CONTENT).exists() && self.addon_dir(id).exists() {
+            self.faults.point("backup move")?;
+            rename(&self.addon_dir(id), &backup.join(CONTENT))?;
+        }
+        Ok(())
+    }
+
+    /// Puts back what [`ReferenceHost::keep_aside`] kept, and forgets the backup.
+    fn put_back(&self, key: &str, id: &str) -> Result<(), Error> {
+        let backup = self.backup_dir(key);
+        if !backup.exists() {
+            return Ok(());
+        }
+        let before = if backup.join(ENTRY).exists() {
+            read_json(&backup.join(ENTRY))?
+        } else {
+            Value::Null
+        };
+        if backup.join(CONTENT).exists() && !self.addon_dir(id).exists() {
+            self.faults.point("restore move")?;
+            rename(&backup.join(CONTENT), &self.addon_dir(id))?;
+        }
+        if !before.is_null() {
+            let mut reg = self.registry()?;
+            if before.get("owner").is_some_and(|o| !o.is_null()) && reg.get(id) != Some(&before) {
+                reg.insert(id.to_string(), before);
+                self.write_registry(&reg)?;
+            }
+        }
+        self.faults.point("backup remove")?;
+        fs::remove_dir_all(&backup).map_err(Error::io("cannot remove", &backup))?;
+        remove_empty_dir(&self.addons_dir().join(".backup"));
+        remove_empty_dir(&self.addons_dir());
+        Ok(())
+    }
+
+    fn owner_is(&self, id: &str, key: &str) -> Result<bool, Error> {
+        Ok(self
+            .registry()?
+            .get(id)
+            .and_then(|e| e.get("owner"))
+            .and_then(Value::as_str)
+            == Some(key))
+    }
+}
+
+impl Host for ReferenceHost {
+    fn addon_present(&self, id: &str) -> Result<bool, Error> {
+        Ok(self.addon_dir(id).exists())
+    }
+
+    fn addon_install(
+        &mut self,
+        key: &str,
+        id: &str,
+        pkg: &Path,
+        sha256: &str,
+    ) -> Result<(), Error> {
+        let target = self.addon_dir(id);
+        if self.owner_is(id, key)? && target.exists() {
+            return Ok(());
+        }
+        self.keep_aside(key, id)?;
+        // The registry names the owner before the files land, so that a half-done install is
+        // recognisably ours on retry and on undo.
+        let mut reg = self.registry()?;
+        if !self.owner_is(id, key)? {
+            reg.insert(id.to_string(), json!({"owner": key, "sha256": sha256}));
+            self.write_registry(&reg)?;
+        }
+        let tmp = self.addons_dir().join(format!(".tmp-{key}"));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(Error::io("cannot remove", &tmp))?;
+        }
+        let file_name = pkg
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.faults.point("unpack")?;
+        if let Err(e) = package::unpack(pkg, &tmp, &file_name) {
+            // Leave the machine as it was: forget the registry claim, put back what was there.
+            self.addon_undo_install(key, id)?;
+            return Err(e);
+        }
+        if target.exists() {
+            // Ours, from an install that stopped half-way.
+            self.faults.point("remove partial")?;
+            fs::remove_dir_all(&target).map_err(Error::io("cannot remove", &target))?;
+        }
+        self.faults.point("install move")?;
+        rename(&tmp, &target)
+    }
+
+    fn addon_undo_install(&mut self, key: &str, id: &str) -> Result<(), Error> {
+        let tmp = self.addons_dir().join(format!(".tmp-{key}"));
+        if tmp.exists() {
+            self.faults.point("remove tmp")?;
+            fs::remove_dir_all(&tmp).map_err(Error::io("cannot remove", &tmp))?;
+        }
+        if self.owner_is(id, key)? {
+            let target = self.addon_dir(id);
+            if target.exists() {
+                self.faults.point("uninstall ours")?;
+                fs::remove_dir_all(&target).map_err(Error::io("cannot remove", &target))?;
+            }
+            let mut reg = self.registry()?;
+            reg.remove(id);
+            self.write_registry(&reg)?;
+        }
+        self.put_back(key, id)
+    }
+
+    fn addon_uninstall(&mut self, key: &str, id: &str) -> Result<(), Error> {
+        self.keep_aside(key, id)?;
+        let mut reg = self.registry()?;
+        if reg.remove(id).is_some() && !self.addon_dir(id).exists() {
+            self.write_registry(&reg)?;
+        }
+        Ok(())
+    }
+
+    fn addon_undo_uninstall(&mut self, key: &str, id: &str) -> Result<(), Error> {
+        self.put_back(key, id)
+    }
+
+    fn feature_get(&self, id: &str) -> Result<Option<Value>, Error> {
+        Ok(self.features()?.get(id).cloned())
+    }
+
+    fn feature_set(&mut self, id: &str, value: Option<&Value>) -> Result<(), Error> {
+        let mut f = self.features()?;
+        let changed = match value {
+            Some(v) => f.insert(id.to_string(), v.clone()).as_ref() != Some(v),
+            None => f.remove(id).is_some(),
+        };
+        if !changed {
+            return Ok(());
+        }
+        self.faults.point("features.json")?;
+        if f.is_empty() {
+            remove_file(&self.features_path())
+        } else {
+            write_atomic(&self.features_path(), &Value::Object(f))
+        }
+    }
+
+    fn notify(
+        &mut self,
+        key: &str,
+        topic: &str,
+        subject: Option<&str>,
+        data: Option<&Value>,
+    ) -> Result<(), Error> {
+        let path = self.notifications_path();
+        let existing = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(Error::io("cannot read", &path)(e)),
+        };
+        let already = existing
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|v| v.get("id").and_then(Value::as_str) == Some(key));
+        if already {
+            return Ok(());
+        }
+        self.faults.point("notify")?;
+        let line = json!({"id": key, "topic": topic, "subject": subject, "data": data});
+        use std::io::Write;
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(Error::io("cannot open", &path))?;
+        // One write of a whole line, so a reader never sees half of one.
+        let mut text = line.to_string();
+        text.push('\n');
+        f.write_all(text.as_bytes())
+            .map_err(Error::io("cannot write", &path))?;
+        f.sync_data().map_err(Error::io("cannot write", &path))
+    }
+}
+
+fn read_json(path: &Path) -> Result<Value, Error> {
+    match fs::read_to_string(path) {
+        Ok(t) => serde_json::from_str(&t)
+            .map_err(|e| Error::Package(format!("{} is not valid JSON: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Value::Null),
+        Err(e) => Err(Error::io("cannot read", path)(e)),
+    }
+}
+
+fn read_object(path: &Path) -> Result<Map<String, Value>, Error> {
+    match read_json(path)? {
+        Value::Null => Ok(Map::new()),
+        Value::Object(m) => Ok(m),
+        _ => Err(Error::Package(format!(
+            "{} should hold a JSON object",
+            path.display()
+        ))),
+    }
+}
+
+/// Writes a file so that readers see the old or the new content, never half of one.
+pub(crate) fn write_atomic(path: &Path, v: &Value) -> Result<(), Error> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(Error::io("cannot create", parent))?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_string_pretty(v).unwrap_or_default();
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(&tmp).map_err(Error::io("cannot write", &tmp))?;
+        f.write_all(text.as_bytes())
+            .map_err(Error::io("cannot write", &tmp))?;
+        f.sync_all().map_err(Error::io("cannot write", &tmp))?;
+    }
+    rename(&tmp, path)
+}
+
+fn rename(from: &Path, to: &Path) -> Result<(), Error> {
+    if let Some(parent) = to.parent() {
+        fs::create_dir_all(parent).map_err(Error::io("cannot create", parent))?;
+    }
+    fs::rename(from, to).map_err(Error::io("cannot move into place", to))
+}
+
+fn remove_file(path: &Path) -> Result<(), Error> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("cannot remove", path)(e)),
+    }
+}
+
+fn remove_empty_dir(path: &Path) {
+    let _ = fs::remove_dir(path);
+}

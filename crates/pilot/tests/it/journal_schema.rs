@@ -1,0 +1,82 @@
+//! The journal's format is versioned and frozen: an old journal must still load, and the
+//! current schema may only change together with JOURNAL_VERSION and a new migration.
+
+use crate::support::*;
+use serde_json::json;
+use testpilot_flight::Timestamp;
+use testpilot_pilot::{Faults, Journal, JOURNAL_VERSION};
+
+fn data(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+#[test]
+fn a_version_1_journal_upgrades_and_its_flight_runs_on() {
+    let rig = Rig::new();
+    {
+        let c = rusqlite::Connection::open(Journal::path_in(&rig.profile)).unwrap();
+        c.execute_batch(&std::fs::read_to_string(data("journal-v1.sql")).unwrap())
+            .unwrap();
+    }
+    rig.set_features(json!({"frozen.f": {"on": true}}));
+    let mut p = rig.pilot();
+    let v: i64 = p
+        .journal
+        .conn()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, JOURNAL_VERSION);
+    assert_eq!(
+        p.journal.meta("client").unwrap().as_deref(),
+        Some("0f8fad5b-d9cb-469f-a165-70867728950e")
+    );
+    assert!(
+        p.journal.open_requests().unwrap().is_empty(),
+        "the v2 table exists"
+    );
+    rig.clock.set(Timestamp(1_780_000_000_000 + 86_400_000));
+    drive(&rig, &mut p, Say::Ok, &[]).unwrap();
+    assert_eq!(status(&p, "frozen"), "completed");
+    assert!(timeline_text(&p, "frozen").contains("thawed"));
+    assert_eq!(rig.features(), json!({}), "the v1 effect is undone");
+}
+
+#[test]
+fn the_current_schema_is_frozen() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path(), Faults::default()).unwrap();
+    let mut st = j
+        .conn()
+        .prepare(
+            "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY type, name",
+        )
+        .unwrap();
+    let rows: Vec<String> = st
+        .query_map([], |r| {
+            Ok(format!(
+                "{} {}: {}",
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?
+            ))
+        })
+        .unwrap()
+        .map(|r| r.unwrap().split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    let actual = format!(
+        "-- journal version {JOURNAL_VERSION}\n{}\n",
+        rows.join("\n")
+    );
+    let path = data(&format!("schema-v{JOURNAL_VERSION}.txt"));
+    if std::env::var_os("TESTPILOT_BLESS").is_some() {
+        std::fs::write(&path, &actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        actual, expected,
+        "the journal schema changed: that needs a new JOURNAL_VERSION and migration (never edit a shipped one); then rerun with TESTPILOT_BLESS=1 to write the new schema to {}",
+        path.display()
+    );
+}

@@ -1,0 +1,10 @@
+//! Integration tests of the pilot: one binary (see STYLE.md).
+
+mod actions;
+
+mod badinput;
+mod crash;
+mod endings;
+mod journal_schema;
+
+mod support;
