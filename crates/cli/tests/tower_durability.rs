@@ -1,0 +1,169 @@
+//! Durability of reports: a tower killed with SIGKILL while a load generator sends reports
+//! still has, after a restart, every report it answered 2xx. Runs the real `testpilot`
+//! binary, on SQLite and on PostgreSQL.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use testpilot_tower::store::Engine;
+use testpilot_tower::testing::TestDb;
+use testpilot_tower::Store;
+
+/// Starts `testpilot tower serve` on a free port and returns it with its URL.
+fn spawn_tower(db_url: &str, data: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_testpilot"))
+        .args([
+            "tower",
+            "serve",
+            "--db",
+            db_url,
+            "--listen",
+            "127.0.0.1:0",
+            "--report-rate",
+            "0",
+        ])
+        .arg("--data")
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run testpilot");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let url = loop {
+        let Some(Ok(line)) = lines.next() else {
+            let _ = child.kill();
+            panic!("the tower exited before listening:\n{}", seen.join("\n"));
+        };
+        if let Some(rest) = line.strip_prefix("tower listening on ") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+        seen.push(line);
+    };
+    // Keep draining its standard error so that it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    (child, url)
+}
+
+fn uuid() -> String {
+    let h: String = testpilot_tower::auth::random_bytes()
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+const BATCH: u64 = 20;
+const WORKERS: usize = 6;
+
+/// Sends batches from one client until the tower stops answering; records what got a 2xx.
+async fn generate(url: String, acked: Arc<Mutex<Vec<(String, u64)>>>) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let client = uuid();
+    let mut seq = 0;
+    loop {
+        let reports: Vec<Value> = (seq..seq + BATCH)
+            .map(|s| json!({"seq": s, "flight": "durable", "version": 1, "status": "running", "step": s % 3, "at": 1_776_902_400_000u64 + s}))
+            .collect();
+        let sent = http
+            .post(format!("{url}/api/v1/reports"))
+            .json(&json!({"client": client, "reports": reports}))
+            .send()
+            .await;
+        match sent {
+            Ok(res) if res.status().is_success() => {
+                let mut a = acked.lock().unwrap();
+                a.extend((seq..seq + BATCH).map(|s| (client.clone(), s)));
+            }
+            Ok(res) if res.status().is_server_error() => return,
+            Ok(res) => panic!("unexpected answer {}", res.status()),
+            Err(_) => return,
+        }
+        seq += BATCH;
+    }
+}
+
+async fn killed_tower_keeps_acknowledged_reports(engine: Engine) {
+    let db = TestDb::new(engine).await.unwrap();
+    let data = testpilot_tower::testing::temp_dir("testpilot-durability");
+    let (mut tower, url) = spawn_tower(&db.url, &data);
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| tokio::spawn(generate(url.clone(), acked.clone())))
+        .collect();
+    // Kill it mid-stream: once a good number of batches got through, with more in flight.
+    let mut waited = Duration::ZERO;
+    while acked.lock().unwrap().len() < (200 * BATCH) as usize {
+        assert!(
+            waited < Duration::from_secs(120),
+            "the tower acknowledged too little"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += Duration::from_millis(10);
+    }
+    tower.kill().expect("SIGKILL the tower");
+    tower.wait().unwrap();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+
+    // Restart on the same database; everything acknowledged is there.
+    let (mut again, url2) = spawn_tower(&db.url, &data);
+    let health: Value = reqwest::get(format!("{url2}/healthz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["ok"], true);
+    let store = Store::open(&db.url).await.unwrap();
+    let mut missing = Vec::new();
+    for (client, seq) in &acked {
+        if !store.has_report(client, *seq).await.unwrap() {
+            missing.push((client.clone(), *seq));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged reports lost, e.g. {:?}",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(3)]
+    );
+    let stored = store.report_count().await.unwrap();
+    assert!(stored >= acked.len() as u64);
+    eprintln!(
+        "{engine:?}: {} reports acknowledged before SIGKILL, {stored} stored after restart",
+        acked.len()
+    );
+    store.close().await;
+    again.kill().unwrap();
+    again.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_tower_killed_mid_load_keeps_every_acknowledged_report() {
+    killed_tower_keeps_acknowledged_reports(Engine::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_tower_killed_mid_load_keeps_every_acknowledged_report() {
+    killed_tower_keeps_acknowledged_reports(Engine::Postgres).await;
+}
