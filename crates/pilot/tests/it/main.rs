@@ -8,3 +8,4 @@ mod endings;
 mod journal_schema;
 
 mod support;
+mod sync_http;
