@@ -41,7 +41,7 @@ pub fn flights(journal: &Journal, only: Option<&str>) -> Result<Vec<Value>, Erro
             .filter(|e| matches!(e.kind.as_str(), "addon-install" | "addon-uninstall" | "feature" | "record" | "notify"))
             .map(|e| {
                 json!({
-                    "at": e.at.to_rfc3339(), "kind": e.kind, "what": e.summary, "phase": e.phase,
+                    "at": e.at.to_rfc3339(), "step": e.path, "kind": e.kind, "what": e.summary, "phase": e.phase,
                     "undone": e.phase == phase::UNDONE, "undoneAt": e.undone_at.map(Timestamp::to_rfc3339),
                 })
             })
