@@ -38,9 +38,17 @@ pub enum FlightCmd {
 pub fn run(c: FlightCmd) -> anyhow::Result<ExitCode> {
     match c {
         FlightCmd::Validate { files } => Ok(validate(&files)),
-        FlightCmd::Explain { file, person, now, json } => explain(&file, &person, now.as_deref(), json),
+        FlightCmd::Explain {
+            file,
+            person,
+            now,
+            json,
+        } => explain(&file, &person, now.as_deref(), json),
         FlightCmd::Schema => {
-            println!("{}", serde_json::to_string_pretty(&schema::flight_schema())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema::flight_schema())?
+            );
             Ok(ExitCode::SUCCESS)
         }
         FlightCmd::Remote(r) => cmd_remote::run(r),
@@ -50,7 +58,13 @@ pub fn run(c: FlightCmd) -> anyhow::Result<ExitCode> {
 /// Reads a JSON file; a syntax error is reported with its line and column.
 pub fn read_json(path: &Path) -> Result<serde_json::Value, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the file: {e}"))?;
-    serde_json::from_str(&text).map_err(|e| format!("not valid JSON at line {}, column {}: {e}", e.line(), e.column()))
+    serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "not valid JSON at line {}, column {}: {e}",
+            e.line(),
+            e.column()
+        )
+    })
 }
 
 fn validate(files: &[PathBuf]) -> ExitCode {
@@ -82,7 +96,10 @@ fn validate(files: &[PathBuf]) -> ExitCode {
 fn load_flight(file: &Path) -> anyhow::Result<Flight> {
     let v = read_json(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     Flight::from_json(&v).map_err(|d| {
-        let lines: Vec<String> = d.iter().map(|d| format!("{}: {}: {}", file.display(), d.path, d.message)).collect();
+        let lines: Vec<String> = d
+            .iter()
+            .map(|d| format!("{}: {}: {}", file.display(), d.path, d.message))
+            .collect();
         anyhow::anyhow!("the flight is not valid:\n{}", lines.join("\n"))
     })
 }
@@ -90,12 +107,19 @@ fn load_flight(file: &Path) -> anyhow::Result<Flight> {
 fn explain(file: &Path, person: &Path, now: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
     let flight = load_flight(file)?;
     let pv = read_json(person).map_err(|e| anyhow::anyhow!("{}: {e}", person.display()))?;
-    let person = Person::from_json(&pv).map_err(|d| anyhow::anyhow!("{}: {d}", person.display()))?;
+    let person =
+        Person::from_json(&pv).map_err(|d| anyhow::anyhow!("{}: {d}", person.display()))?;
     let now = match now {
         None => Timestamp(chrono::Utc::now().timestamp_millis()),
         Some(s) => {
-            let v = s.parse::<i64>().map(serde_json::Value::from).unwrap_or_else(|_| serde_json::Value::String(s.into()));
-            testpilot_flight::parse_dateish(&v).map_err(|e| anyhow::anyhow!("--now: {e}")).context("reading --now")?.at
+            let v = s
+                .parse::<i64>()
+                .map(serde_json::Value::from)
+                .unwrap_or_else(|_| serde_json::Value::String(s.into()));
+            testpilot_flight::parse_dateish(&v)
+                .map_err(|e| anyhow::anyhow!("--now: {e}"))
+                .context("reading --now")?
+                .at
         }
     };
     let e = enrollment::explain(&flight, &person, now);

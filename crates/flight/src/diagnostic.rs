@@ -111,13 +111,20 @@ impl IntoIterator for Diagnostics {
     }
 }
 
-/// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
+/// The closest of `candidates` to `word`, if it is close enough to be a likely typo: a few
+/// edits away (case ignored), or nearly the same by Jaro-Winkler similarity.
 pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     let lower = word.to_ascii_lowercase();
+    let max_edits = (lower.chars().count() / 4).max(1);
     candidates
         .iter()
-        .map(|c| (strsim::jaro_winkler(&lower, &c.to_ascii_lowercase()), *c))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .filter_map(|c| {
+            let cl = c.to_ascii_lowercase();
+            let edits = strsim::osa_distance(&lower, &cl);
+            let jw = strsim::jaro_winkler(&lower, &cl);
+            let prefix = lower.len() >= 2 && (cl.starts_with(&lower) || lower.starts_with(&cl));
+            (edits <= max_edits || jw >= 0.9 || prefix).then_some((edits, *c))
+        })
+        .min_by_key(|(edits, _)| *edits)
         .map(|(_, c)| c)
 }

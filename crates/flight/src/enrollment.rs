@@ -29,9 +29,60 @@ pub struct Explanation {
     pub reasons: Vec<String>,
 }
 
+/// Whether a person runs a flight: the pilot's decision, without the explanations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub eligible: bool,
+    pub sampled: bool,
+    pub enrolled: bool,
+    /// Index into `flight.arms`.
+    pub arm: Option<usize>,
+    pub killed: bool,
+    pub expired: bool,
+}
+
+/// Decides whether `person` runs `flight` at `now`. Same answer as [`explain`], faster: the
+/// filter stops at the first criterion that fails and no sentences are written.
+pub fn decide(flight: &Flight, person: &Person, now: Timestamp) -> Decision {
+    let ctx = FlightContext {
+        studyname: &flight.studyname,
+        version: flight.version,
+    };
+    let eligible = targeting::matches(&flight.filter, &ctx, person, now);
+    let sampled = flight.random_deploy.as_ref().is_none_or(|r| {
+        sampling::in_range48(
+            sampling::deploy_hash48(person.personid(), flight.deploy_key()),
+            r.ge,
+            r.lt,
+        )
+    });
+    let arm = choose_arm(flight, person);
+    let killed = flight.kill;
+    let expired = flight.end_by.as_ref().is_some_and(|e| now >= e.at);
+    Decision {
+        eligible,
+        sampled,
+        enrolled: eligible && sampled && !killed && !expired,
+        arm,
+        killed,
+        expired,
+    }
+}
+
+fn choose_arm(flight: &Flight, person: &Person) -> Option<usize> {
+    if flight.arms.is_empty() {
+        return None;
+    }
+    let ratios: Vec<u64> = flight.arms.iter().map(|a| a.ratio).collect();
+    sampling::choose_arm(person.personid(), &flight.studyname, &ratios)
+}
+
 /// Decides whether `person` runs `flight` at `now`, and says why.
 pub fn explain(flight: &Flight, person: &Person, now: Timestamp) -> Explanation {
-    let ctx = FlightContext { studyname: &flight.studyname, version: flight.version };
+    let ctx = FlightContext {
+        studyname: &flight.studyname,
+        version: flight.version,
+    };
     let filter = targeting::evaluate(&flight.filter, &ctx, person, now);
     let mut reasons = filter.reasons;
     if flight.filter.is_empty() {
@@ -59,16 +110,16 @@ pub fn explain(flight: &Flight, person: &Person, now: Timestamp) -> Explanation 
         }
     };
 
-    let arm = if flight.arms.is_empty() {
-        None
-    } else {
-        let ratios: Vec<u64> = flight.arms.iter().map(|a| a.ratio).collect();
-        sampling::choose_arm(person.personid(), &flight.studyname, &ratios).map(|i| {
-            let name = flight.arms[i].name.clone();
-            reasons.push(format!("arm `{name}` (ratios {ratios:?})"));
-            name
-        })
-    };
+    let arm = choose_arm(flight, person).map(|i| {
+        let name = flight.arms[i].name.clone();
+        let ratios: Vec<String> = flight
+            .arms
+            .iter()
+            .map(|a| format!("{} {}", a.name, a.ratio))
+            .collect();
+        reasons.push(format!("arm `{name}` (ratios: {})", ratios.join(", ")));
+        name
+    });
 
     let killed = flight.kill;
     if killed {

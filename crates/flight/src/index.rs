@@ -44,21 +44,36 @@ impl IndexPayload {
         let mut r = Reader::default();
         let root = JsonPath::root();
         let parsed = (|| {
-            let o = r.object(v, &root, "an index payload", &["serial", "generatedAt", "expiresAt", "flights"])?;
-            let serial = r.required(&o, "serial", "").and_then(|x| r.integer(x, &root.key("serial"), 0));
+            let o = r.object(
+                v,
+                &root,
+                "an index payload",
+                &["serial", "generatedAt", "expiresAt", "flights"],
+            )?;
+            let serial = r
+                .required(&o, "serial", "")
+                .and_then(|x| r.integer(x, &root.key("serial"), 0));
             let date = |key: &str, r: &mut Reader| {
-                r.required(&o, key, "").and_then(|x| match parse_dateish(x) {
-                    Ok(d) => Some(d.at),
-                    Err(e) => {
-                        r.error(&root.key(key), e);
-                        None
-                    }
-                })
+                r.required(&o, key, "")
+                    .and_then(|x| match parse_dateish(x) {
+                        Ok(d) => Some(d.at),
+                        Err(e) => {
+                            r.error(&root.key(key), e);
+                            None
+                        }
+                    })
             };
             let generated_at = date("generatedAt", &mut r);
             let expires_at = date("expiresAt", &mut r);
-            let flights = r.required(&o, "flights", "").and_then(|x| r.array(x, &root.key("flights")).cloned());
-            Some(IndexPayload { serial: serial?, generated_at: generated_at?, expires_at: expires_at?, flights: flights? })
+            let flights = r
+                .required(&o, "flights", "")
+                .and_then(|x| r.array(x, &root.key("flights")).cloned());
+            Some(IndexPayload {
+                serial: serial?,
+                generated_at: generated_at?,
+                expires_at: expires_at?,
+                flights: flights?,
+            })
         })();
         match parsed {
             Some(p) if r.diags.is_empty() => Ok(p),
@@ -92,9 +107,12 @@ pub fn parse_public_key(text: &str) -> Result<VerifyingKey, Error> {
     let bytes = B64
         .decode(text.trim())
         .map_err(|e| Error::BadKey(format!("not standard base64: {e}")))?;
-    let arr: [u8; 32] = bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| Error::BadKey(format!("an Ed25519 public key is 32 bytes, this is {}", b.len())))?;
+    let arr: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+        Error::BadKey(format!(
+            "an Ed25519 public key is 32 bytes, this is {}",
+            b.len()
+        ))
+    })?;
     VerifyingKey::from_bytes(&arr).map_err(|e| Error::BadKey(e.to_string()))
 }
 
@@ -103,7 +121,11 @@ impl Envelope {
     pub fn sign(payload: &IndexPayload, key: &SigningKey) -> Envelope {
         let text = payload.to_text();
         let signature = key.sign(text.as_bytes());
-        Envelope { payload: text, signature: B64.encode(signature.to_bytes()), key_id: key_id(&key.verifying_key()) }
+        Envelope {
+            payload: text,
+            signature: B64.encode(signature.to_bytes()),
+            key_id: key_id(&key.verifying_key()),
+        }
     }
 
     /// The envelope's JSON text, as served.
@@ -115,12 +137,19 @@ impl Envelope {
     pub fn verify(&self, key: &VerifyingKey) -> Result<IndexPayload, Error> {
         let expected = key_id(key);
         if !self.key_id.eq_ignore_ascii_case(&expected) {
-            return Err(Error::KeyMismatch { expected, found: self.key_id.clone() });
+            return Err(Error::KeyMismatch {
+                expected,
+                found: self.key_id.clone(),
+            });
         }
-        let sig = B64.decode(self.signature.trim()).map_err(|_| Error::BadSignature)?;
+        let sig = B64
+            .decode(self.signature.trim())
+            .map_err(|_| Error::BadSignature)?;
         let sig: [u8; 64] = sig.try_into().map_err(|_| Error::BadSignature)?;
-        key.verify(self.payload.as_bytes(), &Signature::from_bytes(&sig)).map_err(|_| Error::BadSignature)?;
-        let v: Value = serde_json::from_str(&self.payload).map_err(|e| Error::Json(format!("the signed payload is not JSON: {e}")))?;
+        key.verify(self.payload.as_bytes(), &Signature::from_bytes(&sig))
+            .map_err(|_| Error::BadSignature)?;
+        let v: Value = serde_json::from_str(&self.payload)
+            .map_err(|e| Error::Json(format!("the signed payload is not JSON: {e}")))?;
         IndexPayload::from_json(&v)
     }
 }
@@ -135,29 +164,45 @@ pub enum Trust<'a> {
 
 /// Accepts an index document only as DESIGN §6 says: the signature verifies with the pinned
 /// key, `serial` is not below `last_serial`, and it has not expired at `now`.
-pub fn accept(text: &str, trust: &Trust, last_serial: Option<u64>, now: Timestamp) -> Result<IndexPayload, Error> {
-    let v: Value = serde_json::from_str(text).map_err(|e| Error::Json(format!("the index is not JSON: {e}")))?;
+pub fn accept(
+    text: &str,
+    trust: &Trust,
+    last_serial: Option<u64>,
+    now: Timestamp,
+) -> Result<IndexPayload, Error> {
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| Error::Json(format!("the index is not JSON: {e}")))?;
     let is_envelope = v.get("payload").is_some() && v.get("signature").is_some();
     let payload = match (trust, is_envelope) {
         (Trust::Pinned(key), true) => {
-            let env: Envelope = serde_json::from_value(v).map_err(|e| Error::Json(format!("the index envelope is malformed: {e}")))?;
+            let env: Envelope = serde_json::from_value(v)
+                .map_err(|e| Error::Json(format!("the index envelope is malformed: {e}")))?;
             env.verify(key)?
         }
         (Trust::Pinned(_), false) => return Err(Error::Unsigned),
         (Trust::InsecureUnsigned, true) => {
-            let payload = v.get("payload").and_then(Value::as_str).ok_or_else(|| Error::Json("`payload` must be a string".into()))?;
-            let pv: Value = serde_json::from_str(payload).map_err(|e| Error::Json(format!("the payload is not JSON: {e}")))?;
+            let payload = v
+                .get("payload")
+                .and_then(Value::as_str)
+                .ok_or_else(|| Error::Json("`payload` must be a string".into()))?;
+            let pv: Value = serde_json::from_str(payload)
+                .map_err(|e| Error::Json(format!("the payload is not JSON: {e}")))?;
             IndexPayload::from_json(&pv)?
         }
         (Trust::InsecureUnsigned, false) => IndexPayload::from_json(&v)?,
     };
     if let Some(last) = last_serial {
         if payload.serial < last {
-            return Err(Error::RolledBack { serial: payload.serial, last });
+            return Err(Error::RolledBack {
+                serial: payload.serial,
+                last,
+            });
         }
     }
     if payload.expires_at <= now {
-        return Err(Error::Expired { expires_at: payload.expires_at });
+        return Err(Error::Expired {
+            expires_at: payload.expires_at,
+        });
     }
     Ok(payload)
 }

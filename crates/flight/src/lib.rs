@@ -17,7 +17,9 @@
 
 pub mod diagnostic;
 pub mod enrollment;
+pub mod expression;
 pub mod index;
+mod memo;
 pub mod person;
 mod reader;
 pub mod report;

@@ -20,15 +20,26 @@ impl Person {
             return Err(r.diags);
         };
         match map.get("personid") {
-            None => r.error(&root, "missing field `personid`: the person's stable random id"),
-            Some(Value::String(s)) if s.is_empty() => r.error(&root.key("personid"), "`personid` is empty"),
+            None => r.error(
+                &root,
+                "missing field `personid`: the person's stable random id",
+            ),
+            Some(Value::String(s)) if s.is_empty() => {
+                r.error(&root.key("personid"), "`personid` is empty")
+            }
             Some(Value::String(_)) => {}
-            Some(other) => r.error(&root.key("personid"), format!("expected a string, found {}", type_name(other))),
+            Some(other) => r.error(
+                &root.key("personid"),
+                format!("expected a string, found {}", type_name(other)),
+            ),
         }
         for key in ["os", "channel", "locale", "appversion"] {
             if let Some(x) = map.get(key) {
                 if !x.is_string() {
-                    r.error(&root.key(key), format!("expected a string, found {}", type_name(x)));
+                    r.error(
+                        &root.key(key),
+                        format!("expected a string, found {}", type_name(x)),
+                    );
                 }
             }
         }

@@ -45,7 +45,10 @@ impl Reader {
         fields: &[&str],
     ) -> Option<Obj<'v>> {
         let Some(map) = v.as_object() else {
-            self.error(path, format!("expected {what} (an object), found {}", type_name(v)));
+            self.error(
+                path,
+                format!("expected {what} (an object), found {}", type_name(v)),
+            );
             return None;
         };
         for key in map.keys() {
@@ -132,15 +135,21 @@ impl Reader {
     /// A whole number in `[min, u64::MAX]`.
     pub fn integer(&mut self, v: &Value, path: &JsonPath, min: u64) -> Option<u64> {
         let n = match v {
-            Value::Number(n) => n
-                .as_u64()
-                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 9.0e15).map(|f| f as u64)),
+            Value::Number(n) => n.as_u64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 9.0e15)
+                    .map(|f| f as u64)
+            }),
             _ => None,
         };
         match n {
             Some(n) if n >= min => Some(n),
             _ => {
-                let what = if min == 0 { "a whole number, 0 or more" } else { "a whole number, 1 or more" };
+                let what = if min == 0 {
+                    "a whole number, 0 or more"
+                } else {
+                    "a whole number, 1 or more"
+                };
                 self.error(path, format!("expected {what}, found {}", short(v)));
                 None
             }
@@ -169,13 +178,23 @@ impl Reader {
         Some(out)
     }
 
-    /// One of `choices` (compared ignoring case), reported with a suggestion otherwise.
-    pub fn choice(&mut self, v: &Value, path: &JsonPath, choices: &[&'static str]) -> Option<&'static str> {
+    /// One of `choices`, exactly as written; otherwise reported with a suggestion (which
+    /// ignores case, so `"post"` gets "did you mean `POST`?").
+    pub fn choice(
+        &mut self,
+        v: &Value,
+        path: &JsonPath,
+        choices: &[&'static str],
+    ) -> Option<&'static str> {
         let s = self.string(v, path)?;
-        if let Some(c) = choices.iter().find(|c| c.eq_ignore_ascii_case(&s)) {
+        if let Some(c) = choices.iter().find(|c| **c == s) {
             return Some(c);
         }
-        let list = choices.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ");
+        let list = choices
+            .iter()
+            .map(|c| format!("`{c}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let msg = match did_you_mean(&s, choices) {
             Some(c) => format!("`{s}` is not one of {list}; did you mean `{c}`?"),
             None => format!("`{s}` is not one of {list}"),

@@ -26,8 +26,16 @@ pub enum Status {
 
 impl Status {
     pub const ALL: [Status; 11] = [
-        Status::Running, Status::Completed, Status::Declined, Status::Failed, Status::Killed,
-        Status::Expired, Status::Timedout, Status::Optedout, Status::Withdrawn, Status::Ineligible,
+        Status::Running,
+        Status::Completed,
+        Status::Declined,
+        Status::Failed,
+        Status::Killed,
+        Status::Expired,
+        Status::Timedout,
+        Status::Optedout,
+        Status::Withdrawn,
+        Status::Ineligible,
         Status::Unsampled,
     ];
 
@@ -94,7 +102,9 @@ pub struct ReportBatch {
 }
 
 const BATCH_FIELDS: &[&str] = &["client", "reports"];
-const REPORT_FIELDS: &[&str] = &["seq", "flight", "version", "arm", "status", "step", "at", "detail"];
+const REPORT_FIELDS: &[&str] = &[
+    "seq", "flight", "version", "arm", "status", "step", "at", "detail",
+];
 
 /// Whether `s` is a UUID in its usual hyphenated text form.
 pub fn is_uuid(s: &str) -> bool {
@@ -111,17 +121,31 @@ impl ReportBatch {
     pub fn from_json(v: &Value, max_reports: usize) -> Result<ReportBatch, Diagnostics> {
         let mut r = Reader::default();
         let root = JsonPath::root();
-        let Some(o) = r.object(v, &root, "a report batch", BATCH_FIELDS) else { return Err(r.diags) };
+        let Some(o) = r.object(v, &root, "a report batch", BATCH_FIELDS) else {
+            return Err(r.diags);
+        };
         let client = r.req_string(&o, "client", "the profile's random client id (a UUID)");
         if let Some(c) = &client {
             if !is_uuid(c) {
-                r.error(&root.key("client"), "`client` must be a UUID like \"0f8fad5b-d9cb-469f-a165-70867728950e\"");
+                r.error(
+                    &root.key("client"),
+                    "`client` must be a UUID like \"0f8fad5b-d9cb-469f-a165-70867728950e\"",
+                );
             }
         }
         let mut reports = Vec::new();
-        if let Some(list) = r.required(&o, "reports", "the list of reports").and_then(|x| r.array(x, &root.key("reports"))) {
+        if let Some(list) = r
+            .required(&o, "reports", "the list of reports")
+            .and_then(|x| r.array(x, &root.key("reports")))
+        {
             if list.len() > max_reports {
-                r.error(&root.key("reports"), format!("{} reports in one batch; send at most {max_reports} at a time", list.len()));
+                r.error(
+                    &root.key("reports"),
+                    format!(
+                        "{} reports in one batch; send at most {max_reports} at a time",
+                        list.len()
+                    ),
+                );
             }
             for (i, item) in list.iter().enumerate().take(max_reports) {
                 if let Some(rep) = read_report(&mut r, item, &root.key("reports").index(i)) {
@@ -138,12 +162,19 @@ impl ReportBatch {
 
 fn read_report(r: &mut Reader, v: &Value, path: &JsonPath) -> Option<Report> {
     let o = r.object(v, path, "a report", REPORT_FIELDS)?;
-    let seq = r.required(&o, "seq", "the report's sequence number").and_then(|x| r.integer(x, &path.key("seq"), 0));
+    let seq = r
+        .required(&o, "seq", "the report's sequence number")
+        .and_then(|x| r.integer(x, &path.key("seq"), 0));
     let flight = r.req_string(&o, "flight", "the flight's studyname");
-    if flight.as_deref().is_some_and(|f| !crate::validate::is_name(f, 128)) {
+    if flight
+        .as_deref()
+        .is_some_and(|f| !crate::validate::is_name(f, 128))
+    {
         r.error(&path.key("flight"), "`flight` must be a studyname");
     }
-    let version = r.required(&o, "version", "the flight's version").and_then(|x| r.integer(x, &path.key("version"), 0));
+    let version = r
+        .required(&o, "version", "the flight's version")
+        .and_then(|x| r.integer(x, &path.key("version"), 0));
     let arm = match o.map.get("arm") {
         None | Some(Value::Null) => None,
         Some(x) => r.string(x, &path.key("arm")),
@@ -155,14 +186,27 @@ fn read_report(r: &mut Reader, v: &Value, path: &JsonPath) -> Option<Report> {
             r.choice(x, &path.key("status"), &names)
         })
         .and_then(Status::parse);
-    let step = r.required(&o, "step", "the flightplan step").and_then(|x| r.integer(x, &path.key("step"), 0));
-    let at = r.required(&o, "at", "when it happened").and_then(|x| match parse_dateish(x) {
-        Ok(d) => Some(d.at),
-        Err(e) => {
-            r.error(&path.key("at"), e);
-            None
-        }
-    });
+    let step = r
+        .required(&o, "step", "the flightplan step")
+        .and_then(|x| r.integer(x, &path.key("step"), 0));
+    let at = r
+        .required(&o, "at", "when it happened")
+        .and_then(|x| match parse_dateish(x) {
+            Ok(d) => Some(d.at),
+            Err(e) => {
+                r.error(&path.key("at"), e);
+                None
+            }
+        });
     let detail = o.map.get("detail").filter(|d| !d.is_null()).cloned();
-    Some(Report { seq: seq?, flight: flight?, version: version?, arm, status: status?, step: step?, at: at?, detail })
+    Some(Report {
+        seq: seq?,
+        flight: flight?,
+        version: version?,
+        arm,
+        status: status?,
+        step: step?,
+        at: at?,
+        detail,
+    })
 }

@@ -13,25 +13,47 @@ const HASH_MAX: f64 = 281_474_976_710_655.0;
 /// A 12-digit lowercase hex hash.
 pub type Bucket = String;
 
+// Comparing two zero-padded 12-digit lowercase hex strings is the same as comparing the
+// 48-bit numbers they spell, so the hot paths below work on `u64`s and never allocate. The
+// string forms exist for display and for the vectors.
+
+/// The first 48 bits of SHA-256 over the compact JSON text of `x`.
+pub fn hash48<T: Serialize + ?Sized>(x: &T) -> u64 {
+    let mut hasher = Sha256::new();
+    // Serializing plain data cannot fail; were it to, "null" is hashed rather than panic.
+    if serde_json::to_writer(&mut hasher, x).is_err() {
+        hasher = Sha256::new();
+        hasher.update(b"null");
+    }
+    let d = hasher.finalize();
+    u64::from_be_bytes([0, 0, d[0], d[1], d[2], d[3], d[4], d[5]])
+}
+
+/// `floor(f × (2^48 − 1))`, with `f` clamped into `[0, 1]`.
+pub fn key48(f: f64) -> u64 {
+    let f = if f.is_nan() { 0.0 } else { f.clamp(0.0, 1.0) };
+    (f * HASH_MAX).floor() as u64
+}
+
 /// The first 12 hex characters of SHA-256 over the compact JSON text of `x` (a string keeps
 /// its quotes; non-ASCII is not escaped).
 pub fn truncated_hash<T: Serialize + ?Sized>(x: &T) -> Bucket {
-    // Serializing plain data to a string cannot fail; fall back to "null" rather than panic.
-    let text = serde_json::to_string(x).unwrap_or_else(|_| "null".into());
-    let digest = Sha256::digest(text.as_bytes());
-    hex::encode(&digest[..6])
+    format!("{:012x}", hash48(x))
 }
 
 /// `floor(f × (2^48 − 1))` as 12 lowercase hex digits; `f` is clamped into `[0, 1]`.
 pub fn fraction_to_key(f: f64) -> Bucket {
-    let f = if f.is_nan() { 0.0 } else { f.clamp(0.0, 1.0) };
-    let n = (f * HASH_MAX).floor() as u64;
-    format!("{n:012x}")
+    format!("{:012x}", key48(f))
 }
 
-/// Whether the hash `h` lies in `[ge, lt)`.
+/// Whether the hash `h` (12 hex digits) lies in `[ge, lt)`.
 pub fn in_range(h: &str, ge: f64, lt: f64) -> bool {
     fraction_to_key(ge).as_str() <= h && h < fraction_to_key(lt).as_str()
+}
+
+/// Whether the 48-bit hash `h` lies in `[ge, lt)`.
+pub fn in_range48(h: u64, ge: f64, lt: f64) -> bool {
+    key48(ge) <= h && h < key48(lt)
 }
 
 /// The bucket of a person for a `randomDeploy` key: `truncated_hash(["<personid>", "<keyname>"])`.
@@ -39,9 +61,14 @@ pub fn deploy_bucket(personid: &str, keyname: &str) -> Bucket {
     truncated_hash(&[personid, keyname])
 }
 
+/// [`deploy_bucket`] as a number.
+pub fn deploy_hash48(personid: &str, keyname: &str) -> u64 {
+    hash48(&[personid, keyname])
+}
+
 /// Normandy's `stableSample(input, rate)`.
 pub fn stable_sample<T: Serialize + ?Sized>(x: &T, rate: f64) -> bool {
-    truncated_hash(x) < fraction_to_key(rate)
+    hash48(x) < key48(rate)
 }
 
 /// Normandy's `bucketSample(input, start, count, total)`. `total` must be positive.
@@ -49,10 +76,9 @@ pub fn bucket_sample<T: Serialize + ?Sized>(x: &T, start: u64, count: u64, total
     if total == 0 {
         return false;
     }
-    let h = truncated_hash(x);
-    let in_bucket = |lo: u64, hi: u64| {
-        fraction_to_key(lo as f64 / total as f64) <= h && h < fraction_to_key(hi as f64 / total as f64)
-    };
+    let h = hash48(x);
+    let in_bucket =
+        |lo: u64, hi: u64| in_range48(h, lo as f64 / total as f64, hi as f64 / total as f64);
     let ws = start % total;
     let end = ws.saturating_add(count);
     if end > total {
@@ -65,15 +91,16 @@ pub fn bucket_sample<T: Serialize + ?Sized>(x: &T, start: u64, count: u64, total
 /// Nimbus's `ratio_sample`: the first index `i` with `h ≤ key(cumsum_i / total)`, else the last.
 /// Returns `None` only for an empty or all-zero list of ratios.
 pub fn ratio_sample<T: Serialize + ?Sized>(x: &T, ratios: &[u64]) -> Option<usize> {
-    let total: u64 = ratios.iter().sum();
+    // u128: no sum of u64 ratios can overflow it.
+    let total: u128 = ratios.iter().map(|&r| r as u128).sum();
     if ratios.is_empty() || total == 0 {
         return None;
     }
-    let h = truncated_hash(x);
-    let mut cumulative = 0u64;
+    let h = hash48(x);
+    let mut cumulative = 0u128;
     for (i, r) in ratios.iter().enumerate() {
-        cumulative += r;
-        if h <= fraction_to_key(cumulative as f64 / total as f64) {
+        cumulative += *r as u128;
+        if h <= key48(cumulative as f64 / total as f64) {
             return Some(i);
         }
     }
@@ -82,5 +109,8 @@ pub fn ratio_sample<T: Serialize + ?Sized>(x: &T, ratios: &[u64]) -> Option<usiz
 
 /// The arm index of a person in a flight: Nimbus's branch choice.
 pub fn choose_arm(personid: &str, studyname: &str, ratios: &[u64]) -> Option<usize> {
-    ratio_sample(&format!("experimentmanager-{personid}-{studyname}-branch"), ratios)
+    ratio_sample(
+        &format!("experimentmanager-{personid}-{studyname}-branch"),
+        ratios,
+    )
 }

@@ -21,7 +21,10 @@ impl VarValue {
     pub fn render(&self) -> String {
         match self {
             VarValue::String(s) => s.clone(),
-            VarValue::Number(n) => Value::from(*n).to_string().trim_end_matches(".0").to_string(),
+            VarValue::Number(n) => Value::from(*n)
+                .to_string()
+                .trim_end_matches(".0")
+                .to_string(),
             VarValue::Bool(b) => b.to_string(),
         }
     }
@@ -53,9 +56,11 @@ pub struct Flight {
     #[serde(rename = "randomDeploy", skip_serializing_if = "Option::is_none")]
     pub random_deploy: Option<RandomDeploy>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    #[schemars(length(min = 1))]
     pub arms: Vec<Arm>,
     /// What happens during the flight. Optional only when every arm has its own.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    #[schemars(length(min = 1))]
     pub flightplan: Vec<Entry>,
     /// A flight not complete by then ends as `expired`.
     #[serde(rename = "endBy", skip_serializing_if = "Option::is_none")]
@@ -147,6 +152,7 @@ pub struct Arm {
     pub variables: Variables,
     /// Replaces the flight's flightplan for this arm.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
     pub flightplan: Option<Vec<Entry>>,
 }
 
@@ -155,7 +161,7 @@ pub struct Arm {
 #[serde(untagged)]
 pub enum Entry {
     Directive(Directive),
-    Parallel(Vec<Entry>),
+    Parallel(#[schemars(length(min = 1))] Vec<Entry>),
 }
 
 /// One step of a flightplan.
@@ -208,6 +214,7 @@ impl Directive {
 
 /// Exactly one of `until` and `for`.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Wait {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<Dateish>,
@@ -234,9 +241,12 @@ impl Method {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Ping {
     /// URL template (http or https); substituted values are percent-encoded.
     pub url: String,
+    /// Default GET.
+    #[serde(default = "default_method")]
     pub method: Method,
     /// JSON body (POST and PUT); strings in it are templates.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -266,6 +276,7 @@ pub enum WaitFor {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct External {
     #[serde(rename = "type")]
     pub kind: PromptType,
@@ -302,6 +313,7 @@ pub enum Permission {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Addon {
     #[serde(rename = "do")]
     pub op: AddonOp,
@@ -316,6 +328,8 @@ pub struct Addon {
     /// Lowercase hex SHA-256 of the package.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// Default notify: the person is told.
+    #[serde(default = "default_permission")]
     pub permission: Permission,
     /// Shown to the person with `notify` and `warn` (template).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -323,21 +337,26 @@ pub struct Addon {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Feature {
     pub id: String,
     pub value: Map<String, Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Observe {
     pub topic: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// Default 1.
     #[schemars(range(min = 1))]
+    #[serde(default = "default_count")]
     pub count: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Notify {
     /// Template.
     pub topic: String,
@@ -349,6 +368,7 @@ pub struct Notify {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Instrument {
     pub watch: Vec<String>,
     #[serde(rename = "for")]
@@ -358,7 +378,18 @@ pub struct Instrument {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Text {
     /// Template.
     pub text: String,
+}
+
+fn default_method() -> Method {
+    Method::Get
+}
+fn default_permission() -> Permission {
+    Permission::Notify
+}
+fn default_count() -> u64 {
+    1
 }

@@ -1,14 +1,13 @@
 //! Targeting (DESIGN §5): who a flight's `filter` lets in, and why.
 
+pub use crate::expression::FlightContext;
+use crate::expression::{self, Context};
 use crate::person::Person;
-use crate::sampling;
 use crate::spec::Filter;
-use crate::time::{parse_dateish, Timestamp};
+use crate::time::Timestamp;
 use crate::version;
-use jexl_eval::Evaluator;
-use jexl_parser::ast::Expression;
-use serde_json::{json, Value};
-use std::sync::LazyLock;
+use serde_json::Value;
+use std::ops::ControlFlow;
 
 /// Canonical OS names.
 pub const OS_NAMES: &[&str] = &["linux", "macos", "windows", "android", "ios"];
@@ -51,59 +50,108 @@ pub struct FilterOutcome {
     pub reasons: Vec<String>,
 }
 
-/// What an expression sees as `flight`.
-pub struct FlightContext<'a> {
-    pub studyname: &'a str,
-    pub version: Option<u64>,
-}
-
 /// Evaluates every criterion of `filter` (all of them, so that `explain` can say everything).
-pub fn evaluate(filter: &Filter, flight: &FlightContext, person: &Person, now: Timestamp) -> FilterOutcome {
+pub fn evaluate(
+    filter: &Filter,
+    flight: &FlightContext,
+    person: &Person,
+    now: Timestamp,
+) -> FilterOutcome {
     let mut passed = true;
     let mut reasons = Vec::new();
-    let mut check = |ok: bool, reason: String| {
+    criteria(filter, flight, person, now, &mut |ok, why| {
         passed &= ok;
-        reasons.push(reason);
-    };
+        reasons.push(why());
+        ControlFlow::Continue(())
+    });
+    FilterOutcome { passed, reasons }
+}
+
+/// Whether `filter` passes, stopping at the first criterion that fails and writing no
+/// reasons: the pilot's hot path. Cheap criteria come before the expression.
+pub fn matches(filter: &Filter, flight: &FlightContext, person: &Person, now: Timestamp) -> bool {
+    let mut passed = true;
+    criteria(filter, flight, person, now, &mut |ok, _| {
+        passed = ok;
+        if ok {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(())
+        }
+    });
+    passed
+}
+
+type Visit<'a> = dyn FnMut(bool, &dyn Fn() -> String) -> ControlFlow<()> + 'a;
+
+/// Checks each present criterion in order and tells `visit` the result, with a way to say why.
+fn criteria(
+    filter: &Filter,
+    flight: &FlightContext,
+    person: &Person,
+    now: Timestamp,
+    visit: &mut Visit,
+) {
     if !filter.channels.is_empty() {
-        let ch = person.text("channel");
-        let ok = ch.as_ref().is_some_and(|c| filter.channels.iter().any(|x| x.eq_ignore_ascii_case(c)));
-        check(ok, describe("channel", ch.as_deref(), ok, &filter.channels));
+        let ch = person.as_map().get("channel").and_then(Value::as_str);
+        let ok = ch.is_some_and(|c| filter.channels.iter().any(|x| x.eq_ignore_ascii_case(c)));
+        if visit(ok, &|| describe("channel", ch, ok, &filter.channels)).is_break() {
+            return;
+        }
     }
     if !filter.oses.is_empty() {
-        let os = person.text("os");
-        let canon = os.as_deref().map(|o| normalize_os(o).map(str::to_string).unwrap_or_else(|| o.to_ascii_lowercase()));
-        let ok = canon.as_ref().is_some_and(|c| filter.oses.iter().any(|x| normalize_os(x) == Some(c.as_str())));
-        check(ok, describe("os", os.as_deref(), ok, &filter.oses));
+        let os = person.as_map().get("os").and_then(Value::as_str);
+        let canon = os.map(|o| {
+            normalize_os(o)
+                .map(Into::into)
+                .unwrap_or_else(|| o.to_ascii_lowercase())
+        });
+        let ok = canon.as_ref().is_some_and(|c: &String| {
+            filter
+                .oses
+                .iter()
+                .any(|x| normalize_os(x) == Some(c.as_str()))
+        });
+        if visit(ok, &|| describe("os", os, ok, &filter.oses)).is_break() {
+            return;
+        }
     }
     if !filter.locales.is_empty() {
-        let loc = person.text("locale");
-        let ok = loc.as_ref().is_some_and(|l| filter.locales.iter().any(|x| locale_matches(x, l)));
-        check(ok, describe("locale", loc.as_deref(), ok, &filter.locales));
+        let loc = person.as_map().get("locale").and_then(Value::as_str);
+        let ok = loc.is_some_and(|l| filter.locales.iter().any(|x| locale_matches(x, l)));
+        if visit(ok, &|| describe("locale", loc, ok, &filter.locales)).is_break() {
+            return;
+        }
     }
     if let Some(req) = &filter.versions {
-        let av = person.text("appversion");
-        let (ok, why) = match (version::parse_requirement(req), &av) {
-            (Err(e), _) => (false, e),
-            (_, None) => (false, format!("appversion is unknown, so it cannot satisfy `{req}`")),
-            (Ok(r), Some(v)) => match version::lenient_version(v) {
-                None => (false, format!("appversion `{v}` is not a version number")),
-                Some(sv) if r.matches(&sv) => (true, format!("appversion `{v}` satisfies `{req}`")),
-                Some(_) => (false, format!("appversion `{v}` does not satisfy `{req}`")),
-            },
+        let av = person.as_map().get("appversion").and_then(Value::as_str);
+        let parsed = version::parse_requirement(req);
+        let lenient = av.and_then(version::lenient_version);
+        let ok = matches!((&parsed, &lenient), (Ok(r), Some(v)) if r.matches(v));
+        let why = || match (&parsed, av, &lenient) {
+            (Err(e), _, _) => e.clone(),
+            (_, None, _) => format!("appversion is unknown, so it cannot satisfy `{req}`"),
+            (_, Some(v), None) => format!("appversion `{v}` is not a version number"),
+            (_, Some(v), Some(_)) if ok => format!("appversion `{v}` satisfies `{req}`"),
+            (_, Some(v), Some(_)) => format!("appversion `{v}` does not satisfy `{req}`"),
         };
-        check(ok, why);
+        if visit(ok, &why).is_break() {
+            return;
+        }
     }
     if let Some(expr) = &filter.expression {
-        let (ok, why) = match eval_expression(expr, flight, person, now) {
-            Ok(Value::Bool(true)) => (true, format!("expression `{expr}` is true")),
-            Ok(Value::Bool(false)) => (false, format!("expression `{expr}` is false")),
-            Ok(other) => (false, format!("expression `{expr}` gave {other}, not true or false, so it does not match")),
-            Err(e) => (false, format!("expression `{expr}` failed: {e}")),
+        let result = eval_expression(expr, flight, person, now);
+        let ok = matches!(result, Ok(Value::Bool(true)));
+        let why = || match &result {
+            Ok(Value::Bool(true)) => format!("expression `{expr}` is true"),
+            Ok(Value::Bool(false)) => format!("expression `{expr}` is false"),
+            Ok(other) => {
+                format!("expression `{expr}` gave {other}, not true or false, so it does not match")
+            }
+            Err(e) => format!("expression `{expr}` failed: {e}"),
         };
-        check(ok, why);
+        let _ = visit(ok, &why);
     }
-    FilterOutcome { passed, reasons }
 }
 
 fn describe(what: &str, value: Option<&str>, ok: bool, list: &[String]) -> String {
@@ -116,143 +164,26 @@ fn describe(what: &str, value: Option<&str>, ok: bool, list: &[String]) -> Strin
 }
 
 /// Transforms that expressions may use, with Normandy's meaning.
-pub const TRANSFORMS: &[&str] = &[
-    "stableSample", "bucketSample", "versionCompare", "date", "regExpMatch", "keys", "length",
-];
-
-fn arg<'v>(args: &'v [Value], i: usize, name: &str) -> anyhow::Result<&'v Value> {
-    args.get(i).ok_or_else(|| anyhow::anyhow!("{name} is missing an argument"))
-}
-
-fn num(args: &[Value], i: usize, name: &str) -> anyhow::Result<f64> {
-    arg(args, i, name)?.as_f64().ok_or_else(|| anyhow::anyhow!("{name}: argument {i} must be a number"))
-}
-
-fn whole(args: &[Value], i: usize, name: &str) -> anyhow::Result<u64> {
-    let f = num(args, i, name)?;
-    if f < 0.0 || f.fract() != 0.0 || f > 9.0e15 {
-        anyhow::bail!("{name}: argument {i} must be a whole number, 0 or more");
-    }
-    Ok(f as u64)
-}
-
-static EVALUATOR: LazyLock<Evaluator<'static>> = LazyLock::new(|| {
-    Evaluator::new()
-        .with_transform("stableSample", |a: &[Value]| {
-            let rate = num(a, 1, "stableSample")?;
-            Ok(json!(sampling::stable_sample(arg(a, 0, "stableSample")?, rate)))
-        })
-        .with_transform("bucketSample", |a: &[Value]| {
-            let total = whole(a, 3, "bucketSample")?;
-            if total == 0 {
-                anyhow::bail!("bucketSample: total must be above 0");
-            }
-            Ok(json!(sampling::bucket_sample(arg(a, 0, "bucketSample")?, whole(a, 1, "bucketSample")?, whole(a, 2, "bucketSample")?, total)))
-        })
-        .with_transform("versionCompare", |a: &[Value]| {
-            let s = |i| arg(a, i, "versionCompare").map(|v| match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            });
-            Ok(json!(version::mozilla_compare(&s(0)?, &s(1)?) as i32))
-        })
-        .with_transform("date", |a: &[Value]| {
-            let d = parse_dateish(arg(a, 0, "date")?).map_err(|e| anyhow::anyhow!("date: {e}"))?;
-            Ok(json!(d.at.0))
-        })
-        .with_transform("regExpMatch", |a: &[Value]| {
-            let Some(s) = arg(a, 0, "regExpMatch")?.as_str() else { return Ok(Value::Null) };
-            let pat = arg(a, 1, "regExpMatch")?.as_str().ok_or_else(|| anyhow::anyhow!("regExpMatch: the pattern must be a string"))?;
-            let flags = a.get(2).and_then(Value::as_str).unwrap_or("");
-            let mut b = regex::RegexBuilder::new(pat);
-            b.case_insensitive(flags.contains('i')).multi_line(flags.contains('m')).dot_matches_new_line(flags.contains('s'));
-            b.size_limit(1 << 20);
-            let re = b.build().map_err(|e| anyhow::anyhow!("regExpMatch: bad pattern: {e}"))?;
-            // Like JavaScript's String.prototype.match without the g flag: the match and its
-            // groups, or null.
-            Ok(match re.captures(s) {
-                Some(c) => Value::Array(c.iter().map(|m| m.map(|m| json!(m.as_str())).unwrap_or(Value::Null)).collect()),
-                None => Value::Null,
-            })
-        })
-        .with_transform("keys", |a: &[Value]| {
-            Ok(match arg(a, 0, "keys")? {
-                Value::Object(o) => Value::Array(o.keys().map(|k| json!(k)).collect()),
-                _ => Value::Null,
-            })
-        })
-        .with_transform("length", |a: &[Value]| {
-            Ok(match arg(a, 0, "length")? {
-                Value::Array(x) => json!(x.len()),
-                Value::String(s) => json!(s.encode_utf16().count()),
-                Value::Object(o) => json!(o.len()),
-                _ => Value::Null,
-            })
-        })
-});
+pub use crate::expression::TRANSFORMS;
 
 /// Evaluates an expression against a person, a flight and the time.
-pub fn eval_expression(expr: &str, flight: &FlightContext, person: &Person, now: Timestamp) -> Result<Value, String> {
-    let ctx = json!({
-        "person": person,
-        "flight": {"studyname": flight.studyname, "version": flight.version},
-        "now": now.0,
-    });
-    EVALUATOR.eval_in_context(expr, &ctx).map_err(|e| e.to_string())
+pub fn eval_expression(
+    expr: &str,
+    flight: &FlightContext,
+    person: &Person,
+    now: Timestamp,
+) -> Result<Value, String> {
+    expression::eval(
+        expr,
+        &Context {
+            person,
+            flight,
+            now,
+        },
+    )
 }
 
 /// Checks an expression without running it: syntax, known transforms, known names.
 pub fn check_expression(expr: &str) -> Vec<String> {
-    match jexl_parser::Parser::parse(expr) {
-        Err(e) => vec![format!("the expression is not valid JEXL: {e}")],
-        Ok(ast) => {
-            let mut problems = Vec::new();
-            walk(&ast, &mut problems);
-            problems
-        }
-    }
-}
-
-fn walk(e: &Expression, out: &mut Vec<String>) {
-    match e {
-        Expression::Identifier(name) => {
-            if !["person", "flight", "now"].contains(&name.as_str()) {
-                out.push(format!("unknown name `{name}` in the expression: use `person`, `flight` or `now`"));
-            }
-        }
-        Expression::Transform { name, subject, args } => {
-            if !TRANSFORMS.contains(&name.as_str()) {
-                let hint = match crate::diagnostic::did_you_mean(name, TRANSFORMS) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("known transforms are {}", TRANSFORMS.join(", ")),
-                };
-                out.push(format!("unknown transform `{name}`; {hint}"));
-            }
-            walk(subject, out);
-            args.iter().flatten().for_each(|a| walk(a, out));
-        }
-        Expression::Array(xs) => xs.iter().for_each(|x| walk(x, out)),
-        Expression::Object(items) => items.iter().for_each(|(_, x)| walk(x, out)),
-        Expression::BinaryOperation { left, right, .. } => {
-            walk(left, out);
-            walk(right, out);
-        }
-        Expression::DotOperation { subject, .. } => walk(subject, out),
-        Expression::IndexOperation { subject, index } => {
-            walk(subject, out);
-            // A filter's identifier names a member of each element, not a top-level name.
-            if let Expression::Filter { right, .. } = index.as_ref() {
-                walk(right, out);
-            } else {
-                walk(index, out);
-            }
-        }
-        Expression::Conditional { left, truthy, falsy } => {
-            walk(left, out);
-            walk(truthy, out);
-            walk(falsy, out);
-        }
-        Expression::Filter { right, .. } => walk(right, out),
-        Expression::Number(_) | Expression::String(_) | Expression::Boolean(_) | Expression::Null => {}
-    }
+    expression::check(expr)
 }

@@ -5,12 +5,25 @@ use serde_json::Value;
 
 /// Everything but RFC 3986's unreserved characters is encoded in a substituted value, so a
 /// value can never add a path segment, a query parameter or a fragment to a URL.
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// The variables every flight may use, whatever its person and arms.
 pub const BUILTIN_VARIABLES: &[&str] = &[
-    "studyname", "version", "arm", "starttime", "status", "step", "personid", "os", "channel",
-    "locale", "appversion",
+    "studyname",
+    "version",
+    "arm",
+    "starttime",
+    "status",
+    "step",
+    "personid",
+    "os",
+    "channel",
+    "locale",
+    "appversion",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +42,10 @@ pub fn parse(template: &str) -> Result<Vec<Part>, String> {
         }
         let after = &rest[open + 2..];
         let Some(close) = after.find("}}") else {
-            return Err(format!("`{{{{` at character {} is never closed with `}}}}`", template.len() - rest.len() + open + 1));
+            return Err(format!(
+                "`{{{{` at character {} is never closed with `}}}}`",
+                template.len() - rest.len() + open + 1
+            ));
         };
         let name = after[..close].trim();
         if name.is_empty() {
@@ -86,7 +102,10 @@ pub struct Rendered {
 /// written (validation refuses those before any flight runs).
 pub fn render(template: &str, lookup: &dyn Fn(&str) -> Option<String>, escape: Escape) -> Rendered {
     let Ok(parts) = parse(template) else {
-        return Rendered { text: template.to_string(), missing: Vec::new() };
+        return Rendered {
+            text: template.to_string(),
+            missing: Vec::new(),
+        };
     };
     let mut text = String::with_capacity(template.len());
     let mut missing = Vec::new();
@@ -106,27 +125,44 @@ pub fn render(template: &str, lookup: &dyn Fn(&str) -> Option<String>, escape: E
 }
 
 /// Renders every string (not keys) inside a JSON value.
-pub fn render_json(data: &Value, lookup: &dyn Fn(&str) -> Option<String>, missing: &mut Vec<String>) -> Value {
+pub fn render_json(
+    data: &Value,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    missing: &mut Vec<String>,
+) -> Value {
     match data {
         Value::String(s) => {
             let r = render(s, lookup, Escape::None);
             missing.extend(r.missing);
             Value::String(r.text)
         }
-        Value::Array(a) => Value::Array(a.iter().map(|v| render_json(v, lookup, missing)).collect()),
+        Value::Array(a) => {
+            Value::Array(a.iter().map(|v| render_json(v, lookup, missing)).collect())
+        }
         Value::Object(o) => Value::Object(
-            o.iter().map(|(k, v)| (k.clone(), render_json(v, lookup, missing))).collect(),
+            o.iter()
+                .map(|(k, v)| (k.clone(), render_json(v, lookup, missing)))
+                .collect(),
         ),
         other => other.clone(),
     }
 }
 
 /// Every string inside a JSON value, with its path, for validation.
-pub(crate) fn json_strings<'a>(data: &'a Value, path: &crate::JsonPath, out: &mut Vec<(crate::JsonPath, &'a str)>) {
+pub(crate) fn json_strings<'a>(
+    data: &'a Value,
+    path: &crate::JsonPath,
+    out: &mut Vec<(crate::JsonPath, &'a str)>,
+) {
     match data {
         Value::String(s) => out.push((path.clone(), s)),
-        Value::Array(a) => a.iter().enumerate().for_each(|(i, v)| json_strings(v, &path.index(i), out)),
-        Value::Object(o) => o.iter().for_each(|(k, v)| json_strings(v, &path.key(k), out)),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, v)| json_strings(v, &path.index(i), out)),
+        Value::Object(o) => o
+            .iter()
+            .for_each(|(k, v)| json_strings(v, &path.key(k), out)),
         _ => {}
     }
 }
@@ -148,12 +184,23 @@ mod tests {
     fn renders_and_escapes() {
         let r = render("https://x.test/{{os}}/{{ q }}", &vars, Escape::Url);
         assert_eq!(r.text, "https://x.test/linux/a%20b%2Fc%3Fd%3De%26f%23g");
-        let r = render("hello {{person.country}} {{person.nope}}!", &vars, Escape::None);
+        let r = render(
+            "hello {{person.country}} {{person.nope}}!",
+            &vars,
+            Escape::None,
+        );
         assert_eq!(r.text, "hello Ísland !");
         assert_eq!(r.missing, vec!["person.nope".to_string()]);
         let mut missing = vec![];
-        let data = render_json(&serde_json::json!({"q": "\"{{q}}\"", "n": [1, "{{os}}"]}), &vars, &mut missing);
-        assert_eq!(data.to_string(), r#"{"n":[1,"linux"],"q":"\"a b/c?d=e&f#g\""}"#);
+        let data = render_json(
+            &serde_json::json!({"q": "\"{{q}}\"", "n": [1, "{{os}}"]}),
+            &vars,
+            &mut missing,
+        );
+        assert_eq!(
+            data.to_string(),
+            r#"{"n":[1,"linux"],"q":"\"a b/c?d=e&f#g\""}"#
+        );
     }
 
     #[test]

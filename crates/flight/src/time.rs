@@ -10,7 +10,9 @@ use serde_json::Value;
 use std::fmt;
 
 /// Milliseconds since 1970-01-01T00:00:00Z.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct Timestamp(pub i64);
 
@@ -26,7 +28,10 @@ impl Timestamp {
         }
     }
     pub fn plus(self, d: DurationSpec) -> Timestamp {
-        Timestamp(self.0.saturating_add(i64::try_from(d.ms).unwrap_or(i64::MAX)))
+        Timestamp(
+            self.0
+                .saturating_add(i64::try_from(d.ms).unwrap_or(i64::MAX)),
+        )
     }
 }
 
@@ -179,13 +184,17 @@ fn parse_duration_str(s: &str) -> Result<u64, String> {
         return Err(bad());
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(bad());
         }
         let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = rest[digits..].trim_start();
-        let unit_len = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
         let unit = match &rest[..unit_len] {
             "ms" => 1,
             "s" => 1_000,
@@ -211,14 +220,30 @@ mod tests {
 
     #[test]
     fn dateish_forms() {
-        assert_eq!(parse_dateish(&json!("2026-04-23T18:25:43.511Z")).unwrap().at, Timestamp(1776968743511));
-        assert_eq!(parse_dateish(&json!("2026-04-23")).unwrap().at, Timestamp(1776902400000));
-        assert_eq!(parse_dateish(&json!("2026-04-23T20:25:43.511+02:00")).unwrap().at, Timestamp(1776968743511));
+        assert_eq!(
+            parse_dateish(&json!("2026-04-23T18:25:43.511Z"))
+                .unwrap()
+                .at,
+            Timestamp(1776968743511)
+        );
+        assert_eq!(
+            parse_dateish(&json!("2026-04-23")).unwrap().at,
+            Timestamp(1776902400000)
+        );
+        assert_eq!(
+            parse_dateish(&json!("2026-04-23T20:25:43.511+02:00"))
+                .unwrap()
+                .at,
+            Timestamp(1776968743511)
+        );
         assert_eq!(parse_dateish(&json!(5)).unwrap().at, Timestamp(5));
         assert!(parse_dateish(&json!("friday")).is_err());
         assert!(parse_dateish(&json!("2026-02-30")).is_err());
         assert!(parse_dateish(&json!(true)).is_err());
-        assert_eq!(Timestamp(1776968743511).to_rfc3339(), "2026-04-23T18:25:43.511Z");
+        assert_eq!(
+            Timestamp(1776968743511).to_rfc3339(),
+            "2026-04-23T18:25:43.511Z"
+        );
     }
 
     #[test]

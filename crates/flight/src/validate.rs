@@ -10,20 +10,44 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
 const FLIGHT_FIELDS: &[&str] = &[
-    "studyname", "author", "description", "infourl", "version", "filter", "randomDeploy", "arms",
-    "flightplan", "endBy", "fuse", "kill", "variables",
+    "studyname",
+    "author",
+    "description",
+    "infourl",
+    "version",
+    "filter",
+    "randomDeploy",
+    "arms",
+    "flightplan",
+    "endBy",
+    "fuse",
+    "kill",
+    "variables",
 ];
 const FILTER_FIELDS: &[&str] = &["channels", "oses", "locales", "versions", "expression"];
 const RANDOM_FIELDS: &[&str] = &["keyname", "ge", "lt"];
 const ARM_FIELDS: &[&str] = &["name", "ratio", "variables", "flightplan"];
 const ACTIONS: &[&str] = &[
-    "wait", "ping", "external", "ui", "addon", "feature", "observe", "notify", "instrument", "log",
-    "status", "message",
+    "wait",
+    "ping",
+    "external",
+    "ui",
+    "addon",
+    "feature",
+    "observe",
+    "notify",
+    "instrument",
+    "log",
+    "status",
+    "message",
 ];
 
 /// The longest flightplan nesting accepted; deeper lists are certainly a mistake, and the
 /// limit keeps recursion bounded on hostile input.
 const MAX_DEPTH: usize = 16;
+
+/// The largest arm ratio: weights, not counts, so a million is more than enough.
+const MAX_RATIO: u64 = 1_000_000;
 
 impl Flight {
     /// Validates a flight spec and builds it, or returns every problem with its JSON path.
@@ -54,7 +78,10 @@ struct V {
 
 /// Validates a flight spec: see [`Flight::from_json`].
 pub fn validate(v: &Value) -> Result<Flight, Diagnostics> {
-    let mut s = V { r: Reader::default(), uses: Vec::new() };
+    let mut s = V {
+        r: Reader::default(),
+        uses: Vec::new(),
+    };
     let flight = s.flight(v);
     match flight {
         Some(f) if s.r.diags.is_empty() => Ok(f),
@@ -73,18 +100,29 @@ pub(crate) fn is_name(s: &str, max: usize) -> bool {
     !b.is_empty()
         && b.len() <= max
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-'))
+        && b.iter().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-')
+        })
 }
 
 /// Checks that a URL (or URL template) starts with one of `schemes` written literally and
 /// names a host.
 pub(crate) fn check_url(s: &str, schemes: &[&str]) -> Result<(), String> {
-    let list = schemes.iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(" or ");
+    let list = schemes
+        .iter()
+        .map(|s| format!("{s}://"))
+        .collect::<Vec<_>>()
+        .join(" or ");
     let Some((scheme, rest)) = s.split_once("://") else {
-        return Err(format!("`{}` is not a URL: it must start with {list}", short_str(s)));
+        return Err(format!(
+            "`{}` is not a URL: it must start with {list}",
+            short_str(s)
+        ));
     };
     if !schemes.iter().any(|x| x.eq_ignore_ascii_case(scheme)) {
-        return Err(format!("URL scheme `{scheme}` is not allowed here: use {list}"));
+        return Err(format!(
+            "URL scheme `{scheme}` is not allowed here: use {list}"
+        ));
     }
     if scheme.eq_ignore_ascii_case("file") {
         if !rest.starts_with('/') {
@@ -97,13 +135,18 @@ pub(crate) fn check_url(s: &str, schemes: &[&str]) -> Result<(), String> {
         return Err(format!("`{}` has no host", short_str(s)));
     }
     if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("a URL cannot contain spaces or control characters; templates encode values for you".into());
+        return Err(
+            "a URL cannot contain spaces or control characters; templates encode values for you"
+                .into(),
+        );
     }
     Ok(())
 }
 
 fn short_str(s: &str) -> String {
-    short(&Value::String(s.to_string())).trim_matches('"').to_string()
+    short(&Value::String(s.to_string()))
+        .trim_matches('"')
+        .to_string()
 }
 
 impl V {
@@ -111,7 +154,11 @@ impl V {
         let root = JsonPath::root();
         let o = self.r.object(v, &root, "a flight", FLIGHT_FIELDS)?;
 
-        let studyname = self.r.req_string(&o, "studyname", "every flight needs a unique name like \"pref-flip-search-1\"");
+        let studyname = self.r.req_string(
+            &o,
+            "studyname",
+            "every flight needs a unique name like \"pref-flip-search-1\"",
+        );
         if let Some(n) = &studyname {
             if !is_name(n, 128) {
                 self.r.error(
@@ -120,20 +167,34 @@ impl V {
                 );
             }
         }
-        let author = self.nonempty(&o, "author", "say who runs this study (a team or an email address)");
-        let description = self.nonempty(&o, "description", "say in plain words what this study does; people see it in their flight log");
+        let author = self.nonempty(
+            &o,
+            "author",
+            "say who runs this study (a team or an email address)",
+        );
+        let description = self.nonempty(
+            &o,
+            "description",
+            "say in plain words what this study does; people see it in their flight log",
+        );
         let infourl = self.r.opt_string(&o, "infourl");
         if let Some(u) = &infourl {
             if let Err(e) = check_url(u, &["https", "http"]) {
                 self.r.error(&root.key("infourl"), e);
             }
         }
-        let version = o.map.get("version").and_then(|v| self.r.integer(v, &root.key("version"), 1));
+        let version = o
+            .map
+            .get("version")
+            .and_then(|v| self.r.integer(v, &root.key("version"), 1));
         let filter = match o.map.get("filter") {
             Some(f) => self.filter(f, &root.key("filter")).unwrap_or_default(),
             None => Filter::default(),
         };
-        let random_deploy = o.map.get("randomDeploy").and_then(|r| self.random_deploy(r, &root.key("randomDeploy")));
+        let random_deploy = o
+            .map
+            .get("randomDeploy")
+            .and_then(|r| self.random_deploy(r, &root.key("randomDeploy")));
         let variables = match o.map.get("variables") {
             Some(x) => self.variables(x, &root.key("variables")),
             None => BTreeMap::new(),
@@ -143,7 +204,9 @@ impl V {
             None => Vec::new(),
         };
         let flightplan = match o.map.get("flightplan") {
-            Some(p) => self.plan(p, &root.key("flightplan"), Scope::Flight, 0).unwrap_or_default(),
+            Some(p) => self
+                .plan(p, &root.key("flightplan"), Scope::Flight, 0)
+                .unwrap_or_default(),
             None => {
                 if arms.is_empty() || arms.iter().any(|a| a.flightplan.is_none()) {
                     let hint = if arms.is_empty() {
@@ -151,7 +214,8 @@ impl V {
                     } else {
                         "some arms have no flightplan of their own, so the flight needs one"
                     };
-                    self.r.error(&root, format!("missing field `flightplan`: {hint}"));
+                    self.r
+                        .error(&root, format!("missing field `flightplan`: {hint}"));
                 }
                 Vec::new()
             }
@@ -163,7 +227,10 @@ impl V {
                 None
             }
         });
-        let fuse = o.map.get("fuse").and_then(|x| self.duration(x, &root.key("fuse")));
+        let fuse = o
+            .map
+            .get("fuse")
+            .and_then(|x| self.duration(x, &root.key("fuse")));
         let kill = self.r.opt_bool(&o, "kill").unwrap_or(false);
 
         self.check_templates(&variables, &arms);
@@ -188,7 +255,8 @@ impl V {
     fn nonempty(&mut self, o: &Obj, key: &str, hint: &str) -> Option<String> {
         let s = self.r.req_string(o, key, hint)?;
         if s.trim().is_empty() {
-            self.r.error(&o.path.key(key), format!("`{key}` is empty: {hint}"));
+            self.r
+                .error(&o.path.key(key), format!("`{key}` is empty: {hint}"));
         }
         Some(s)
     }
@@ -216,7 +284,9 @@ impl V {
                 if targeting::normalize_os(os).is_none() {
                     let msg = match crate::diagnostic::did_you_mean(os, targeting::OS_NAMES) {
                         Some(s) => format!("unknown OS `{os}`; did you mean `{s}`?"),
-                        None => format!("unknown OS `{os}`: use linux, macos, windows, android or ios"),
+                        None => {
+                            format!("unknown OS `{os}`: use linux, macos, windows, android or ios")
+                        }
                     };
                     self.r.error(&p.index(i), msg);
                 }
@@ -258,7 +328,10 @@ impl V {
         let o = self.r.object(v, path, "randomDeploy", RANDOM_FIELDS)?;
         let keyname = self.r.opt_string(&o, "keyname");
         if keyname.as_deref().is_some_and(|k| k.is_empty()) {
-            self.r.error(&path.key("keyname"), "`keyname` is empty: leave it out to use the studyname");
+            self.r.error(
+                &path.key("keyname"),
+                "`keyname` is empty: leave it out to use the studyname",
+            );
         }
         let read = |key: &str, s: &mut Self| -> Option<f64> {
             let x = s.r.required(&o, key, "randomDeploy takes a range [ge, lt) of the population, like {\"ge\": 0, \"lt\": 0.05}")?;
@@ -273,7 +346,10 @@ impl V {
         let lt = read("lt", self);
         let (ge, lt) = (ge?, lt?);
         if ge >= lt {
-            self.r.error(path, format!("the range is empty: `ge` ({ge}) must be less than `lt` ({lt})"));
+            self.r.error(
+                path,
+                format!("the range is empty: `ge` ({ge}) must be less than `lt` ({lt})"),
+            );
             return None;
         }
         Some(RandomDeploy { keyname, ge, lt })
@@ -292,7 +368,10 @@ impl V {
                 continue;
             }
             if BUILTIN_VARIABLES.contains(&k.as_str()) || k == "person" {
-                self.r.error(&p, format!("`{k}` is a built-in variable and cannot be redefined"));
+                self.r.error(
+                    &p,
+                    format!("`{k}` is a built-in variable and cannot be redefined"),
+                );
                 continue;
             }
             let val = match x {
@@ -300,7 +379,13 @@ impl V {
                 Value::Bool(b) => VarValue::Bool(*b),
                 Value::Number(n) => VarValue::Number(n.as_f64().unwrap_or(0.0)),
                 other => {
-                    self.r.error(&p, format!("a variable must be a string, number or boolean, found {}", type_name(other)));
+                    self.r.error(
+                        &p,
+                        format!(
+                            "a variable must be a string, number or boolean, found {}",
+                            type_name(other)
+                        ),
+                    );
                     continue;
                 }
             };
@@ -310,35 +395,64 @@ impl V {
     }
 
     fn arms(&mut self, v: &Value, path: &JsonPath) -> Vec<Arm> {
-        let Some(items) = self.r.array(v, path) else { return Vec::new() };
+        let Some(items) = self.r.array(v, path) else {
+            return Vec::new();
+        };
         if items.is_empty() {
-            self.r.error(path, "`arms` is empty: leave it out for a flight without arms, or list at least one arm");
+            self.r.error(
+                path,
+                "`arms` is empty: leave it out for a flight without arms, or list at least one arm",
+            );
             return Vec::new();
         }
         let mut arms = Vec::new();
         let mut seen = BTreeSet::new();
         for (i, item) in items.iter().enumerate() {
             let p = path.index(i);
-            let Some(o) = self.r.object(item, &p, "an arm", ARM_FIELDS) else { continue };
-            let name = self.r.req_string(&o, "name", "every arm needs a name like \"control\" or \"treatment\"");
+            let Some(o) = self.r.object(item, &p, "an arm", ARM_FIELDS) else {
+                continue;
+            };
+            let name = self.r.req_string(
+                &o,
+                "name",
+                "every arm needs a name like \"control\" or \"treatment\"",
+            );
             if let Some(n) = &name {
                 if !is_name(n, 64) {
                     self.r.error(&p.key("name"), format!("`{}` is not a valid arm name: use 1 to 64 lowercase letters, digits, `.`, `_` and `-`", short_str(n)));
                 } else if !seen.insert(n.clone()) {
-                    self.r.error(&p.key("name"), format!("two arms are named `{n}`: arm names must be unique"));
+                    self.r.error(
+                        &p.key("name"),
+                        format!("two arms are named `{n}`: arm names must be unique"),
+                    );
                 }
             }
             let ratio = self
                 .r
                 .required(&o, "ratio", "every arm needs a ratio, a whole number weight like 1")
-                .and_then(|x| self.r.integer(x, &p.key("ratio"), 0));
+                .and_then(|x| self.r.integer(x, &p.key("ratio"), 0))
+                .filter(|r| {
+                    let ok = *r <= MAX_RATIO;
+                    if !ok {
+                        self.r.error(&p.key("ratio"), format!("ratio {r} is too large: ratios are relative weights up to {MAX_RATIO}"));
+                    }
+                    ok
+                });
             let variables = match o.map.get("variables") {
                 Some(x) => self.variables(x, &p.key("variables")),
                 None => BTreeMap::new(),
             };
-            let flightplan = o.map.get("flightplan").and_then(|x| self.plan(x, &p.key("flightplan"), Scope::Arm(i), 0));
+            let flightplan = o
+                .map
+                .get("flightplan")
+                .and_then(|x| self.plan(x, &p.key("flightplan"), Scope::Arm(i), 0));
             if let (Some(name), Some(ratio)) = (name, ratio) {
-                arms.push(Arm { name, ratio, variables, flightplan });
+                arms.push(Arm {
+                    name,
+                    ratio,
+                    variables,
+                    flightplan,
+                });
             }
         }
         if arms.len() == items.len() && arms.iter().map(|a| a.ratio).sum::<u64>() == 0 {
@@ -347,15 +461,28 @@ impl V {
         arms
     }
 
-    fn plan(&mut self, v: &Value, path: &JsonPath, scope: Scope, depth: usize) -> Option<Vec<Entry>> {
+    fn plan(
+        &mut self,
+        v: &Value,
+        path: &JsonPath,
+        scope: Scope,
+        depth: usize,
+    ) -> Option<Vec<Entry>> {
         let items = self.r.array(v, path)?;
         if items.is_empty() {
-            let msg = if depth == 0 { "the flightplan is empty: it would do nothing; list at least one directive" } else { "this parallel list is empty: list at least one directive in it" };
+            let msg = if depth == 0 {
+                "the flightplan is empty: it would do nothing; list at least one directive"
+            } else {
+                "this parallel list is empty: list at least one directive in it"
+            };
             self.r.error(path, msg);
             return None;
         }
         if depth >= MAX_DEPTH {
-            self.r.error(path, format!("parallel lists are nested more than {MAX_DEPTH} deep"));
+            self.r.error(
+                path,
+                format!("parallel lists are nested more than {MAX_DEPTH} deep"),
+            );
             return None;
         }
         let mut out = Vec::with_capacity(items.len());
@@ -412,7 +539,11 @@ impl V {
             Ok(parts) => {
                 for p in parts {
                     if let template::Part::Var(name) = p {
-                        self.uses.push(TemplateUse { path: path.clone(), name, scope });
+                        self.uses.push(TemplateUse {
+                            path: path.clone(),
+                            name,
+                            scope,
+                        });
                     }
                 }
             }
@@ -437,15 +568,32 @@ impl V {
     fn directive(&mut self, v: &Value, path: &JsonPath, scope: Scope) -> Option<Directive> {
         let map = v.as_object()?;
         let Some(action_v) = map.get("action") else {
-            self.r.error(path, format!("missing field `action`: say what this step does ({})", ACTIONS.join(", ")));
+            self.r.error(
+                path,
+                format!(
+                    "missing field `action`: say what this step does ({})",
+                    ACTIONS.join(", ")
+                ),
+            );
             return None;
         };
         let action = self.r.choice(action_v, &path.key("action"), ACTIONS)?;
         let fields: &[&str] = match action {
             "wait" => &["action", "until", "for"],
             "ping" => &["action", "url", "method", "data"],
-            "external" | "ui" => &["action", "type", "title", "text", "url", "waitFor", "expires"],
-            "addon" => &["action", "do", "id", "url", "path", "sha256", "permission", "msg"],
+            "external" | "ui" => &[
+                "action", "type", "title", "text", "url", "waitFor", "expires",
+            ],
+            "addon" => &[
+                "action",
+                "do",
+                "id",
+                "url",
+                "path",
+                "sha256",
+                "permission",
+                "msg",
+            ],
             "feature" => &["action", "id", "value"],
             "observe" => &["action", "topic", "subject", "count"],
             "notify" => &["action", "topic", "subject", "data"],
@@ -454,7 +602,7 @@ impl V {
         };
         let what = format!("a `{action}` directive");
         let o = self.r.object(v, path, &what, fields)?;
-        let d = match action {
+        match action {
             "wait" => self.wait(&o).map(Directive::Wait),
             "ping" => self.ping(&o, scope).map(Directive::Ping),
             "external" | "ui" => self.external(&o, scope).map(Directive::External),
@@ -464,7 +612,9 @@ impl V {
             "notify" => self.notify(&o, scope).map(Directive::Notify),
             "instrument" => self.instrument(&o, scope).map(Directive::Instrument),
             a => {
-                let text = self.r.req_string(&o, "text", "the text to write (a template)");
+                let text = self
+                    .r
+                    .req_string(&o, "text", "the text to write (a template)");
                 if let Some(t) = &text {
                     self.template(t, &o.path.key("text"), scope);
                 }
@@ -475,57 +625,103 @@ impl V {
                     _ => Directive::Message(t),
                 })
             }
-        };
-        d
+        }
     }
 
     fn wait(&mut self, o: &Obj) -> Option<Wait> {
-        let until = o.map.get("until").map(|x| parse_dateish(x).map_err(|e| self.r.error(&o.path.key("until"), e)));
-        let for_ = o.map.get("for").map(|x| self.duration(x, &o.path.key("for")).ok_or(()));
+        let until = o
+            .map
+            .get("until")
+            .map(|x| parse_dateish(x).map_err(|e| self.r.error(&o.path.key("until"), e)));
+        let for_ = o
+            .map
+            .get("for")
+            .map(|x| self.duration(x, &o.path.key("for")).ok_or(()));
         match (until, for_) {
             (None, None) => {
-                self.r.error(&o.path, "a `wait` needs `until` (a date) or `for` (a duration like \"7d\")");
+                self.r.error(
+                    &o.path,
+                    "a `wait` needs `until` (a date) or `for` (a duration like \"7d\")",
+                );
                 None
             }
             (Some(_), Some(_)) => {
-                self.r.error(&o.path, "a `wait` takes `until` or `for`, not both");
+                self.r
+                    .error(&o.path, "a `wait` takes `until` or `for`, not both");
                 None
             }
-            (Some(u), None) => Some(Wait { until: Some(u.ok()?), for_: None }),
-            (None, Some(f)) => Some(Wait { until: None, for_: Some(f.ok()?) }),
+            (Some(u), None) => Some(Wait {
+                until: Some(u.ok()?),
+                for_: None,
+            }),
+            (None, Some(f)) => Some(Wait {
+                until: None,
+                for_: Some(f.ok()?),
+            }),
         }
     }
 
     fn ping(&mut self, o: &Obj, scope: Scope) -> Option<Ping> {
-        let url = self.r.req_string(o, "url", "the address to request (http or https; a template)");
+        let url = self.r.req_string(
+            o,
+            "url",
+            "the address to request (http or https; a template)",
+        );
         if let Some(u) = &url {
             self.url_template(u, &o.path.key("url"), scope, &["https", "http"]);
         }
         let method = match o.map.get("method") {
             None => Some(Method::Get),
-            Some(m) => self.r.choice(m, &o.path.key("method"), &["GET", "POST", "PUT"]).map(|m| match m {
-                "GET" => Method::Get,
-                "POST" => Method::Post,
-                _ => Method::Put,
-            }),
+            Some(m) => self
+                .r
+                .choice(m, &o.path.key("method"), &["GET", "POST", "PUT"])
+                .map(|m| match m {
+                    "GET" => Method::Get,
+                    "POST" => Method::Post,
+                    _ => Method::Put,
+                }),
         };
         let data = o.map.get("data").cloned();
         if let Some(d) = &data {
             if method == Some(Method::Get) {
-                self.r.error(&o.path.key("data"), "a GET request has no body: use \"method\": \"POST\" or \"PUT\" to send `data`");
+                self.r.error(
+                    &o.path.key("data"),
+                    "a GET request has no body: use \"method\": \"POST\" or \"PUT\" to send `data`",
+                );
             }
             self.json_templates(d, &o.path.key("data"), scope);
         }
-        Some(Ping { url: url?, method: method?, data })
+        Some(Ping {
+            url: url?,
+            method: method?,
+            data,
+        })
     }
 
     fn external(&mut self, o: &Obj, scope: Scope) -> Option<External> {
         let kind = self
             .r
-            .required(o, "type", "say whether this is a \"survey\" or a \"message\"")
-            .and_then(|t| self.r.choice(t, &o.path.key("type"), &["survey", "message"]))
-            .map(|t| if t == "survey" { PromptType::Survey } else { PromptType::Message });
-        let title = self.r.req_string(o, "title", "the prompt's title, shown in the message center");
+            .required(
+                o,
+                "type",
+                "say whether this is a \"survey\" or a \"message\"",
+            )
+            .and_then(|t| {
+                self.r
+                    .choice(t, &o.path.key("type"), &["survey", "message"])
+            })
+            .map(|t| {
+                if t == "survey" {
+                    PromptType::Survey
+                } else {
+                    PromptType::Message
+                }
+            });
+        let title = self.r.req_string(
+            o,
+            "title",
+            "the prompt's title, shown in the message center",
+        );
         if let Some(t) = &title {
             self.template(t, &o.path.key("title"), scope);
         }
@@ -535,30 +731,52 @@ impl V {
         if let Some(u) = &url {
             self.url_template(u, &o.path.key("url"), scope, &["https", "http"]);
         } else if kind == Some(PromptType::Survey) {
-            self.r.error(&o.path, "missing field `url`: a survey needs the address of its questions");
+            self.r.error(
+                &o.path,
+                "missing field `url`: a survey needs the address of its questions",
+            );
         }
         let wait_for = match o.map.get("waitFor") {
             None => Some(None),
-            Some(w) => self.r.choice(w, &o.path.key("waitFor"), &["ok"]).map(|_| Some(WaitFor::Ok)),
+            Some(w) => self
+                .r
+                .choice(w, &o.path.key("waitFor"), &["ok"])
+                .map(|_| Some(WaitFor::Ok)),
         };
         let expires = match o.map.get("expires") {
             None => Some(None),
             Some(x) => self.duration(x, &o.path.key("expires")).map(Some),
         };
-        Some(External { kind: kind?, title: title?, text, url, wait_for: wait_for?, expires: expires? })
+        Some(External {
+            kind: kind?,
+            title: title?,
+            text,
+            url,
+            wait_for: wait_for?,
+            expires: expires?,
+        })
     }
 
     fn addon(&mut self, o: &Obj, scope: Scope) -> Option<Addon> {
         let op = self
             .r
-            .required(o, "do", "say what to do with the add-on: \"install\", \"uninstall\" or \"ensure\"")
-            .and_then(|d| self.r.choice(d, &o.path.key("do"), &["install", "uninstall", "ensure"]))
+            .required(
+                o,
+                "do",
+                "say what to do with the add-on: \"install\", \"uninstall\" or \"ensure\"",
+            )
+            .and_then(|d| {
+                self.r
+                    .choice(d, &o.path.key("do"), &["install", "uninstall", "ensure"])
+            })
             .map(|d| match d {
                 "install" => AddonOp::Install,
                 "uninstall" => AddonOp::Uninstall,
                 _ => AddonOp::Ensure,
             });
-        let id = self.r.req_string(o, "id", "the add-on's id, like \"helper@example.com\"");
+        let id = self
+            .r
+            .req_string(o, "id", "the add-on's id, like \"helper@example.com\"");
         if let Some(i) = &id {
             if !is_addon_id(i) {
                 self.r.error(&o.path.key("id"), format!("`{}` is not a valid add-on id: use 1 to 200 letters, digits and `@ . _ - {{ }} +`, not starting with `.`", short_str(i)));
@@ -571,30 +789,43 @@ impl V {
             if let Err(e) = check_url(u, &["https", "http", "file"]) {
                 self.r.error(&o.path.key("url"), e);
             }
-            if sha256.is_none() {
+            if sha256.is_none() && op != Some(AddonOp::Uninstall) {
                 self.r.error(&o.path, "missing field `sha256`: an add-on downloaded from `url` needs the SHA-256 of its package, so the pilot can check it before installing");
             }
         }
         if let Some(p) = &path {
-            if !p.starts_with('/') && !(p.len() > 2 && p.as_bytes()[1] == b':') {
-                self.r.error(&o.path.key("path"), "`path` must be absolute, like /opt/addons/helper.zip");
+            let windows_drive = p.len() > 2 && p.as_bytes()[1] == b':';
+            if !(p.starts_with('/') || windows_drive) {
+                self.r.error(
+                    &o.path.key("path"),
+                    "`path` must be absolute, like /opt/addons/helper.zip",
+                );
             }
         }
         if let Some(h) = &sha256 {
             if h.len() != 64 || !h.bytes().all(|c| c.is_ascii_hexdigit()) {
-                self.r.error(&o.path.key("sha256"), "`sha256` must be 64 hex digits (the SHA-256 of the package)");
+                self.r.error(
+                    &o.path.key("sha256"),
+                    "`sha256` must be 64 hex digits (the SHA-256 of the package)",
+                );
             }
         }
         match op {
             Some(AddonOp::Uninstall) => {
                 for k in ["url", "path", "sha256"] {
                     if o.map.contains_key(k) {
-                        self.r.error(&o.path.key(k), format!("`{k}` has no meaning for \"do\": \"uninstall\""));
+                        self.r.error(
+                            &o.path.key(k),
+                            format!("`{k}` has no meaning for \"do\": \"uninstall\""),
+                        );
                     }
                 }
             }
             Some(_) => match (&url, &path) {
-                (None, None) => self.r.error(&o.path, "an add-on to install needs its package: give `url` (with `sha256`) or `path`"),
+                (None, None) => self.r.error(
+                    &o.path,
+                    "an add-on to install needs its package: give `url` (with `sha256`) or `path`",
+                ),
                 (Some(_), Some(_)) => self.r.error(&o.path, "give `url` or `path`, not both"),
                 _ => {}
             },
@@ -602,35 +833,71 @@ impl V {
         }
         let permission = match o.map.get("permission") {
             None => Some(Permission::Notify),
-            Some(p) => self.r.choice(p, &o.path.key("permission"), &["none", "notify", "warn"]).map(|p| match p {
-                "none" => Permission::None,
-                "notify" => Permission::Notify,
-                _ => Permission::Warn,
-            }),
+            Some(p) => self
+                .r
+                .choice(p, &o.path.key("permission"), &["none", "notify", "warn"])
+                .map(|p| match p {
+                    "none" => Permission::None,
+                    "notify" => Permission::Notify,
+                    _ => Permission::Warn,
+                }),
         };
         let msg = self.r.opt_string(o, "msg");
         if let Some(m) = &msg {
             self.template(m, &o.path.key("msg"), scope);
         }
-        Some(Addon { op: op?, id: id?, url, path, sha256: sha256.map(|s| s.to_ascii_lowercase()), permission: permission?, msg })
+        Some(Addon {
+            op: op?,
+            id: id?,
+            url,
+            path,
+            sha256: sha256.map(|s| s.to_ascii_lowercase()),
+            permission: permission?,
+            msg,
+        })
     }
 
     fn feature(&mut self, o: &Obj) -> Option<Feature> {
-        let id = self.r.req_string(o, "id", "the feature's id, like \"search.newbar\"");
+        let id = self
+            .r
+            .req_string(o, "id", "the feature's id, like \"search.newbar\"");
         if let Some(i) = &id {
-            if i.is_empty() || i.len() > 200 || !i.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-')) {
-                self.r.error(&o.path.key("id"), format!("`{}` is not a valid feature id: use letters, digits, `.`, `_` and `-`", short_str(i)));
+            if i.is_empty()
+                || i.len() > 200
+                || !i
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+            {
+                self.r.error(
+                    &o.path.key("id"),
+                    format!(
+                        "`{}` is not a valid feature id: use letters, digits, `.`, `_` and `-`",
+                        short_str(i)
+                    ),
+                );
             }
         }
-        let value = match self.r.required(o, "value", "the feature's value, a JSON object") {
+        let value = match self
+            .r
+            .required(o, "value", "the feature's value, a JSON object")
+        {
             Some(Value::Object(m)) => Some(m.clone()),
             Some(other) => {
-                self.r.error(&o.path.key("value"), format!("expected the feature's value (an object), found {}", type_name(other)));
+                self.r.error(
+                    &o.path.key("value"),
+                    format!(
+                        "expected the feature's value (an object), found {}",
+                        type_name(other)
+                    ),
+                );
                 None
             }
             None => None,
         };
-        Some(Feature { id: id?, value: value? })
+        Some(Feature {
+            id: id?,
+            value: value?,
+        })
     }
 
     fn observe(&mut self, o: &Obj, scope: Scope) -> Option<Observe> {
@@ -649,11 +916,17 @@ impl V {
             None => Some(1),
             Some(c) => self.r.integer(c, &o.path.key("count"), 1),
         };
-        Some(Observe { topic: topic?, subject, count: count? })
+        Some(Observe {
+            topic: topic?,
+            subject,
+            count: count?,
+        })
     }
 
     fn notify(&mut self, o: &Obj, scope: Scope) -> Option<Notify> {
-        let topic = self.r.req_string(o, "topic", "the topic the application listens for");
+        let topic = self
+            .r
+            .req_string(o, "topic", "the topic the application listens for");
         if let Some(t) = &topic {
             if t.is_empty() {
                 self.r.error(&o.path.key("topic"), "`topic` is empty");
@@ -668,7 +941,11 @@ impl V {
         if let Some(d) = &data {
             self.json_templates(d, &o.path.key("data"), scope);
         }
-        Some(Notify { topic: topic?, subject, data })
+        Some(Notify {
+            topic: topic?,
+            subject,
+            data,
+        })
     }
 
     fn instrument(&mut self, o: &Obj, scope: Scope) -> Option<Instrument> {
@@ -677,17 +954,26 @@ impl V {
             .required(o, "watch", "the list of event topics to record")
             .and_then(|w| self.r.string_list(w, &o.path.key("watch")));
         if watch.as_ref().is_some_and(|w| w.is_empty()) {
-            self.r.error(&o.path.key("watch"), "`watch` is empty: list the topics to record");
+            self.r.error(
+                &o.path.key("watch"),
+                "`watch` is empty: list the topics to record",
+            );
         }
         let for_ = self
             .r
             .required(o, "for", "how long to record, like \"7d\"")
             .and_then(|f| self.duration(f, &o.path.key("for")));
-        let upload = self.r.req_string(o, "upload", "the address the recording is sent to (https)");
+        let upload = self
+            .r
+            .req_string(o, "upload", "the address the recording is sent to (https)");
         if let Some(u) = &upload {
             self.url_template(u, &o.path.key("upload"), scope, &["https", "http"]);
         }
-        Some(Instrument { watch: watch?, for_: for_?, upload: upload? })
+        Some(Instrument {
+            watch: watch?,
+            for_: for_?,
+            upload: upload?,
+        })
     }
 
     /// Every `{{name}}` must be a built-in, a flight variable, `person.KEY`, or (in a flight
@@ -696,7 +982,10 @@ impl V {
         let uses = std::mem::take(&mut self.uses);
         for u in uses {
             let n = u.name.as_str();
-            if BUILTIN_VARIABLES.contains(&n) || flight_vars.contains_key(n) || (n.starts_with("person.") && n.len() > 7) {
+            if BUILTIN_VARIABLES.contains(&n)
+                || flight_vars.contains_key(n)
+                || (n.starts_with("person.") && n.len() > 7)
+            {
                 continue;
             }
             let missing: Vec<&str> = match u.scope {
@@ -707,7 +996,11 @@ impl V {
                 },
                 Scope::Flight => {
                     let runs: Vec<&Arm> = arms.iter().filter(|a| a.flightplan.is_none()).collect();
-                    let lacking: Vec<&str> = runs.iter().filter(|a| !a.variables.contains_key(n)).map(|a| a.name.as_str()).collect();
+                    let lacking: Vec<&str> = runs
+                        .iter()
+                        .filter(|a| !a.variables.contains_key(n))
+                        .map(|a| a.name.as_str())
+                        .collect();
                     if !runs.is_empty() && lacking.is_empty() {
                         continue;
                     }
@@ -735,5 +1028,7 @@ fn is_addon_id(s: &str) -> bool {
         && s.len() <= 200
         && !s.starts_with('.')
         && !s.contains("..")
-        && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'@' | b'.' | b'_' | b'-' | b'{' | b'}' | b'+'))
+        && s.bytes().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, b'@' | b'.' | b'_' | b'-' | b'{' | b'}' | b'+')
+        })
 }

@@ -1,12 +1,20 @@
 //! Application versions: semver requirements for `filter.versions`, and Mozilla's version
 //! comparison for the `versionCompare` transform.
 
+use crate::memo::Memo;
 use semver::{Version, VersionReq};
 use std::cmp::Ordering;
+use std::sync::Arc;
 
-/// Parses a `filter.versions` requirement such as `">=2.3, <3"`.
-pub fn parse_requirement(s: &str) -> Result<VersionReq, String> {
-    VersionReq::parse(s).map_err(|e| format!("`{s}` is not a version requirement ({e}); write one like \">=2.3, <3\""))
+static REQUIREMENTS: Memo<Arc<VersionReq>> = Memo::new();
+
+/// Parses a `filter.versions` requirement such as `">=2.3, <3"` (once per distinct text).
+pub fn parse_requirement(s: &str) -> Result<Arc<VersionReq>, String> {
+    REQUIREMENTS.get_or(s, || {
+        VersionReq::parse(s).map(Arc::new).map_err(|e| {
+            format!("`{s}` is not a version requirement ({e}); write one like \">=2.3, <3\"")
+        })
+    })
 }
 
 /// Reads an application version leniently as semver: missing parts are 0 (`"128"` is
@@ -50,7 +58,10 @@ pub fn mozilla_compare(a: &str, b: &str) -> Ordering {
         match (pa.next(), pb.next()) {
             (None, None) => return Ordering::Equal,
             (x, y) => {
-                let c = compare_part(&VersionPart::parse(x.unwrap_or("0")), &VersionPart::parse(y.unwrap_or("0")));
+                let c = compare_part(
+                    &VersionPart::parse(x.unwrap_or("0")),
+                    &VersionPart::parse(y.unwrap_or("0")),
+                );
                 if c != Ordering::Equal {
                     return c;
                 }
@@ -75,7 +86,12 @@ fn leading_number(s: &str) -> (i64, &str) {
 impl VersionPart {
     fn parse(s: &str) -> Self {
         if s == "*" {
-            return VersionPart { a: i64::MAX, b: String::new(), c: 0, d: String::new() };
+            return VersionPart {
+                a: i64::MAX,
+                b: String::new(),
+                c: 0,
+                d: String::new(),
+            };
         }
         let (mut a, rest) = leading_number(s);
         let mut b = String::new();
@@ -121,8 +137,18 @@ mod tests {
     fn mozilla_order() {
         // From the toolkit's version comparator documentation, in increasing order.
         let ordered = [
-            "1.0pre1", "1.0pre2", "1.0", "1.0.0", "1.0.0.0", "1.1pre", "1.1pre0", "1.0+", "1.1pre1a",
-            "1.1pre1", "1.1pre10a", "1.1pre10",
+            "1.0pre1",
+            "1.0pre2",
+            "1.0",
+            "1.0.0",
+            "1.0.0.0",
+            "1.1pre",
+            "1.1pre0",
+            "1.0+",
+            "1.1pre1a",
+            "1.1pre1",
+            "1.1pre10a",
+            "1.1pre10",
         ];
         for w in ordered.windows(2) {
             let c = mozilla_compare(w[0], w[1]);

@@ -1,0 +1,88 @@
+//! Validation cases as data: every good flight builds and round-trips; every bad flight is
+//! refused with exactly the diagnostics in its `.expected` file.
+//!
+//! To accept new output after a deliberate change: `UPDATE_EXPECT=1 cargo test -p testpilot-flight`,
+//! then read the diff.
+
+use crate::{data_dir, examples_dir, json_files, read_json};
+use testpilot_flight::Flight;
+
+fn check_good(path: &std::path::Path) {
+    let v = read_json(path);
+    let flight = Flight::from_json(&v)
+        .unwrap_or_else(|d| panic!("{} should be valid:\n{d}", path.display()));
+    // What the model serializes is itself valid and means the same.
+    let again = Flight::from_json(&flight.to_json())
+        .unwrap_or_else(|d| panic!("{} does not round-trip:\n{d}", path.display()));
+    assert_eq!(flight, again, "{}", path.display());
+}
+
+#[test]
+fn good_flights_are_valid() {
+    let files = json_files(&data_dir().join("good"));
+    assert!(files.len() >= 2);
+    files.iter().for_each(|f| check_good(f));
+}
+
+#[test]
+fn examples_are_valid() {
+    let files = json_files(&examples_dir());
+    assert!(
+        files.len() >= 6,
+        "the examples folder should hold at least six flights"
+    );
+    files.iter().for_each(|f| check_good(f));
+}
+
+#[test]
+fn bad_flights_are_refused_with_paths() {
+    let update = std::env::var_os("UPDATE_EXPECT").is_some();
+    let files = json_files(&data_dir().join("bad"));
+    assert!(files.len() >= 10);
+    let mut failures = Vec::new();
+    for f in files {
+        let v = read_json(&f);
+        let got = match Flight::from_json(&v) {
+            Ok(_) => "(valid)\n".to_string(),
+            Err(d) => d
+                .iter()
+                .map(|d| format!("{}: {}\n", d.path, d.message))
+                .collect(),
+        };
+        let expected_path = f.with_extension("expected");
+        if update {
+            std::fs::write(&expected_path, &got).unwrap();
+            continue;
+        }
+        let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
+        if got != expected {
+            failures.push(format!(
+                "== {}\n-- expected:\n{expected}-- got:\n{got}",
+                f.display()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Arbitrary JSON must never panic the validator (see also `props`). These are the shapes
+/// most likely to trip a hand-written reader.
+#[test]
+fn hostile_shapes_do_not_panic() {
+    let deep = "[".repeat(5000) + &"]".repeat(5000);
+    let deep: serde_json::Value = serde_json::from_str(&format!(
+        "{{\"studyname\":\"x\",\"flightplan\":{}}}",
+        &deep[..200]
+    ))
+    .unwrap_or_default();
+    for v in [
+        serde_json::json!(null),
+        serde_json::json!({"flightplan": [[[[[[[[[[[[[[[[[[[[{"action": "log", "text": "x"}]]]]]]]]]]]]]]]]]]]]}),
+        serde_json::json!({"studyname": "\u{0}", "author": "\u{202e}", "description": "x", "flightplan": [{"action": "log", "text": "{{{{}}}}"}]}),
+        serde_json::json!({"randomDeploy": {"ge": 1e308, "lt": -1e308}}),
+        serde_json::json!({"arms": [{"name": "a", "ratio": 18446744073709551615u64}, {"name": "b", "ratio": 18446744073709551615u64}]}),
+        deep,
+    ] {
+        let _ = Flight::from_json(&v);
+    }
+}
