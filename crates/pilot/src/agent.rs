@@ -101,7 +101,7 @@ impl ProfileLock {
 /// A stop signal the agent's thread can sleep on.
 #[derive(Default)]
 struct Stop {
-    flag: AtomicBool,
+    flag: Arc<AtomicBool>,
     lock: Mutex<()>,
     cv: Condvar,
 }
@@ -136,16 +136,25 @@ pub async fn run_agent(
     let lock = ProfileLock::acquire(&config.profile)?;
     let stop = Arc::new(Stop::default());
     let stop2 = stop.clone();
-    let mut work = tokio::task::spawn_blocking(move || agent_loop(config, &stop2));
+    // A thread of its own, outside any runtime: the engine blocks (SQLite, the host, HTTP on
+    // its own small runtime), and this works the same under `up`'s runtime or the CLI's.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("testpilot-agent".into())
+        .spawn(move || {
+            let _ = tx.send(agent_loop(config, &stop2));
+        })
+        .map_err(|e| Error::Usage(format!("cannot start the agent's thread: {e}")))?;
+    let mut rx = rx;
     let result = tokio::select! {
-        r = &mut work => r,
+        r = &mut rx => r,
         _ = shutdown => {
             stop.stop();
-            work.await
+            rx.await
         }
     };
     drop(lock);
-    result.map_err(|e| Error::Usage(format!("the agent's thread stopped abnormally: {e}")))?
+    result.map_err(|_| Error::Usage("the agent's thread stopped abnormally".into()))?
 }
 
 fn agent_loop(config: AgentConfig, stop: &Stop) -> Result<(), Error> {
@@ -172,6 +181,7 @@ fn agent_loop(config: AgentConfig, stop: &Stop) -> Result<(), Error> {
         person: config.person.clone(),
     };
     let mut pilot = Pilot::open(pc, Box::new(host), net, clock.clone(), faults)?;
+    pilot.set_interrupt(stop.flag.clone());
     let now = clock.now();
     let mode = if key.is_none() {
         " — INSECURE: unsigned indexes are accepted (--insecure-unsigned); never use this outside development"

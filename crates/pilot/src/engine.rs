@@ -118,6 +118,8 @@ pub struct PilotConfig {
 
 pub struct Pilot {
     pub journal: Journal,
+    /// Set by the agent on shutdown: [`Pilot::tick`] stops between flights.
+    interrupt: Option<Arc<std::sync::atomic::AtomicBool>>,
     host: Box<dyn Host + Send>,
     net: Arc<dyn Net>,
     clock: Arc<dyn Clock>,
@@ -201,12 +203,24 @@ impl Pilot {
         journal.meta_or_init("client", || uuid::Uuid::new_v4().to_string())?;
         Ok(Pilot {
             journal,
+            interrupt: None,
             host,
             net,
             clock,
             person,
             profile: config.profile,
         })
+    }
+
+    /// A flag that, once set, makes [`Pilot::tick`] return between two flights.
+    pub fn set_interrupt(&mut self, flag: Arc<std::sync::atomic::AtomicBool>) {
+        self.interrupt = Some(flag);
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupt
+            .as_ref()
+            .is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     pub fn person(&self) -> &Person {
@@ -232,6 +246,9 @@ impl Pilot {
         self.process_requests()?;
         let mut wake = self.expire_prompts(now)?;
         for row in self.journal.flights()? {
+            if self.interrupted() {
+                break;
+            }
             if row.status == Status::Running.as_str() {
                 wake = min_wake(wake, self.advance_flight(row, now)?);
             } else if !row.cleaned_up && row.started_at.is_some() {
@@ -1335,9 +1352,10 @@ impl Pilot {
             );
         }
         // Install or ensure: get the package and check it before anything is installed.
-        let (pkg, sha, source, downloaded) = match self.fetch_package(cx, a)? {
+        let (pkg, sha, source, downloaded) = match self.fetch_package(cx, a, path)? {
             Ok(x) => x,
             Err(outcome) => {
+                let node = cx.nodes.get(path).cloned().unwrap_or(node);
                 return match outcome {
                     Outcome::Failed(why) => {
                         self.resolve(cx, path, node, Res::Failed, &why, |_| Ok(()))
@@ -1367,6 +1385,7 @@ impl Pilot {
         let result = self.host.addon_install(&key, &a.id, &pkg, &sha);
         if downloaded {
             let _ = std::fs::remove_file(&pkg);
+            let _ = std::fs::remove_dir(self.profile.join("downloads"));
         }
         let now = cx.now;
         match result {
@@ -1409,6 +1428,7 @@ impl Pilot {
         &mut self,
         cx: &mut Ctx,
         a: &Addon,
+        path: &str,
     ) -> Result<Result<(PathBuf, String, String, bool), Outcome>, Error> {
         let (file, source, downloaded) = if let Some(p) = &a.path {
             (PathBuf::from(p), p.clone(), false)
@@ -1420,6 +1440,12 @@ impl Pilot {
                 let dir = self.profile.join("downloads");
                 let file = dir.join(format!("{sha}.pkg"));
                 if !file.exists() {
+                    let node = cx.nodes.get(path).cloned().unwrap_or_default();
+                    if let Some(at) = node.retry_at {
+                        if cx.now.0 < at {
+                            return Ok(Err(Outcome::Pending(Some(Timestamp(at)))));
+                        }
+                    }
                     let (name, now) = (cx.name.clone(), cx.now);
                     self.journal.write("request log", |tx| {
                         add_timeline(
@@ -1447,17 +1473,37 @@ impl Pilot {
                             std::fs::rename(&part, &file)
                                 .map_err(Error::io("cannot write", &file))?;
                         }
-                        Ok(resp) => {
+                        Ok(resp) if resp.status < 500 => {
                             return Ok(Err(Outcome::Failed(format!(
                                 "downloading add-on `{}` from {u} answered {}",
                                 a.id, resp.status
                             ))))
                         }
-                        Err(e) => {
-                            return Ok(Err(Outcome::Failed(format!(
-                                "downloading add-on `{}` failed: {e}",
-                                a.id
-                            ))))
+                        other => {
+                            // A network error or 5xx: try again later, with backoff.
+                            let why = match other {
+                                Ok(resp) => format!(
+                                    "downloading add-on `{}` from {u} answered {}",
+                                    a.id, resp.status
+                                ),
+                                Err(e) => format!("downloading add-on `{}` failed: {e}", a.id),
+                            };
+                            let mut node = node;
+                            node.attempts += 1;
+                            if node.attempts >= MAX_ATTEMPTS {
+                                return Ok(Err(Outcome::Failed(format!(
+                                    "{why}; gave up after {} tries",
+                                    node.attempts
+                                ))));
+                            }
+                            let at = now.0 + backoff_ms(node.attempts);
+                            node.retry_at = Some(at);
+                            let line =
+                                format!("step {path}: {why}; trying again at {}", Timestamp(at));
+                            self.save_node(cx, path, node, "retry", |tx| {
+                                add_timeline(tx, &name, now, "retry", &line, None)
+                            })?;
+                            return Ok(Err(Outcome::Pending(Some(Timestamp(at)))));
                         }
                     }
                 }

@@ -1,6 +1,7 @@
 //! Integration tests of the pilot: one binary (see STYLE.md).
 
 mod actions;
+mod agent;
 
 mod badinput;
 mod crash;

@@ -16,17 +16,17 @@ use testpilot_pilot::sync::{sync, upload_reports, Synced, TowerSource};
 use testpilot_pilot::{Faults, Pilot, ReferenceHost};
 
 #[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: String,
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
 }
 
-type Handler = dyn Fn(&Seen) -> (u16, Vec<(String, String)>, String) + Send + Sync;
+pub type Handler = dyn Fn(&Seen) -> (u16, Vec<(String, String)>, Vec<u8>) + Send + Sync;
 
 /// A one-thread HTTP/1.1 server answering with `handler`; returns its base URL and what it saw.
-fn serve(handler: Arc<Handler>) -> (String, Arc<Mutex<Vec<Seen>>>) {
+pub fn serve(handler: Arc<Handler>) -> (String, Arc<Mutex<Vec<Seen>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -75,8 +75,9 @@ fn serve(handler: Arc<Handler>) -> (String, Arc<Mutex<Vec<Seen>>>) {
                 resp.push_str(&format!("{k}: {v}\r\n"));
             }
             resp.push_str("\r\n");
-            resp.push_str(&text);
-            let _ = s.write_all(resp.as_bytes());
+            let mut bytes = resp.into_bytes();
+            bytes.extend_from_slice(&text);
+            let _ = s.write_all(&bytes);
         }
     });
     (format!("http://{addr}"), seen)
@@ -130,21 +131,25 @@ fn index_over_http_with_etag_and_reports_in_batches() {
                 .iter()
                 .any(|(k, v)| k == "if-none-match" && v == "\"s3\"")
             {
-                return (304, vec![], String::new());
+                return (304, vec![], Vec::new());
             }
             return (
                 200,
                 vec![("ETag".into(), "\"s3\"".into())],
-                envelope.clone(),
+                envelope.clone().into_bytes(),
             );
         }
         if r.path == "/api/v1/reports" && r.method == "POST" {
             if accept2.load(std::sync::atomic::Ordering::SeqCst) {
-                return (200, vec![], "{}".into());
+                return (200, vec![], b"{}".to_vec());
             }
-            return (503, vec![], "{\"error\": \"down for maintenance\"}".into());
+            return (
+                503,
+                vec![],
+                b"{\"error\": \"down for maintenance\"}".to_vec(),
+            );
         }
-        (404, vec![], String::new())
+        (404, vec![], Vec::new())
     });
     let (base, seen) = serve(handler);
     let tower = TowerSource::parse(&base).unwrap();
