@@ -249,13 +249,62 @@ impl Pilot {
             if self.interrupted() {
                 break;
             }
-            if row.status == Status::Running.as_str() {
-                wake = min_wake(wake, self.advance_flight(row, now)?);
+            let name = row.studyname.clone();
+            let result = if row.status == Status::Running.as_str() {
+                self.advance_flight(row, now)
             } else if !row.cleaned_up && row.started_at.is_some() {
-                self.cleanup(&row.studyname, now)?;
+                self.cleanup(&name, now).map(|()| None)
+            } else {
+                Ok(None)
+            };
+            match result {
+                Ok(w) => wake = min_wake(wake, w),
+                Err(e) if e.is_fatal() => return Err(e),
+                // The host or the machine failed under this flight (a full disk, a file it
+                // cannot write): the flight ends failed, and whatever cannot be undone now is
+                // tried again a minute later. Other flights go on.
+                Err(e) => {
+                    self.note_once(&name, now, "error", &format!("stopped on an error: {e}"))?;
+                    match self.end_flight(
+                        &name,
+                        Status::Failed,
+                        &format!("stopped on an error: {e}"),
+                        None,
+                        now,
+                    ) {
+                        Ok(()) => {}
+                        Err(e) if e.is_fatal() => return Err(e),
+                        Err(e) => self.note_once(
+                            &name,
+                            now,
+                            "error",
+                            &format!("cleanup could not finish yet: {e}; trying again later"),
+                        )?,
+                    }
+                    wake = min_wake(wake, Some(Timestamp(now.0 + 60_000)));
+                }
             }
         }
         Ok(wake)
+    }
+
+    /// Adds a timeline line unless it repeats the flight's last one.
+    fn note_once(
+        &mut self,
+        flight: &str,
+        now: Timestamp,
+        kind: &str,
+        what: &str,
+    ) -> Result<(), Error> {
+        if self
+            .journal
+            .timeline(flight)?
+            .last()
+            .is_some_and(|t| t.what == what)
+        {
+            return Ok(());
+        }
+        self.journal.note(flight, now, kind, what, None)
     }
 
     /// Whether any flight is still running.

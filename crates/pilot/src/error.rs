@@ -42,6 +42,15 @@ impl Error {
         move |source| Error::Io { what, path, source }
     }
 
+    /// Whether the pilot itself cannot go on (the journal failed, or an injected crash), as
+    /// opposed to a failure under one flight.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            Error::Crash { .. } | Error::Sqlite(_) | Error::Journal { .. }
+        )
+    }
+
     /// Whether this is an injected crash (tests stop the pilot there and restart it).
     pub fn is_crash(&self) -> bool {
         matches!(self, Error::Crash { .. })

@@ -311,3 +311,36 @@ fn a_missing_package_fails_the_flight() {
         "is not at",
     );
 }
+
+#[test]
+fn a_host_failure_fails_only_that_flight_and_cleanup_is_retried() {
+    let rig = Rig::new();
+    let mut p = rig.pilot();
+    // features.json that is not JSON: the feature step cannot read it.
+    std::fs::write(rig.profile.join("features.json"), "{ broken").unwrap();
+    p.apply_index(
+        &[
+            flight(
+                "broken",
+                json!([{"action": "feature", "id": "x", "value": {}}]),
+            ),
+            flight("fine", json!([{"action": "log", "text": "ok"}])),
+        ],
+        1,
+    )
+    .unwrap();
+    let wake = p.tick().unwrap();
+    assert_eq!(status(&p, "broken"), "failed");
+    assert_eq!(status(&p, "fine"), "completed");
+    let reason = p.journal.flight("broken").unwrap().unwrap().reason.unwrap();
+    assert!(
+        reason.contains("features.json is not valid JSON"),
+        "{reason}"
+    );
+    assert!(wake.is_some());
+    assert_eq!(
+        std::fs::read_to_string(rig.profile.join("features.json")).unwrap(),
+        "{ broken",
+        "left as it was"
+    );
+}
