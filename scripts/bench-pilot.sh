@@ -4,12 +4,16 @@
 #
 #   scripts/bench-pilot.sh            # both
 #   scripts/bench-pilot.sh rss        # only the resident memory of an idle agent
+#   TESTPILOT_BIN=target/debug/testpilot scripts/bench-pilot.sh rss   # a binary built already
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rss() {
-  cargo build --release -p testpilot >/dev/null
-  local bin=target/release/testpilot
+  local bin=${TESTPILOT_BIN:-}
+  if [ -z "$bin" ]; then
+    cargo build --release -p testpilot >/dev/null
+    bin=target/release/testpilot
+  fi
   local dir; dir=$(mktemp -d)
   trap 'rm -rf "$dir"' RETURN
   # An index with 20 flights, each waiting a week after setting a feature: the agent holds

@@ -306,3 +306,52 @@ fn optout_cleans_up_without_an_agent_and_bad_profiles_say_why() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--public-key"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn optout_while_the_agent_runs_is_carried_out_by_the_agent() {
+    let dir = scratch("optout-live");
+    let profile = dir.join("profile");
+    let plan = json!([{"action": "feature", "id": "live", "value": {"on": true}}, {"action": "wait", "for": "30d"}]);
+    let flights: Vec<Value> = ["one", "two"]
+        .iter()
+        .map(|n| json!({"studyname": n, "author": "t", "description": "d", "version": 1, "flightplan": plan}))
+        .collect();
+    let index = dir.join("index.json");
+    std::fs::write(&index, json!({"serial": 1, "generatedAt": 0, "expiresAt": 4_102_444_800_000i64, "flights": flights}).to_string()).unwrap();
+    let mut a = agent(&index, &profile);
+    let p = profile.to_str().unwrap().to_string();
+    until("both flights to start", || {
+        let log: Value =
+            serde_json::from_slice(&tp(&["log", "--profile", &p, "--json"]).stdout).ok()?;
+        (log.as_array()?.len() == 2 && log[1]["step"] == 1).then_some(())
+    });
+    let out = tp(&["optout", "--profile", &p, "one"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("one: optedout"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = tp(&["optout", "--profile", &p, "--all"]);
+    assert!(out.status.success());
+    let log = until("both to be cleaned up", || {
+        let log = tp_json(&["log", "--profile", &p, "--json"]);
+        log.as_array()?
+            .iter()
+            .all(|f| f["cleanedUp"] == true)
+            .then_some(log)
+    });
+    assert!(log
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["status"] == "optedout"));
+    assert!(!profile.join("features.json").exists());
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -171,3 +171,27 @@ fn untar_gz(package: &Path, dest: &Path) -> Result<(), Error> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_relative_names_are_safe() {
+        let p = Path::new("pkg.zip");
+        for ok in ["a", "a/b.txt", "./a/b", "dir/"] {
+            assert!(safe_relative(ok, p).is_ok(), "{ok}");
+        }
+        for bad in [
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            "\\\\server\\x",
+            "a\\..\\x",
+            "a/\0b",
+        ] {
+            let e = safe_relative(bad, p).unwrap_err().to_string();
+            assert!(e.contains("escape the add-on folder"), "{bad}: {e}");
+        }
+    }
+}

@@ -261,3 +261,47 @@ pub fn upload_reports(pilot: &mut Pilot, tower: &TowerSource) -> Result<usize, E
         sent += seqs.len();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tower_addresses() {
+        let http = |i: &str, r: &str| TowerSource::Http {
+            index: i.into(),
+            reports: r.into(),
+        };
+        assert_eq!(
+            TowerSource::parse("http://127.0.0.1:8470").unwrap(),
+            http(
+                "http://127.0.0.1:8470/control/index.json",
+                "http://127.0.0.1:8470/api/v1/reports"
+            )
+        );
+        assert_eq!(
+            TowerSource::parse("https://tower.example.com/tp/").unwrap(),
+            http(
+                "https://tower.example.com/tp/control/index.json",
+                "https://tower.example.com/tp/api/v1/reports"
+            )
+        );
+        assert_eq!(
+            TowerSource::parse("https://cdn.example.com/exports/index.json").unwrap(),
+            http(
+                "https://cdn.example.com/exports/index.json",
+                "https://cdn.example.com/api/v1/reports"
+            )
+        );
+        assert_eq!(
+            TowerSource::parse("file:///srv/index.json").unwrap(),
+            TowerSource::File("/srv/index.json".into())
+        );
+        assert!(TowerSource::parse("ftp://x")
+            .unwrap_err()
+            .to_string()
+            .contains("not a tower address"));
+        assert!(TowerSource::parse("file://").is_err());
+        assert!(TowerSource::parse("https://").is_err());
+    }
+}
