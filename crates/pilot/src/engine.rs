@@ -416,6 +416,8 @@ impl Pilot {
     pub fn apply_index(&mut self, flights: &[Value], serial: u64) -> Result<(), Error> {
         let now = self.clock.now();
         let optout_all = self.journal.meta("optout_all")?.is_some();
+        // Problems with an index are noted once, when it is new, not at every poll.
+        let fresh = self.journal.meta("last_serial")? != Some(serial.to_string());
         let mut seen = BTreeSet::new();
         for (i, v) in flights.iter().enumerate() {
             let name_hint = v
@@ -431,7 +433,9 @@ impl Pilot {
                         "flight #{i} (`{name_hint}`) in index serial {serial} is invalid and was skipped: {}",
                         d.iter().map(|x| format!("{}: {}", x.path, x.message)).collect::<Vec<_>>().join("; ")
                     );
-                    self.journal.note("", now, "index", &msg, None)?;
+                    if fresh {
+                        self.journal.note("", now, "index", &msg, None)?;
+                    }
                     continue;
                 }
             };
@@ -1714,6 +1718,38 @@ impl Pilot {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
+            // Another step (of any flight) changed the same feature or add-on after this one
+            // and is still in effect: it keeps its change, and takes over what was there
+            // before this one, to put back when it is undone in turn.
+            if let Some(next) = self.journal.successor(e)? {
+                let next_key = format!("{}.{}", next.flight, next.id);
+                let what = format!(
+                    "undid: {} (flight `{}` changed it since and keeps its change; what was there before goes back when that is undone)",
+                    e.summary, next.flight
+                );
+                let mut next_spec = next.spec.clone();
+                if e.kind == "feature" {
+                    next_spec["prior"] = e.spec.get("prior").cloned().unwrap_or(Value::Null);
+                } else {
+                    self.faults().point("host handover")?;
+                    self.host.addon_handover(&key, &next_key, &id)?;
+                }
+                let next_text = next_spec.to_string();
+                self.journal.write("handover", |tx| {
+                    if e.kind == "feature" {
+                        tx.execute(
+                            "UPDATE effects SET spec = ?2 WHERE id = ?1",
+                            params![next.id, next_text],
+                        )?;
+                    }
+                    tx.execute(
+                        "UPDATE effects SET phase = 'undone', undone_at = ?2 WHERE id = ?1",
+                        params![e.id, now.0],
+                    )?;
+                    add_timeline(tx, name, now, "undo", &what, None)
+                })?;
+                continue;
+            }
             self.faults().point("host undo")?;
             let what = match e.kind.as_str() {
                 "addon-install" => {

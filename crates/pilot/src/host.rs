@@ -27,6 +27,10 @@ pub trait Host {
     /// Reverses [`Host::addon_install`] with the same key: removes what it installed and puts
     /// back what was there before. Does nothing if the install never started.
     fn addon_undo_install(&mut self, key: &str, id: &str) -> Result<(), Error>;
+    /// Hands what `from` kept aside for add-on `id` over to `to`, a later install or uninstall
+    /// of the same add-on that stays in effect while `from` is undone: `to`'s undo then puts
+    /// back what was there before `from`. Idempotent.
+    fn addon_handover(&mut self, from: &str, to: &str, id: &str) -> Result<(), Error>;
     /// Uninstalls add-on `id`, keeping it aside for [`Host::addon_undo_uninstall`].
     fn addon_uninstall(&mut self, key: &str, id: &str) -> Result<(), Error>;
     fn addon_undo_uninstall(&mut self, key: &str, id: &str) -> Result<(), Error>;

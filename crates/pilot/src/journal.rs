@@ -446,6 +446,27 @@ impl Journal {
             .optional()?)
     }
 
+    /// The next effect, by any flight, on the same feature or add-on as `e` that is still in
+    /// effect (the one whose "before" is `e`'s change).
+    pub fn successor(&self, e: &EffectRow) -> Result<Option<EffectRow>, Error> {
+        let kinds = match e.kind.as_str() {
+            "feature" => "('feature')",
+            "addon-install" | "addon-uninstall" => "('addon-install', 'addon-uninstall')",
+            _ => return Ok(None),
+        };
+        let Some(id) = e.spec.get("id").and_then(Value::as_str) else {
+            return Ok(None);
+        };
+        let sql = format!(
+            "SELECT {EFFECT_COLS} FROM effects WHERE id > ?1 AND kind IN {kinds} AND json_extract(spec, '$.id') = ?2
+             AND phase IN ('intent', 'done', 'undoing') ORDER BY id LIMIT 1"
+        );
+        Ok(self
+            .conn
+            .query_row(&sql, params![e.id, id], Journal::effect_from_row)
+            .optional()?)
+    }
+
     // ---- timeline ----
 
     pub fn timeline(&self, flight: &str) -> Result<Vec<TimelineRow>, Error> {

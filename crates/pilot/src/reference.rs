@@ -107,7 +107,13 @@ impl ReferenceHost {
         } else {
             Value::Null
         };
-        if backup.join(CONTENT).exists() && !self.addon_dir(id).exists() {
+        if backup.join(CONTENT).exists() {
+            if self.addon_dir(id).exists() {
+                // Left by an earlier step that handed its backup over to this one.
+                self.faults.point("restore clear")?;
+                fs::remove_dir_all(self.addon_dir(id))
+                    .map_err(Error::io("cannot remove", self.addon_dir(id)))?;
+            }
             self.faults.point("restore move")?;
             rename(&backup.join(CONTENT), &self.addon_dir(id))?;
         }
@@ -123,6 +129,17 @@ impl ReferenceHost {
         remove_empty_dir(&self.addons_dir().join(".backup"));
         remove_empty_dir(&self.addons_dir());
         Ok(())
+    }
+
+    /// Whether the key's backup still has to be put back: it records what was there (nothing,
+    /// or content not yet moved back). After a put-back that stopped half-way (content back in
+    /// place, backup folder not yet removed) this is false, so the restored add-on stays.
+    fn restore_pending(&self, key: &str) -> Result<bool, Error> {
+        let backup = self.backup_dir(key);
+        if !backup.join(ENTRY).exists() {
+            return Ok(false);
+        }
+        Ok(read_json(&backup.join(ENTRY))?.is_null() || backup.join(CONTENT).exists())
     }
 
     fn owner_is(&self, id: &str, key: &str) -> Result<bool, Error> {
@@ -188,17 +205,35 @@ impl Host for ReferenceHost {
             self.faults.point("remove tmp")?;
             fs::remove_dir_all(&tmp).map_err(Error::io("cannot remove", &tmp))?;
         }
-        if self.owner_is(id, key)? {
+        // When this install began (its backup exists) and nothing later is in effect on the
+        // add-on (the engine hands over otherwise), what is installed now is this install's, or
+        // left by an earlier one that handed its backup over: it goes.
+        if self.owner_is(id, key)? || self.restore_pending(key)? {
             let target = self.addon_dir(id);
             if target.exists() {
                 self.faults.point("uninstall ours")?;
                 fs::remove_dir_all(&target).map_err(Error::io("cannot remove", &target))?;
             }
             let mut reg = self.registry()?;
-            reg.remove(id);
-            self.write_registry(&reg)?;
+            if reg.remove(id).is_some() {
+                self.write_registry(&reg)?;
+            }
         }
         self.put_back(key, id)
+    }
+
+    fn addon_handover(&mut self, from: &str, to: &str, _id: &str) -> Result<(), Error> {
+        let src = self.backup_dir(from);
+        if !src.exists() {
+            return Ok(());
+        }
+        let dst = self.backup_dir(to);
+        if dst.exists() {
+            self.faults.point("handover remove")?;
+            fs::remove_dir_all(&dst).map_err(Error::io("cannot remove", &dst))?;
+        }
+        self.faults.point("handover move")?;
+        rename(&src, &dst)
     }
 
     fn addon_uninstall(&mut self, key: &str, id: &str) -> Result<(), Error> {

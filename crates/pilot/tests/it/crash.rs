@@ -230,3 +230,88 @@ fn two_crashes_in_a_row_during_cleanup() {
         check(&s, &format!("double crash near {n}"));
     }
 }
+
+/// Two flights change the same feature and add-on; the first to start ends first, so its undo
+/// must hand what was there before over to the other rather than restore it under it.
+fn overlap() -> Scenario {
+    let rig = Rig::new();
+    rig.preinstall("shared@x", "the person's version");
+    rig.set_features(json!({"shared": {"v": "original"}}));
+    let a = rig.scratch("a.zip");
+    let a_sha = zip_package(&a, &[("main.js", "from a")]);
+    let b = rig.scratch("b.zip");
+    let b_sha = zip_package(&b, &[("main.js", "from b")]);
+    let plan = |pkg: &std::path::Path, sha: &str, v: &str, wait: &str| {
+        json!([
+            {"action": "feature", "id": "shared", "value": {"v": v}},
+            {"action": "addon", "do": "install", "id": "shared@x", "url": format!("file://{}", pkg.display()), "sha256": sha, "permission": "none"},
+            {"action": "wait", "for": wait}
+        ])
+    };
+    let mut third = flight(
+        "c-uninstaller",
+        json!([{"action": "addon", "do": "uninstall", "id": "shared@x", "permission": "none"}, {"action": "wait", "for": "3h"}]),
+    );
+    third["version"] = json!(1);
+    let before = rig.snapshot();
+    Scenario {
+        flights: vec![
+            flight("a-first", plan(&a, &a_sha, "a", "1h")),
+            flight("b-second", plan(&b, &b_sha, "b", "2h")),
+            third,
+        ],
+        rig,
+        before,
+    }
+}
+
+fn run_overlap(s: &Scenario, faults: Faults) -> u64 {
+    let mut faults = Some(faults);
+    let mut applied = false;
+    let mut passed = 0;
+    for _ in 0..10 {
+        let f = faults.take().unwrap_or_default();
+        let r = s.rig.pilot_with(f.clone()).and_then(|mut p| {
+            if !applied {
+                p.apply_index(&s.flights, 1)?;
+                applied = true;
+            }
+            drive(&s.rig, &mut p, Say::Ok, &[])
+        });
+        passed += f.passed();
+        match r {
+            Ok(()) => return passed,
+            Err(e) => assert!(e.is_crash(), "{e}"),
+        }
+    }
+    panic!("crash loop");
+}
+
+fn check_overlap(s: &Scenario, label: &str) {
+    let p = s.rig.pilot();
+    for f in ["a-first", "b-second", "c-uninstaller"] {
+        assert_eq!(log_of(&p, f)["status"], "completed", "{label}: {f}");
+        assert_eq!(log_of(&p, f)["cleanedUp"], true, "{label}: {f}");
+    }
+    assert_eq!(
+        s.rig.snapshot(),
+        s.before,
+        "{label}\n{}\n{}",
+        timeline_text(&p, "a-first"),
+        timeline_text(&p, "b-second")
+    );
+}
+
+#[test]
+fn overlapping_flights_end_out_of_order_and_still_restore_the_original() {
+    let s = overlap();
+    let total = run_overlap(&s, Faults::default());
+    check_overlap(&s, "no crash");
+    let p = s.rig.pilot();
+    assert!(timeline_text(&p, "a-first").contains("changed it since and keeps its change"));
+    for n in 1..=total {
+        let s = overlap();
+        run_overlap(&s, Faults::crash_after(n));
+        check_overlap(&s, &format!("crash at fault point {n} of {total}"));
+    }
+}
