@@ -12,6 +12,7 @@
 pub mod api;
 pub mod auth;
 pub mod clock;
+pub mod dashboard;
 pub mod diff;
 pub mod error;
 pub mod index;

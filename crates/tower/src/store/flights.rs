@@ -744,3 +744,119 @@ fn summary(r: &AnyRow) -> Result<FlightSummary> {
         updated_at: Timestamp(r.try_get(5)?),
     })
 }
+
+/// What the dashboard's list shows of one flight beyond its [`FlightSummary`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Glance {
+    /// Status → clients whose latest report has that status.
+    pub by_status: std::collections::BTreeMap<String, u64>,
+    /// When the live revision was approved.
+    pub live_since: Option<Timestamp>,
+}
+
+// Added for the dashboard (`crate::dashboard`): reads over every flight in one query each,
+// and the approver's "send back" action.
+impl Store {
+    /// Per flight: clients by status and when its live revision went live. Two grouped
+    /// queries for all flights, so that a list of hundreds of flights stays one round trip.
+    pub async fn glances(&self) -> Result<std::collections::BTreeMap<String, Glance>> {
+        let mut out: std::collections::BTreeMap<String, Glance> = Default::default();
+        let rows = sqlx::query(
+            "SELECT flight, status, COUNT(*) FROM client_state GROUP BY flight, status",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        for r in rows {
+            let g = out.entry(r.try_get(0)?).or_default();
+            g.by_status
+                .insert(r.try_get(1)?, r.try_get::<i64, _>(2)? as u64);
+        }
+        let rows = sqlx::query(
+            "SELECT a.studyname, MAX(a.at) FROM audit a JOIN flights f \
+             ON f.studyname = a.studyname AND a.version = f.live_version \
+             WHERE a.action = 'approve' GROUP BY a.studyname",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        for r in rows {
+            let g = out.entry(r.try_get(0)?).or_default();
+            g.live_since = r.try_get::<Option<i64>, _>(1)?.map(Timestamp);
+        }
+        Ok(out)
+    }
+
+    /// Enrolments per day (`YYYY-MM-DD`, UTC): reports that started a flight on a client
+    /// (status `running` at step 0), oldest first.
+    pub async fn enrolments_per_day(&self, name: &str) -> Result<Vec<(String, u64)>> {
+        let rows = sqlx::query(
+            "SELECT day, COUNT(*) FROM reports WHERE flight = $1 AND status = 'running' AND step = 0 \
+             GROUP BY day ORDER BY day",
+        )
+        .bind(name)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let label = Timestamp(r.try_get::<i64, _>(0)? * 86_400_000).to_rfc3339();
+                Ok((
+                    label.get(..10).unwrap_or(&label).to_string(),
+                    r.try_get::<i64, _>(1)? as u64,
+                ))
+            })
+            .collect()
+    }
+
+    /// Sends the revision under review back to its author as a draft, with a comment kept in
+    /// the audit log (`sendback`). The live revision, if any, keeps running.
+    pub async fn send_back(
+        &self,
+        actor: &Actor,
+        name: &str,
+        version: Option<u64>,
+        comment: &str,
+        now: Timestamp,
+    ) -> Result<Outcome> {
+        let mut tx = self.write.begin().await?;
+        let cur = self.load(&mut tx, name).await?;
+        Self::check_version(&cur, version)?;
+        if cur.state.is_final() {
+            return Err(Error::Conflict(format!(
+                "the flight is {}",
+                cur.state.as_str()
+            )));
+        }
+        if cur.latest_state != RevisionState::Review {
+            return Err(Error::Conflict(
+                "there is no revision under review to send back".into(),
+            ));
+        }
+        let state = if cur.state == FlightState::Live {
+            FlightState::Live
+        } else {
+            FlightState::Draft
+        };
+        self.set_revision(
+            &mut tx,
+            name,
+            cur.latest,
+            RevisionState::Review,
+            RevisionState::Draft,
+        )
+        .await?;
+        self.set_flight(&mut tx, name, &cur, state, cur.live, now)
+            .await?;
+        Self::audit_in(
+            &mut tx,
+            now,
+            &actor.name,
+            "sendback",
+            Some(name),
+            Some(cur.latest),
+            &json!({"comment": comment}),
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(actor = %actor.name, flight = name, version = cur.latest, "sent back to draft");
+        Ok(self.outcome(name, cur.latest, state, RevisionState::Draft, None, None))
+    }
+}

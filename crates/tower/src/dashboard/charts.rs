@@ -1,0 +1,300 @@
+//! Pictures drawn on the server as inline SVG: the funnel of clients per flightplan step,
+//! the status breakdown as one stacked bar, and enrolments and completions per day.
+//!
+//! Colours come from CSS classes (`c-<status>`, `c-enrolled`, ...) so that the stylesheet
+//! picks them for light and dark mode; the SVG carries no inline style (the dashboard's CSP
+//! forbids it) and every label goes through maud, escaped.
+
+use crate::store::ProgressRow;
+use maud::{html, Markup};
+
+/// The statuses a client can end in, in the order the breakdown shows them.
+pub const STATUSES: [&str; 9] = [
+    "running",
+    "completed",
+    "declined",
+    "failed",
+    "killed",
+    "expired",
+    "timedout",
+    "optedout",
+    "withdrawn",
+];
+
+/// Statuses of clients that never enrolled: not counted in the funnel.
+pub fn not_enrolled(status: &str) -> bool {
+    matches!(status, "ineligible" | "unsampled")
+}
+
+pub fn status_label(status: &str) -> &str {
+    match status {
+        "optedout" => "opted out",
+        "timedout" => "timed out",
+        other => other,
+    }
+}
+
+/// `1234567` → `1,234,567`.
+pub fn n(x: u64) -> String {
+    let s = x.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn pct(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return "0%".into();
+    }
+    let p = part as f64 * 100.0 / whole as f64;
+    if p > 0.0 && p < 1.0 {
+        format!("{p:.1}%")
+    } else {
+        format!("{p:.0}%")
+    }
+}
+
+fn shorten(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// One row of a funnel: clients that reached a step, and those whose flight stopped there
+/// without completing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunnelStep {
+    pub label: String,
+    pub reached: u64,
+    pub stopped: u64,
+}
+
+/// The funnel of `rows` (every version, optionally one arm) over a plan of `labels.len()`
+/// steps; the last row is "every step done".
+pub fn funnel_steps(rows: &[ProgressRow], labels: &[String], arm: Option<&str>) -> Vec<FunnelStep> {
+    let max_step = rows.iter().map(|r| r.step as usize).max().unwrap_or(0);
+    let n = if labels.is_empty() {
+        max_step
+    } else {
+        labels.len()
+    };
+    let mut steps: Vec<FunnelStep> = (0..=n)
+        .map(|k| FunnelStep {
+            label: if k == n {
+                "every step done".to_string()
+            } else {
+                labels
+                    .get(k)
+                    .cloned()
+                    .unwrap_or_else(|| format!("step {}", k + 1))
+            },
+            reached: 0,
+            stopped: 0,
+        })
+        .collect();
+    for r in rows {
+        if not_enrolled(&r.status) || arm.is_some_and(|a| r.arm.as_deref() != Some(a)) {
+            continue;
+        }
+        let at = (r.step as usize).min(n);
+        for s in steps.iter_mut().take(at + 1) {
+            s.reached += r.clients;
+        }
+        if r.status != "running" && r.status != "completed" {
+            steps[at].stopped += r.clients;
+        }
+    }
+    steps
+}
+
+const FUNNEL_W: f64 = 720.0;
+const LABEL_W: f64 = 250.0;
+const ROW_H: f64 = 30.0;
+
+/// A horizontal funnel: one bar per step, widths relative to the clients enrolled; the part
+/// of a bar that stopped at that step (failed, declined, ...) in its status colour.
+pub fn funnel(title: &str, steps: &[FunnelStep]) -> Markup {
+    let total = steps.first().map(|s| s.reached).unwrap_or(0);
+    let bar_w = FUNNEL_W - LABEL_W - 110.0;
+    let h = ROW_H * steps.len() as f64 + 8.0;
+    html! {
+        figure.chart.funnel {
+            figcaption { (title) }
+            svg viewBox={"0 0 " (FUNNEL_W) " " (h)} role="img" aria-label={(title) ": clients per flightplan step"} {
+                @for (i, s) in steps.iter().enumerate() {
+                    @let y = 4.0 + i as f64 * ROW_H;
+                    @let w = if total == 0 { 0.0 } else { bar_w * s.reached as f64 / total as f64 };
+                    @let ws = if total == 0 { 0.0 } else { bar_w * s.stopped as f64 / total as f64 };
+                    text.label x="0" y=(y + 19.0) {
+                        title { (s.label) }
+                        @if i + 1 == steps.len() { (shorten(&s.label, 34)) } @else { (i + 1) ". " (shorten(&s.label, 31)) }
+                    }
+                    rect.track x=(LABEL_W) y=(y + 4.0) width=(bar_w) height=(ROW_H - 8.0) rx="3" {}
+                    rect.c-reached x=(LABEL_W) y=(y + 4.0) width=(w.max(if s.reached > 0 { 2.0 } else { 0.0 })) height=(ROW_H - 8.0) rx="3" {
+                        title { (n(s.reached)) " clients reached this step" }
+                    }
+                    @if s.stopped > 0 {
+                        rect.c-failed x=(LABEL_W + w - ws) y=(y + 4.0) width=(ws.max(2.0)) height=(ROW_H - 8.0) {
+                            title { (n(s.stopped)) " stopped here without completing" }
+                        }
+                    }
+                    text.value x=(LABEL_W + bar_w + 8.0) y=(y + 19.0) {
+                        (n(s.reached)) " · " (pct(s.reached, total))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The status breakdown: one stacked bar of every client's latest status, and a legend
+/// with counts that always lists every ending, zero or not.
+pub fn status_bar(by_status: &[(String, u64)]) -> Markup {
+    let total: u64 = by_status.iter().map(|(_, c)| c).sum();
+    let w = 720.0;
+    let mut x = 0.0;
+    let mut segments = Vec::new();
+    for (status, c) in by_status {
+        if *c > 0 && total > 0 {
+            let bw = w * *c as f64 / total as f64;
+            segments.push((status, *c, x, bw));
+            x += bw;
+        }
+    }
+    html! {
+        figure.chart.statusbar {
+            figcaption { "Where every enrolled client is now" }
+            svg viewBox={"0 0 " (w) " 28"} role="img" aria-label="status breakdown" {
+                rect.track x="0" y="2" width=(w) height="24" rx="4" {}
+                @for (status, c, x, bw) in &segments {
+                    rect class={"c-" (status)} x=(x) y="2" width=(bw.max(2.0)) height="24" {
+                        title { (status_label(status)) ": " (n(*c)) }
+                    }
+                }
+            }
+            ul.legend {
+                @for (status, c) in by_status {
+                    li.zero[*c == 0] {
+                        svg.swatch viewBox="0 0 10 10" { rect class={"c-" (status)} width="10" height="10" rx="2" {} }
+                        span.name { (status_label(status)) }
+                        " "
+                        strong { (n(*c)) }
+                        span.muted { " " (pct(*c, total)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One day of the time series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Day {
+    pub day: String,
+    pub enrolled: u64,
+    pub completed: u64,
+}
+
+/// Enrolments and completions per day as paired bars, with a y axis and a few day labels.
+pub fn daily(days: &[Day]) -> Markup {
+    let (w, h, left, bottom, top) = (720.0, 200.0, 44.0, 24.0, 10.0);
+    let max = days
+        .iter()
+        .map(|d| d.enrolled.max(d.completed))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let plot_w = w - left - 8.0;
+    let plot_h = h - bottom - top;
+    let slot = plot_w / days.len().max(1) as f64;
+    let bar = (slot * 0.4).min(28.0);
+    let every = (days.len() / 8).max(1);
+    let y_of = |v: u64| top + plot_h - plot_h * v as f64 / max as f64;
+    html! {
+        figure.chart.daily {
+            figcaption {
+                "Per day (UTC): "
+                svg.swatch viewBox="0 0 10 10" { rect.c-enrolled width="10" height="10" rx="2" {} }
+                " enrolments "
+                svg.swatch viewBox="0 0 10 10" { rect.c-completed width="10" height="10" rx="2" {} }
+                " completions"
+            }
+            @if days.is_empty() {
+                p.muted { "No reports yet." }
+            } @else {
+                svg viewBox={"0 0 " (w) " " (h)} role="img" aria-label="enrolments and completions per day" {
+                    @for t in [0, max / 2, max] {
+                        line.grid x1=(left) x2=(w - 8.0) y1=(y_of(t)) y2=(y_of(t)) {}
+                        text.axis x=(left - 6.0) y=(y_of(t) + 4.0) text-anchor="end" { (n(t)) }
+                    }
+                    @for (i, d) in days.iter().enumerate() {
+                        @let x0 = left + i as f64 * slot + (slot - 2.0 * bar) / 2.0;
+                        rect.c-enrolled x=(x0) y=(y_of(d.enrolled)) width=(bar) height=(top + plot_h - y_of(d.enrolled)) {
+                            title { (d.day) ": " (n(d.enrolled)) " enrolled" }
+                        }
+                        rect.c-completed x=(x0 + bar) y=(y_of(d.completed)) width=(bar) height=(top + plot_h - y_of(d.completed)) {
+                            title { (d.day) ": " (n(d.completed)) " completed" }
+                        }
+                        @if i % every == 0 || i + 1 == days.len() {
+                            text.axis x=(x0 + bar) y=(h - 6.0) text-anchor="middle" { (d.day.get(5..).unwrap_or(&d.day)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(arm: &str, status: &str, step: u64, clients: u64) -> ProgressRow {
+        ProgressRow {
+            version: 1,
+            arm: Some(arm.into()),
+            status: status.into(),
+            step,
+            clients,
+        }
+    }
+
+    #[test]
+    fn funnel_counts_reached_and_stopped() {
+        let rows = [
+            row("a", "running", 0, 5),
+            row("a", "failed", 1, 2),
+            row("b", "completed", 2, 3),
+            row("b", "ineligible", 0, 100),
+        ];
+        let labels = vec!["one".to_string(), "two".to_string()];
+        let got: Vec<(u64, u64)> = funnel_steps(&rows, &labels, None)
+            .iter()
+            .map(|s| (s.reached, s.stopped))
+            .collect();
+        assert_eq!(got, [(10, 0), (5, 2), (3, 0)]);
+        let a: Vec<u64> = funnel_steps(&rows, &labels, Some("a"))
+            .iter()
+            .map(|s| s.reached)
+            .collect();
+        assert_eq!(a, [7, 2, 0]);
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(n(0), "0");
+        assert_eq!(n(999), "999");
+        assert_eq!(n(1000), "1,000");
+        assert_eq!(n(1234567), "1,234,567");
+        assert_eq!(pct(1, 3), "33%");
+        assert_eq!(pct(1, 1000), "0.1%");
+    }
+}

@@ -1,0 +1,826 @@
+//! The tower's web dashboard (issue 5): see, review, approve, kill and end flights in a
+//! browser. Server-rendered HTML (maud, which escapes every interpolated value), inline SVG
+//! charts, one vendored stylesheet and one small polling script, all served from memory.
+//!
+//! Invariants:
+//! - The dashboard reads and acts only through [`crate::store::Store`] — the same functions
+//!   as the HTTP API, so the lifecycle rules (roles, two-person approval, states) hold here
+//!   exactly as there. It holds no state of its own.
+//! - Sign-in keeps the API token in an `HttpOnly`, `SameSite=Strict` cookie scoped to `/ui`.
+//!   Every state-changing request is a POST that must come from this origin
+//!   (`Sec-Fetch-Site`/`Origin`) and carry a CSRF field derived from the token.
+//! - User-supplied text is only ever interpolated through maud (escaped); nothing is
+//!   `PreEscaped` except markup the dashboard itself builds. The Content-Security-Policy
+//!   forbids inline scripts and styles, so even a missed escape could not run.
+//! - Nothing is loaded from another origin.
+
+mod charts;
+pub mod fixtures;
+mod pages;
+mod readable;
+
+use crate::api::AppState;
+use crate::error::Error;
+use crate::lifecycle::{role_may, Action, Actor, FlightState, RevisionState};
+use crate::store::FlightDetail;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::header::{self, HeaderMap, HeaderValue};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use maud::Markup;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use testpilot_flight::Flight;
+
+/// The cookie that holds the signed-in token.
+const COOKIE: &str = "tp_dashboard";
+/// How often live pages poll for a fresh fragment, in ms.
+pub const POLL_MS: u64 = 2000;
+
+/// The dashboard's routes, to merge into [`crate::api::app`].
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/ui/") }))
+        .route("/ui", get(|| async { Redirect::to("/ui/") }))
+        .route("/ui/", get(index))
+        .route("/ui/live", get(index_live))
+        .route("/ui/signin", get(signin_page).post(signin))
+        .route("/ui/signout", post(signout))
+        .route("/ui/review", get(review_queue))
+        .route("/ui/push", get(push_page).post(push))
+        .route("/ui/assets/{file}", get(asset))
+        .route("/ui/flights/{name}", get(flight_page))
+        .route("/ui/flights/{name}/live", get(flight_live))
+        .route("/ui/flights/{name}/review", get(review_page))
+        .route("/ui/flights/{name}/submit", post(submit))
+        .route("/ui/flights/{name}/approve", post(approve))
+        .route("/ui/flights/{name}/sendback", post(send_back))
+        .route("/ui/flights/{name}/kill", get(kill_page).post(kill))
+        .route("/ui/flights/{name}/end", get(end_page).post(end))
+}
+
+// ---------------------------------------------------------------- responses
+
+/// Security headers for every dashboard page: no inline script or style, no framing, no
+/// caching of pages that show a signed-in person's view.
+fn secure(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+fn html(status: StatusCode, m: Markup) -> Response {
+    let mut res = (status, m.into_string()).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    secure(res)
+}
+
+fn see_other(to: &str) -> Response {
+    secure(Redirect::to(to).into_response())
+}
+
+/// An error shown as a page: what went wrong and where to go from here.
+#[derive(Debug)]
+pub struct PageError {
+    status: StatusCode,
+    message: String,
+    back: Option<String>,
+}
+
+impl PageError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        PageError {
+            status,
+            message: message.into(),
+            back: None,
+        }
+    }
+    fn back(mut self, to: impl Into<String>) -> Self {
+        self.back = Some(to.into());
+        self
+    }
+}
+
+impl From<Error> for PageError {
+    fn from(e: Error) -> Self {
+        let status = match &e {
+            Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Config(_) => StatusCode::BAD_REQUEST,
+            other => {
+                tracing::error!(error = %other, "dashboard: internal error");
+                return PageError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error; the tower's log says more",
+                );
+            }
+        };
+        PageError::new(status, e.to_string())
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        html(
+            self.status,
+            pages::error_page(self.status, &self.message, self.back.as_deref()),
+        )
+    }
+}
+
+type PageResult = Result<Response, PageError>;
+
+// ---------------------------------------------------------------- sign-in and CSRF
+
+/// A signed-in person: the holder of the token in the dashboard cookie.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub actor: Actor,
+    /// The CSRF field every form of this session carries.
+    pub csrf: String,
+    /// Approving one's own revision is allowed (single-user mode).
+    pub single_user: bool,
+}
+
+impl Session {
+    pub fn may(&self, action: Action) -> bool {
+        role_may(self.actor.role, action)
+    }
+}
+
+/// The CSRF value for a token: a hash of it, so that it needs no server state and a page
+/// from another origin cannot know it.
+fn csrf_for(token: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"testpilot-dashboard-csrf\0");
+    h.update(token.as_bytes());
+    hex::encode(&h.finalize()[..16])
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_string())
+        .filter(|v| token_shaped(v))
+}
+
+/// Tokens are `tp_` and hex; anything else is refused before it reaches a header or the
+/// database.
+fn token_shaped(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 200
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Where to send someone who is not signed in: the sign-in page, back here afterwards.
+pub struct SignInFirst(String);
+
+impl IntoResponse for SignInFirst {
+    fn into_response(self) -> Response {
+        let next: String = form_urlencode(&self.0);
+        see_other(&format!("/ui/signin?next={next}"))
+    }
+}
+
+fn form_urlencode(s: &str) -> String {
+    serde_urlencoded::to_string([("", s)])
+        .map(|x| x.trim_start_matches('=').to_string())
+        .unwrap_or_default()
+}
+
+impl FromRequestParts<AppState> for Session {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Session, Response> {
+        let here = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/ui/".into());
+        let Some(token) = cookie_token(&parts.headers) else {
+            return Err(SignInFirst(here).into_response());
+        };
+        match s.store.actor_for_token(&token).await {
+            Ok(Some(actor)) => Ok(Session {
+                actor,
+                csrf: csrf_for(&token),
+                single_user: s.config.single_user,
+            }),
+            Ok(None) => Err(SignInFirst(here).into_response()),
+            Err(e) => Err(PageError::from(e).into_response()),
+        }
+    }
+}
+
+/// Refuses a state-changing request that a page of another origin could have sent.
+fn same_origin(headers: &HeaderMap) -> Result<(), PageError> {
+    let refuse = || {
+        PageError::new(
+            StatusCode::FORBIDDEN,
+            "this form was not sent from the dashboard's own pages; reload the page and try again",
+        )
+    };
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return if site == "same-origin" {
+            Ok(())
+        } else {
+            Err(refuse())
+        };
+    }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    match (host, origin) {
+        (Some(host), Some(origin)) => {
+            let o = origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                .unwrap_or("");
+            if o == host {
+                Ok(())
+            } else {
+                Err(refuse())
+            }
+        }
+        _ => Err(refuse()),
+    }
+}
+
+/// A form's fields.
+type Form = BTreeMap<String, String>;
+
+fn parse_form(body: &[u8]) -> Result<Form, PageError> {
+    serde_urlencoded::from_bytes(body).map_err(|e| {
+        PageError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the form is not valid: {e}"),
+        )
+    })
+}
+
+/// A POST from a signed-in session: same origin, the right CSRF field, and the form.
+fn checked_form(session: &Session, headers: &HeaderMap, body: &[u8]) -> Result<Form, PageError> {
+    same_origin(headers)?;
+    let form = parse_form(body)?;
+    if form.get("csrf").map(String::as_str) != Some(session.csrf.as_str()) {
+        return Err(PageError::new(
+            StatusCode::FORBIDDEN,
+            "this form is out of date (its CSRF field does not match your session); reload the page and try again",
+        ));
+    }
+    Ok(form)
+}
+
+fn require(session: &Session, action: Action, back: &str) -> Result<(), PageError> {
+    if session.may(action) {
+        return Ok(());
+    }
+    Err(PageError::new(
+        StatusCode::FORBIDDEN,
+        format!(
+            "`{}` is signed in with role {}, which may not {}",
+            session.actor.name,
+            session.actor.role,
+            action.as_str()
+        ),
+    )
+    .back(back))
+}
+
+/// A safe place to go after signing in: a dashboard path, never another site.
+fn safe_next(next: Option<&String>) -> String {
+    match next {
+        Some(n) if n.starts_with("/ui/") && !n.starts_with("//") && !n.contains('\\') => n.clone(),
+        _ => "/ui/".into(),
+    }
+}
+
+async fn signin_page(Query(q): Query<Form>) -> Response {
+    html(
+        StatusCode::OK,
+        pages::signin(&safe_next(q.get("next")), None),
+    )
+}
+
+async fn signin(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> PageResult {
+    same_origin(&headers)?;
+    let form = parse_form(&body)?;
+    let next = safe_next(form.get("next"));
+    let token = form.get("token").map(|t| t.trim()).unwrap_or("");
+    let actor = if token_shaped(token) {
+        s.store.actor_for_token(token).await?
+    } else {
+        None
+    };
+    if actor.is_none() {
+        return Ok(html(
+            StatusCode::UNAUTHORIZED,
+            pages::signin(
+                &next,
+                Some("This token is not known to this tower. Make one with `testpilot tower token create --role ROLE`."),
+            ),
+        ));
+    }
+    let mut res = see_other(&next);
+    let cookie = format!("{COOKIE}={token}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=43200");
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(res)
+}
+
+async fn signout(headers: HeaderMap) -> PageResult {
+    same_origin(&headers)?;
+    let mut res = see_other("/ui/signin");
+    res.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("tp_dashboard=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    Ok(res)
+}
+
+// ---------------------------------------------------------------- assets
+
+const STYLE_CSS: &str = include_str!("assets/style.css");
+const LIVE_JS: &str = include_str!("assets/live.js");
+
+async fn asset(Path(file): Path<String>) -> Response {
+    let (body, kind) = match file.as_str() {
+        "style.css" => (STYLE_CSS, "text/css; charset=utf-8"),
+        "live.js" => (LIVE_JS, "text/javascript; charset=utf-8"),
+        _ => {
+            return PageError::new(StatusCode::NOT_FOUND, "no such asset").into_response();
+        }
+    };
+    let mut res = body.into_response();
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    secure(res)
+}
+
+// ---------------------------------------------------------------- the flights list
+
+/// The list's filters: `state` and a search `q` over name, description and author.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct ListQuery {
+    pub state: Option<String>,
+    pub q: Option<String>,
+}
+
+impl ListQuery {
+    fn from_form(f: &Form) -> ListQuery {
+        ListQuery {
+            state: f.get("state").filter(|s| !s.is_empty()).cloned(),
+            q: f.get("q").filter(|s| !s.trim().is_empty()).cloned(),
+        }
+    }
+}
+
+async fn list_data(s: &AppState, q: &ListQuery) -> Result<pages::ListData, PageError> {
+    let state = match q.state.as_deref() {
+        None => None,
+        Some(x) => Some(FlightState::parse(x).ok_or_else(|| {
+            PageError::new(
+                StatusCode::BAD_REQUEST,
+                format!("`{x}` is not a flight state; use draft, review, live, killed or ended"),
+            )
+            .back("/ui/")
+        })?),
+    };
+    let all = s.store.list_flights().await?;
+    let glances = s.store.glances().await?;
+    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for f in &all {
+        *counts.entry(f.state.as_str()).or_default() += 1;
+    }
+    let needle = q.q.as_deref().map(str::to_lowercase);
+    let total = all.len();
+    let rows = all
+        .into_iter()
+        .filter(|f| state.is_none_or(|st| f.state == st))
+        .filter(|f| {
+            needle.as_deref().is_none_or(|n| {
+                f.studyname.to_lowercase().contains(n)
+                    || f.description.to_lowercase().contains(n)
+                    || f.author.to_lowercase().contains(n)
+            })
+        })
+        .map(|f| {
+            let g = glances.get(&f.studyname).cloned().unwrap_or_default();
+            pages::ListRow {
+                by_status: g.by_status,
+                live_since: g.live_since,
+                summary: f,
+            }
+        })
+        .collect();
+    Ok(pages::ListData {
+        rows,
+        total,
+        counts: counts
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        query: q.clone(),
+        now: s.clock.now(),
+    })
+}
+
+async fn index(State(s): State<AppState>, session: Session, Query(f): Query<Form>) -> PageResult {
+    let q = ListQuery::from_form(&f);
+    let data = list_data(&s, &q).await?;
+    Ok(html(StatusCode::OK, pages::index(&session, &data)))
+}
+
+async fn index_live(
+    State(s): State<AppState>,
+    _session: Session,
+    Query(f): Query<Form>,
+) -> PageResult {
+    let q = ListQuery::from_form(&f);
+    let data = list_data(&s, &q).await?;
+    Ok(html(StatusCode::OK, pages::index_table(&data)))
+}
+
+async fn review_queue(State(s): State<AppState>, session: Session) -> PageResult {
+    let all = s.store.list_flights().await?;
+    let waiting: Vec<_> = all
+        .into_iter()
+        .filter(|f| {
+            f.state == FlightState::Review
+                || f.pending
+                    .as_ref()
+                    .is_some_and(|p| p.state == RevisionState::Review)
+        })
+        .collect();
+    Ok(html(
+        StatusCode::OK,
+        pages::review_queue(&session, &waiting),
+    ))
+}
+
+// ---------------------------------------------------------------- one flight
+
+async fn detail(s: &AppState, name: &str) -> Result<FlightDetail, PageError> {
+    s.store.flight(name).await?.ok_or_else(|| {
+        PageError::new(
+            StatusCode::NOT_FOUND,
+            format!("there is no flight named `{name}`"),
+        )
+        .back("/ui/")
+    })
+}
+
+async fn progress_data(s: &AppState, d: &FlightDetail) -> Result<pages::ProgressData, PageError> {
+    let name = &d.summary.studyname;
+    let progress = s.store.progress(name).await?;
+    let enrolments = s.store.enrolments_per_day(name).await?;
+    let errors = s.store.recent_errors(name, 200).await?;
+    // The plan whose steps label the funnel: the live revision's, else the newest.
+    let shown = d.summary.live_version.unwrap_or(d.summary.latest_version);
+    let spec = d
+        .revisions
+        .iter()
+        .find(|r| r.version == shown)
+        .and_then(|r| Flight::from_json(&r.spec).ok());
+    Ok(pages::ProgressData {
+        progress,
+        enrolments,
+        errors,
+        flight: spec,
+    })
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct DiffQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn version_param(v: Option<&str>, what: &str, name: &str) -> Result<Option<u64>, PageError> {
+    match v.filter(|x| !x.is_empty()) {
+        None => Ok(None),
+        Some(x) => x.parse().map(Some).map_err(|_| {
+            PageError::new(
+                StatusCode::BAD_REQUEST,
+                format!("`{what}` must be a revision number, not `{x}`"),
+            )
+            .back(format!("/ui/flights/{name}"))
+        }),
+    }
+}
+
+async fn flight_page(
+    State(s): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+    Query(q): Query<DiffQuery>,
+) -> PageResult {
+    let d = detail(&s, &name).await?;
+    let newest = d.summary.latest_version;
+    let to = version_param(q.to.as_deref(), "to", &name)?.unwrap_or(newest);
+    let from = version_param(q.from.as_deref(), "from", &name)?.unwrap_or(to.saturating_sub(1));
+    let known = |v: u64| v == 0 || d.revisions.iter().any(|r| r.version == v);
+    if !known(from) || !known(to) || to == 0 {
+        return Err(PageError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "`{name}` has no revision {}",
+                if known(to) && to != 0 { from } else { to }
+            ),
+        )
+        .back(format!("/ui/flights/{name}")));
+    }
+    let p = progress_data(&s, &d).await?;
+    Ok(html(
+        StatusCode::OK,
+        pages::flight(&session, &d, &p, (from, to), s.clock.now()),
+    ))
+}
+
+async fn flight_live(
+    State(s): State<AppState>,
+    _session: Session,
+    Path(name): Path<String>,
+) -> PageResult {
+    let d = detail(&s, &name).await?;
+    let p = progress_data(&s, &d).await?;
+    Ok(html(StatusCode::OK, pages::progress(&d, &p)))
+}
+
+async fn review_page(
+    State(s): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+) -> PageResult {
+    let d = detail(&s, &name).await?;
+    let under_review = d
+        .revisions
+        .iter()
+        .find(|r| r.version == d.summary.latest_version && r.state == RevisionState::Review);
+    let validation = under_review.map(|r| Flight::from_json(&r.spec).map(|_| ()));
+    Ok(html(
+        StatusCode::OK,
+        pages::review(&session, &d, under_review, validation.as_ref()),
+    ))
+}
+
+async fn push_page(session: Session) -> PageResult {
+    require(&session, Action::Push, "/ui/")?;
+    Ok(html(StatusCode::OK, pages::push(&session, "", None)))
+}
+
+async fn push(
+    State(s): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    body: Bytes,
+) -> PageResult {
+    let form = checked_form(&session, &headers, &body)?;
+    require(&session, Action::Push, "/ui/")?;
+    let text = form.get("spec").cloned().unwrap_or_default();
+    let problems: Vec<(String, String)> = match serde_json::from_str(&text) {
+        Err(e) => vec![(
+            "$".into(),
+            format!(
+                "not valid JSON: line {}, column {}: {e}",
+                e.line(),
+                e.column()
+            ),
+        )],
+        Ok(v) => match Flight::from_json(&v) {
+            Err(d) => d
+                .iter()
+                .map(|x| (x.path.to_string(), x.message.clone()))
+                .collect(),
+            Ok(flight) => {
+                let out = s.store.push(&session.actor, &flight, s.clock.now()).await?;
+                return Ok(see_other(&format!("/ui/flights/{}", out.studyname)));
+            }
+        },
+    };
+    Ok(html(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        pages::push(&session, &text, Some(&problems)),
+    ))
+}
+
+fn version_field(form: &Form, name: &str) -> Result<Option<u64>, PageError> {
+    version_param(form.get("version").map(String::as_str), "version", name)
+}
+
+async fn submit(
+    State(s): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> PageResult {
+    let back = format!("/ui/flights/{name}");
+    let form = checked_form(&session, &headers, &body)?;
+    require(&session, Action::Review, &back)?;
+    let version = version_field(&form, &name)?;
+    s.store
+        .review(&session.actor, &name, version, s.clock.now())
+        .await
+        .map_err(|e| PageError::from(e).back(&back))?;
+    Ok(see_other(&back))
+}
+
+async fn approve(
+    State(s): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> PageResult {
+    let back = format!("/ui/flights/{name}");
+    let form = checked_form(&session, &headers, &body)?;
+    require(&session, Action::Approve, &back)?;
+    let version = version_field(&form, &name)?;
+    s.store
+        .approve(
+            &session.actor,
+            &name,
+            version,
+            s.config.single_user,
+            s.clock.now(),
+        )
+        .await
+        .map_err(|e| PageError::from(e).back(format!("{back}/review")))?;
+    s.refresh_index().await?;
+    Ok(see_other(&back))
+}
+
+async fn send_back(
+    State(s): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> PageResult {
+    let back = format!("/ui/flights/{name}");
+    let form = checked_form(&session, &headers, &body)?;
+    require(&session, Action::Approve, &back)?;
+    let version = version_field(&form, &name)?;
+    let comment = form.get("comment").map(|c| c.trim()).unwrap_or("");
+    if comment.is_empty() {
+        return Err(PageError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "say why you send it back: the comment is what the author reads",
+        )
+        .back(format!("{back}/review")));
+    }
+    s.store
+        .send_back(&session.actor, &name, version, comment, s.clock.now())
+        .await
+        .map_err(|e| PageError::from(e).back(format!("{back}/review")))?;
+    Ok(see_other(&back))
+}
+
+/// Kill or end: both ask for a confirmation that names the flight and the clients affected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    Kill,
+    End,
+}
+
+impl Ending {
+    fn action(self) -> Action {
+        match self {
+            Ending::Kill => Action::Kill,
+            Ending::End => Action::End,
+        }
+    }
+    pub fn verb(self) -> &'static str {
+        match self {
+            Ending::Kill => "kill",
+            Ending::End => "end",
+        }
+    }
+}
+
+async fn confirm_page(s: &AppState, session: &Session, name: &str, how: Ending) -> PageResult {
+    let back = format!("/ui/flights/{name}");
+    require(session, how.action(), &back)?;
+    let d = detail(s, name).await?;
+    let progress = s.store.progress(name).await?;
+    Ok(html(
+        StatusCode::OK,
+        pages::confirm(session, &d.summary, &progress, how, None),
+    ))
+}
+
+async fn kill_page(
+    State(s): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+) -> PageResult {
+    confirm_page(&s, &session, &name, Ending::Kill).await
+}
+
+async fn end_page(
+    State(s): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+) -> PageResult {
+    confirm_page(&s, &session, &name, Ending::End).await
+}
+
+async fn finish(
+    s: &AppState,
+    session: &Session,
+    name: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    how: Ending,
+) -> PageResult {
+    let back = format!("/ui/flights/{name}");
+    let form = checked_form(session, headers, body)?;
+    require(session, how.action(), &back)?;
+    let d = detail(s, name).await?;
+    if form.get("confirm").map(|c| c.trim()) != Some(name) {
+        let progress = s.store.progress(name).await?;
+        return Ok(html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            pages::confirm(
+                session,
+                &d.summary,
+                &progress,
+                how,
+                Some("type the flight's name exactly to confirm"),
+            ),
+        ));
+    }
+    let reason = form
+        .get("reason")
+        .map(|r| r.trim())
+        .filter(|r| !r.is_empty());
+    let now = s.clock.now();
+    let done = match how {
+        Ending::Kill => s.store.kill(&session.actor, name, reason, now).await,
+        Ending::End => s.store.end(&session.actor, name, reason, now).await,
+    }
+    .map_err(|e| PageError::from(e).back(&back))?;
+    if done.serial.is_some() {
+        s.refresh_index().await?;
+    }
+    Ok(see_other(&back))
+}
+
+async fn kill(
+    State(s): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> PageResult {
+    finish(&s, &session, &name, &headers, &body, Ending::Kill).await
+}
+
+async fn end(
+    State(s): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> PageResult {
+    finish(&s, &session, &name, &headers, &body, Ending::End).await
+}
