@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 rss() {
   local bin=${TESTPILOT_BIN:-}
   if [ -z "$bin" ]; then
-    cargo build --release -p testpilot >/dev/null
+    cargo build --release -q -p testpilot
     bin=target/release/testpilot
   fi
   local dir; dir=$(mktemp -d)
