@@ -188,7 +188,20 @@ impl Pilot {
         clock: Arc<dyn Clock>,
         faults: Faults,
     ) -> Result<Pilot, Error> {
-        let mut journal = Journal::open(&config.profile, faults)?;
+        let journal = Journal::open(&config.profile, faults)?;
+        Pilot::with_journal(journal, config, host, net, clock)
+    }
+
+    /// A pilot over a journal opened by the caller, e.g. [`Journal::in_memory`] for a
+    /// simulator that runs many clients in virtual time (`config.profile` is then only where
+    /// downloaded packages are kept).
+    pub fn with_journal(
+        mut journal: Journal,
+        config: PilotConfig,
+        host: Box<dyn Host + Send>,
+        net: Arc<dyn Net>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Pilot, Error> {
         let stored;
         let given = match &config.person {
             Some(p) => Some(p),

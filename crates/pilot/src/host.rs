@@ -10,6 +10,7 @@
 
 use crate::Error;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 pub trait Host {
@@ -46,4 +47,103 @@ pub trait Host {
         subject: Option<&str>,
         data: Option<&Value>,
     ) -> Result<(), Error>;
+}
+
+/// A host that keeps everything in memory, with the same undo rules as the reference host:
+/// for simulations with many clients, and for applications that embed the pilot and mirror
+/// its state themselves.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryHost {
+    /// Installed add-ons: id → (owner key, sha256).
+    pub addons: BTreeMap<String, (String, String)>,
+    pub features: BTreeMap<String, Value>,
+    /// Delivered notifications: (key, topic, subject, data).
+    pub notifications: Vec<(String, String, Option<String>, Option<Value>)>,
+    /// What each key kept aside: `Some(entry)` for an add-on that was there, `None` for none.
+    backups: BTreeMap<String, Option<(String, String)>>,
+}
+
+impl Host for MemoryHost {
+    fn addon_present(&self, id: &str) -> Result<bool, Error> {
+        Ok(self.addons.contains_key(id))
+    }
+
+    fn addon_install(
+        &mut self,
+        key: &str,
+        id: &str,
+        _package: &Path,
+        sha256: &str,
+    ) -> Result<(), Error> {
+        if self.addons.get(id).is_some_and(|(owner, _)| owner == key) {
+            return Ok(());
+        }
+        if !self.backups.contains_key(key) {
+            let before = self.addons.get(id).cloned();
+            self.backups.insert(key.to_string(), before);
+        }
+        self.addons
+            .insert(id.to_string(), (key.to_string(), sha256.to_string()));
+        Ok(())
+    }
+
+    fn addon_undo_install(&mut self, key: &str, id: &str) -> Result<(), Error> {
+        if let Some(before) = self.backups.remove(key) {
+            match before {
+                Some(entry) => self.addons.insert(id.to_string(), entry),
+                None => self.addons.remove(id),
+            };
+        }
+        Ok(())
+    }
+
+    fn addon_handover(&mut self, from: &str, to: &str, _id: &str) -> Result<(), Error> {
+        if let Some(before) = self.backups.remove(from) {
+            self.backups.insert(to.to_string(), before);
+        }
+        Ok(())
+    }
+
+    fn addon_uninstall(&mut self, key: &str, id: &str) -> Result<(), Error> {
+        if !self.backups.contains_key(key) {
+            let before = self.addons.get(id).cloned();
+            self.backups.insert(key.to_string(), before);
+        }
+        self.addons.remove(id);
+        Ok(())
+    }
+
+    fn addon_undo_uninstall(&mut self, key: &str, id: &str) -> Result<(), Error> {
+        self.addon_undo_install(key, id)
+    }
+
+    fn feature_get(&self, id: &str) -> Result<Option<Value>, Error> {
+        Ok(self.features.get(id).cloned())
+    }
+
+    fn feature_set(&mut self, id: &str, value: Option<&Value>) -> Result<(), Error> {
+        match value {
+            Some(v) => self.features.insert(id.to_string(), v.clone()),
+            None => self.features.remove(id),
+        };
+        Ok(())
+    }
+
+    fn notify(
+        &mut self,
+        key: &str,
+        topic: &str,
+        subject: Option<&str>,
+        data: Option<&Value>,
+    ) -> Result<(), Error> {
+        if !self.notifications.iter().any(|n| n.0 == key) {
+            self.notifications.push((
+                key.to_string(),
+                topic.to_string(),
+                subject.map(str::to_string),
+                data.cloned(),
+            ));
+        }
+        Ok(())
+    }
 }

@@ -280,6 +280,18 @@ impl Journal {
         Ok(j)
     }
 
+    /// A journal that lives in memory only, for simulations and tests that need no durability.
+    pub fn in_memory(faults: Faults) -> Result<Journal, Error> {
+        let path = PathBuf::from(":memory:");
+        let conn = Connection::open_in_memory().map_err(|e| Error::Journal {
+            path: path.clone(),
+            msg: e.to_string(),
+        })?;
+        let mut j = Journal { conn, path, faults };
+        j.upgrade(0)?;
+        Ok(j)
+    }
+
     fn upgrade(&mut self, from: i64) -> Result<(), Error> {
         let path = self.path.clone();
         for v in from..JOURNAL_VERSION {

@@ -2,6 +2,7 @@
 
 use crate::support::*;
 use serde_json::json;
+use testpilot_flight::Clock;
 use testpilot_flight::Timestamp;
 use testpilot_pilot::net::Response;
 
@@ -248,4 +249,59 @@ fn opt_out_requests_from_another_process_are_carried_out() {
     assert_eq!(status(&p, "a"), "optedout");
     assert_eq!(rig.features(), json!({}));
     let _ = Timestamp(0);
+}
+
+/// The same inputs give the same run: a simulator can replay a client in virtual time, with
+/// an in-memory journal and host.
+#[test]
+fn same_inputs_same_run_in_memory() {
+    let run = || {
+        let clock = testpilot_pilot::ManualClock::new(T0);
+        let journal = testpilot_pilot::Journal::in_memory(Default::default()).unwrap();
+        let config = testpilot_pilot::engine::PilotConfig {
+            profile: std::env::temp_dir(),
+            person: Some(json!({"personid": "sim-1", "os": "linux", "locale": "en-US"})),
+        };
+        let host = Box::new(testpilot_pilot::host::MemoryHost::default());
+        let mut p = testpilot_pilot::Pilot::with_journal(
+            journal,
+            config,
+            host,
+            FakeNet::ok(),
+            std::sync::Arc::new(clock.clone()),
+        )
+        .unwrap();
+        let plan = json!([
+            {"action": "feature", "id": "x", "value": {"on": true}},
+            [{"action": "wait", "for": "2h"}, {"action": "observe", "topic": "t", "count": 2}],
+            {"action": "ping", "url": "https://h.test/{{locale}}"},
+            {"action": "external", "type": "survey", "title": "Q", "url": "https://s.test/", "waitFor": "ok", "expires": "1d"}
+        ]);
+        let mut f = flight("sim", plan);
+        f["arms"] = json!([{"name": "a", "ratio": 1}, {"name": "b", "ratio": 3}]);
+        p.apply_index(&[f], 1).unwrap();
+        let mut trace = Vec::new();
+        for i in 0..20 {
+            let wake = p.tick().unwrap();
+            trace.push(format!("{} {:?}", clock.now(), wake));
+            if p.running().unwrap().is_empty() {
+                break;
+            }
+            if i % 3 == 0 {
+                p.journal.record_event("t", None, clock.now()).unwrap();
+            }
+            clock.set(wake.unwrap_or(testpilot_flight::Timestamp(clock.now().0 + 60_000)));
+        }
+        let log = testpilot_pilot::flightlog::flights(&p.journal, None).unwrap();
+        (trace, log)
+    };
+    let (t1, l1) = run();
+    let (t2, l2) = run();
+    assert_eq!(t1, t2);
+    assert_eq!(l1, l2);
+    assert_eq!(
+        l1[0]["status"], "declined",
+        "the survey expired unanswered: {:#}",
+        l1[0]
+    );
 }
