@@ -211,8 +211,8 @@ fn a_flight_runs_through_the_agent_and_leaves_the_profile_as_it_was() {
         .all(|t| t.get("at").is_some() && t.get("what").is_some()));
 
     // SIGTERM: a clean exit.
-    let st = Command::new("kill")
-        .args(["-TERM", &a.id().to_string()])
+    let st = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", a.id())])
         .status()
         .unwrap();
     assert!(st.success());

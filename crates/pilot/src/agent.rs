@@ -220,12 +220,12 @@ fn agent_loop(config: AgentConfig, stop: &Stop) -> Result<(), Error> {
                     sync_failures = 0;
                     next_sync = Timestamp(now.0 + config.poll.as_millis() as i64);
                 }
-                Err(e) if e.is_crash() || matches!(e, Error::Sqlite(_) | Error::Journal { .. }) => {
-                    return Err(e)
-                }
+                Err(e) if e.is_fatal() => return Err(e),
                 Err(e) => {
                     sync_failures += 1;
-                    let backoff = (5_000i64 << sync_failures.min(10))
+                    // 2 s, 4 s, 8 s, ... up to the poll interval: quick while a tower that
+                    // starts alongside (`testpilot up`) comes up, gentle when it is down.
+                    let backoff = (1_000i64 << sync_failures.min(16))
                         .min(config.poll.as_millis() as i64)
                         .max(1_000);
                     tracing::warn!("sync failed: {e}; next try in {} s", backoff / 1000);
@@ -244,7 +244,7 @@ fn agent_loop(config: AgentConfig, stop: &Stop) -> Result<(), Error> {
         if now >= next_upload && pilot.journal.outbox_pending()? > 0 {
             match upload_reports(&mut pilot, &tower) {
                 Ok(_) => upload_failures = 0,
-                Err(e) if e.is_crash() || matches!(e, Error::Sqlite(_)) => return Err(e),
+                Err(e) if e.is_fatal() => return Err(e),
                 Err(e) => {
                     upload_failures += 1;
                     tracing::warn!("report upload failed: {e}");
