@@ -172,7 +172,7 @@ pub fn status_bar(by_status: &[(String, u64)]) -> Markup {
     html! {
         figure.chart.statusbar {
             figcaption { "Where every enrolled client is now" }
-            svg viewBox={"0 0 " (w) " 28"} role="img" aria-label="status breakdown" {
+            svg.bar viewBox={"0 0 " (w) " 28"} preserveAspectRatio="none" role="img" aria-label="status breakdown" {
                 rect.track x="0" y="2" width=(w) height="24" rx="4" {}
                 @for (status, c, x, bw) in &segments {
                     rect class={"c-" (status)} x=(x) y="2" width=(bw.max(2.0)) height="24" {

@@ -508,11 +508,18 @@ async fn detail(s: &AppState, name: &str) -> Result<FlightDetail, PageError> {
     })
 }
 
-async fn progress_data(s: &AppState, d: &FlightDetail) -> Result<pages::ProgressData, PageError> {
-    let name = &d.summary.studyname;
-    let progress = s.store.progress(name).await?;
-    let enrolments = s.store.enrolments_per_day(name).await?;
-    let errors = s.store.recent_errors(name, 200).await?;
+/// A flight and its progress, read concurrently (the progress aggregates dominate a big
+/// flight's page, and SQLite serves them on separate read connections).
+async fn flight_and_progress(
+    s: &AppState,
+    name: &str,
+) -> Result<(FlightDetail, pages::ProgressData), PageError> {
+    let (d, progress, enrolments, errors) = tokio::try_join!(
+        detail(s, name),
+        async { Ok::<_, PageError>(s.store.progress(name).await?) },
+        async { Ok::<_, PageError>(s.store.enrolments_per_day(name).await?) },
+        async { Ok::<_, PageError>(s.store.recent_errors(name, 200).await?) },
+    )?;
     // The plan whose steps label the funnel: the live revision's, else the newest.
     let shown = d.summary.live_version.unwrap_or(d.summary.latest_version);
     let spec = d
@@ -520,12 +527,13 @@ async fn progress_data(s: &AppState, d: &FlightDetail) -> Result<pages::Progress
         .iter()
         .find(|r| r.version == shown)
         .and_then(|r| Flight::from_json(&r.spec).ok());
-    Ok(pages::ProgressData {
+    let p = pages::ProgressData {
         progress,
         enrolments,
         errors,
         flight: spec,
-    })
+    };
+    Ok((d, p))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -553,7 +561,7 @@ async fn flight_page(
     Path(name): Path<String>,
     Query(q): Query<DiffQuery>,
 ) -> PageResult {
-    let d = detail(&s, &name).await?;
+    let (d, p) = flight_and_progress(&s, &name).await?;
     let newest = d.summary.latest_version;
     let to = version_param(q.to.as_deref(), "to", &name)?.unwrap_or(newest);
     let from = version_param(q.from.as_deref(), "from", &name)?.unwrap_or(to.saturating_sub(1));
@@ -568,7 +576,6 @@ async fn flight_page(
         )
         .back(format!("/ui/flights/{name}")));
     }
-    let p = progress_data(&s, &d).await?;
     Ok(html(
         StatusCode::OK,
         pages::flight(&session, &d, &p, (from, to), s.clock.now()),
@@ -580,9 +587,15 @@ async fn flight_live(
     _session: Session,
     Path(name): Path<String>,
 ) -> PageResult {
-    let d = detail(&s, &name).await?;
-    let p = progress_data(&s, &d).await?;
-    Ok(html(StatusCode::OK, pages::progress(&d, &p)))
+    let started = std::time::Instant::now();
+    let (d, p) = flight_and_progress(&s, &name).await?;
+    let mut res = html(StatusCode::OK, pages::progress(&d, &p));
+    // A page that is slow to build is polled less often: 20 times its build time, at least
+    // every POLL_MS and at most every 30 s.
+    let every = (started.elapsed().as_millis() as u64 * 20).clamp(POLL_MS, 30_000);
+    res.headers_mut()
+        .insert("x-poll-ms", HeaderValue::from(every));
+    Ok(res)
 }
 
 async fn review_page(
@@ -737,14 +750,29 @@ impl Ending {
     }
 }
 
+/// The clients a kill or end affects: those enrolled (by their latest report), and how
+/// many of them are running it now.
+async fn affected(s: &AppState, name: &str) -> Result<pages::Affected, PageError> {
+    let glances = s.store.glances().await?;
+    let by_status = glances.get(name).map(|g| &g.by_status);
+    let count = |keep: &dyn Fn(&str) -> bool| {
+        by_status
+            .map(|b| b.iter().filter(|(k, _)| keep(k)).map(|(_, v)| v).sum())
+            .unwrap_or(0)
+    };
+    Ok(pages::Affected {
+        enrolled: count(&|k| !charts::not_enrolled(k)),
+        running: count(&|k| k == "running"),
+    })
+}
+
 async fn confirm_page(s: &AppState, session: &Session, name: &str, how: Ending) -> PageResult {
     let back = format!("/ui/flights/{name}");
     require(session, how.action(), &back)?;
-    let d = detail(s, name).await?;
-    let progress = s.store.progress(name).await?;
+    let (d, affected) = tokio::try_join!(detail(s, name), affected(s, name))?;
     Ok(html(
         StatusCode::OK,
-        pages::confirm(session, &d.summary, &progress, how, None),
+        pages::confirm(session, &d.summary, affected, how, None),
     ))
 }
 
@@ -777,13 +805,13 @@ async fn finish(
     require(session, how.action(), &back)?;
     let d = detail(s, name).await?;
     if form.get("confirm").map(|c| c.trim()) != Some(name) {
-        let progress = s.store.progress(name).await?;
+        let affected = affected(s, name).await?;
         return Ok(html(
             StatusCode::UNPROCESSABLE_ENTITY,
             pages::confirm(
                 session,
                 &d.summary,
-                &progress,
+                affected,
                 how,
                 Some("type the flight's name exactly to confirm"),
             ),

@@ -711,14 +711,21 @@ pub fn push(s: &Session, text: &str, problems: Option<&[(String, String)]>) -> M
     )
 }
 
+/// Clients a kill or end affects.
+#[derive(Debug, Clone, Copy)]
+pub struct Affected {
+    pub enrolled: u64,
+    pub running: u64,
+}
+
 pub fn confirm(
     s: &Session,
     f: &FlightSummary,
-    p: &Progress,
+    a: Affected,
     how: Ending,
     problem: Option<&str>,
 ) -> Markup {
-    let running = p.by_status.get("running").copied().unwrap_or(0);
+    let running = a.running;
     let verb = how.verb();
     let base = format!("/ui/flights/{}", f.studyname);
     layout(
@@ -729,7 +736,7 @@ pub fn confirm(
             section.confirm.danger[how == Ending::Kill] {
                 h1 { @if how == Ending::Kill { "Kill " } @else { "End " } code { (f.studyname) } "?" }
                 p.affects #affects {
-                    "This affects " strong { (n(p.clients)) " clients" } " that have reported on "
+                    "This affects " strong { (n(a.enrolled)) " clients" } " enrolled in "
                     code { (f.studyname) } ", " strong { (n(running)) } " of them running it now."
                 }
                 @match how {
@@ -744,7 +751,7 @@ pub fn confirm(
                     label for="confirm" { "Type " code { (f.studyname) } " to confirm" }
                     input #confirm type="text" name="confirm" required autocomplete="off" spellcheck="false";
                     div.buttons {
-                        button.danger #do-confirm type="submit" { @if how == Ending::Kill { "Kill " } @else { "End " } (f.studyname) " for " (n(p.clients)) " clients" }
+                        button.danger #do-confirm type="submit" { @if how == Ending::Kill { "Kill " } @else { "End " } (f.studyname) " for " (n(a.enrolled)) " clients" }
                         a.button href=(base) { "Cancel" }
                     }
                 }

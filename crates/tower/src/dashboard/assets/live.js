@@ -1,6 +1,6 @@
 // Live pages: the element with data-poll is re-fetched every data-every ms and replaced when
 // its HTML changed. No framework, nothing from another origin. Polling pauses while the tab
-// is hidden and stops when the session ends (the fragment then answers a redirect).
+// is hidden; when the session ends (the fragment then answers a redirect) it says so.
 (function () {
   "use strict";
   var el = document.querySelector("[data-poll]");
@@ -15,6 +15,9 @@
     fetch(url, { credentials: "same-origin", cache: "no-store", redirect: "manual" })
       .then(function (r) {
         if (r.status !== 200) throw new Error("status " + r.status);
+        // The server asks a page that is slow to build to be polled less often.
+        var ask = parseInt(r.headers.get("x-poll-ms"), 10);
+        if (ask > 0) every = ask;
         return r.text();
       })
       .then(function (html) {
