@@ -24,6 +24,9 @@ pub enum TowerCmd {
         /// The directory to write into.
         #[arg(long)]
         out: PathBuf,
+        /// How long the exported index stays valid (`7d`, `36h`, ...).
+        #[arg(long, default_value = "7d")]
+        index_ttl: String,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -166,15 +169,14 @@ pub fn run(c: TowerCmd) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }),
-        TowerCmd::Export { out, db } => runtime()?.block_on(async {
+        TowerCmd::Export { out, index_ttl, db } => runtime()?.block_on(async {
             let store = open(&db).await?;
             let now = SystemClock.now();
             let key = store
                 .signing_key(testpilot_tower::auth::random_bytes()?, now)
                 .await?;
-            let doc =
-                testpilot_tower::index::export(&store, &key, IndexTiming::default(), now, &out)
-                    .await?;
+            let timing = timing(&index_ttl, 60)?;
+            let doc = testpilot_tower::index::export(&store, &key, timing, now, &out).await?;
             eprintln!(
                 "wrote {} (serial {}, {} flights, expires {})",
                 out.join("control").join("index.json").display(),

@@ -149,7 +149,6 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     let limits = state.config.limits;
     Router::new()
-        .route("/control/index.json", get(get_index))
         .route(
             "/api/v1/reports",
             post(post_reports).layer(DefaultBodyLimit::max(limits.max_body_bytes)),
@@ -172,19 +171,21 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(middleware::from_fn(log_requests))
+        // The index is the hot path (every pilot, every poll): outside the request log.
+        .route("/control/index.json", get(get_index))
         .with_state(state)
 }
 
 async fn log_requests(req: Request, next: Next) -> Response {
-    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let (method, uri) = (req.method().clone(), req.uri().clone());
     let started = std::time::Instant::now();
     let res = next.run(req).await;
     let status = res.status().as_u16();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     if status >= 500 {
-        tracing::warn!(%method, path, status, ms, "request failed");
+        tracing::warn!(%method, path = uri.path(), status, ms, "request failed");
     } else {
-        tracing::debug!(%method, path, status, ms, "request");
+        tracing::debug!(%method, path = uri.path(), status, ms, "request");
     }
     res
 }
@@ -379,13 +380,9 @@ fn require(caller: &Caller, action: Action) -> ApiResult<&Actor> {
 
 // ---------------------------------------------------------------- client endpoints
 
-fn index_headers(h: &mut HeaderMap, etag: &str, max_age: u32) {
-    if let Ok(v) = HeaderValue::from_str(etag) {
-        h.insert(header::ETAG, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
-        h.insert(header::CACHE_CONTROL, v);
-    }
+fn index_headers(h: &mut HeaderMap, doc: &crate::index::IndexDoc) {
+    h.insert(header::ETAG, doc.etag_header.clone());
+    h.insert(header::CACHE_CONTROL, doc.cache_control.clone());
 }
 
 /// The signed index.
@@ -395,17 +392,18 @@ fn index_headers(h: &mut HeaderMap, etag: &str, max_age: u32) {
         (status = 200, description = "The signed envelope `{payload, signature, keyId}`; `ETag` and `Cache-Control` set"),
         (status = 304, description = "Unchanged since the ETag given in `If-None-Match`"),
     ))]
-async fn get_index(State(s): State<AppState>, headers: HeaderMap) -> Response {
+async fn get_index(State(s): State<AppState>, req: Request) -> Response {
+    // The request, not a `HeaderMap` extractor: that would copy every header.
     let doc = s.index.current();
-    let max_age = s.config.index.max_age_s;
-    if let Some(inm) = headers
+    if let Some(inm) = req
+        .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
     {
         if etag_matches(inm, &doc.etag) {
             Metrics::inc(&s.metrics.index_not_modified, 1);
             let mut res = StatusCode::NOT_MODIFIED.into_response();
-            index_headers(res.headers_mut(), &doc.etag, max_age);
+            index_headers(res.headers_mut(), &doc);
             return res;
         }
     }
@@ -415,7 +413,7 @@ async fn get_index(State(s): State<AppState>, headers: HeaderMap) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    index_headers(res.headers_mut(), &doc.etag, max_age);
+    index_headers(res.headers_mut(), &doc);
     res
 }
 

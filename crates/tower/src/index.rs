@@ -14,6 +14,7 @@
 use crate::error::Result;
 use crate::store::{IndexState, Store};
 use axum::body::Bytes;
+use axum::http::HeaderValue;
 use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, RwLock};
@@ -54,6 +55,9 @@ pub struct IndexDoc {
     /// A strong ETag: `"` + the first 32 hex digits of SHA-256 over the body + `"`.
     pub etag: String,
     pub flights: usize,
+    /// Ready-made headers, so that serving costs no formatting.
+    pub etag_header: HeaderValue,
+    pub cache_control: HeaderValue,
 }
 
 /// The start of the refresh window that holds `now`.
@@ -85,8 +89,11 @@ pub fn build(
         generated_at,
         expires_at: payload.expires_at,
         body: Bytes::from(body),
+        etag_header: HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\"")),
         etag,
         flights: state.flights.len(),
+        cache_control: HeaderValue::from_str(&format!("public, max-age={}", timing.max_age_s))
+            .unwrap_or(HeaderValue::from_static("no-cache")),
     }
 }
 

@@ -5,6 +5,7 @@
 use crate::api::{app, ApiConfig, AppState};
 use crate::error::{Error, Result};
 use crate::store::{Engine, Store, NOTIFY_CHANNEL};
+use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,6 +80,10 @@ pub async fn start(config: TowerConfig, clock: Arc<dyn Clock>) -> Result<Running
 pub async fn serve(state: AppState, listen: SocketAddr, poll_ms: u64) -> Result<RunningTower> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
+    // Answers are written whole; do not let Nagle hold back their last segment.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let (tx, rx) = oneshot::channel::<()>();
     let mut background = vec![tokio::spawn(poll_index(state.clone(), poll_ms))];
     if state.store.engine() == Engine::Postgres {

@@ -4,18 +4,20 @@
 //! `client_state` keeps each client's latest report per flight (highest `seq`), which is
 //! what "how many clients are at which status / step / arm" counts.
 
-use super::{parse_json, rfc3339, Store};
+use super::{parse_json, rfc3339, Engine, Store};
 use crate::error::Result;
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::Row;
-use std::collections::{BTreeMap, HashMap};
+use sqlx::{Any, Row, Transaction};
+use std::collections::BTreeMap;
 use testpilot_flight::report::{Report, ReportBatch};
 use testpilot_flight::Timestamp;
 
 const DAY_MS: i64 = 86_400_000;
-/// Rows per INSERT statement: 11 parameters each, far below both engines' limits.
-const CHUNK: usize = 256;
+/// Rows per multi-row INSERT statement (11 parameters each) on PostgreSQL, and for the
+/// small `client_state` upserts. Kept modest: SQLite binds `$n` parameters in time that
+/// grows with the square of their number.
+const CHUNK: usize = 64;
 
 /// What happened to one batch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -119,38 +121,19 @@ impl Store {
         let mut tx = self.write.begin().await?;
         let mut out = Vec::with_capacity(batches.len());
         for batch in batches {
-            let mut accepted = 0;
-            for chunk in batch.reports.chunks(CHUNK) {
-                let sql = format!(
-                    "INSERT INTO reports (client, seq, flight, version, arm, status, step, at, day, detail, received_at) VALUES {} \
-                     ON CONFLICT (client, seq) DO NOTHING",
-                    placeholders(chunk.len(), 11)
-                );
-                let mut q = sqlx::query(&sql).persistent(chunk.len() == CHUNK);
-                for r in chunk {
-                    q = q
-                        .bind(&batch.client)
-                        .bind(r.seq as i64)
-                        .bind(&r.flight)
-                        .bind(r.version as i64)
-                        .bind(r.arm.as_deref())
-                        .bind(r.status.as_str())
-                        .bind(r.step as i64)
-                        .bind(r.at.0)
-                        .bind(day_of(r.at))
-                        .bind(r.detail.as_ref().map(Value::to_string))
-                        .bind(now.0);
-                }
-                accepted += q.execute(&mut *tx).await?.rows_affected();
-            }
+            let accepted = match self.engine {
+                Engine::Sqlite => Self::insert_sqlite(&mut tx, batch, now).await?,
+                Engine::Postgres => Self::insert_values(&mut tx, batch, now).await?,
+            };
             out.push(Ingested {
                 accepted,
                 duplicates: batch.reports.len() as u64 - accepted,
             });
         }
         // Each client's latest report per flight; the WHERE keeps a late or resent older
-        // report from moving a client backwards.
-        let mut latest: HashMap<(&str, &str), &Report> = HashMap::new();
+        // report from moving a client backwards. Sorted, so that concurrent writers on
+        // PostgreSQL lock rows in one order and cannot deadlock.
+        let mut latest: BTreeMap<(&str, &str), &Report> = BTreeMap::new();
         for batch in batches {
             for r in &batch.reports {
                 let e = latest
@@ -186,6 +169,80 @@ impl Store {
         }
         tx.commit().await?;
         Ok(out)
+    }
+
+    /// SQLite: the whole batch as one JSON text, unpacked by `json_each` inside SQLite —
+    /// one bound parameter instead of eleven per report, several times faster.
+    async fn insert_sqlite(
+        tx: &mut Transaction<'static, Any>,
+        batch: &ReportBatch,
+        now: Timestamp,
+    ) -> Result<u64> {
+        // Tuples serialize as JSON arrays: `[client, seq, flight, ...]`.
+        let rows: Vec<_> = batch
+            .reports
+            .iter()
+            .map(|r| {
+                (
+                    &batch.client,
+                    r.seq as i64,
+                    &r.flight,
+                    r.version as i64,
+                    r.arm.as_deref(),
+                    r.status.as_str(),
+                    r.step as i64,
+                    r.at.0,
+                    day_of(r.at),
+                    r.detail.as_ref().map(Value::to_string),
+                    now.0,
+                )
+            })
+            .collect();
+        let rows = serde_json::to_string(&rows)
+            .map_err(|e| crate::Error::Internal(format!("encoding reports: {e}")))?;
+        let done = sqlx::query(
+            "INSERT INTO reports (client, seq, flight, version, arm, status, step, at, day, detail, received_at) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
+             value ->> 7, value ->> 8, value ->> 9, value ->> 10 FROM json_each($1) WHERE true \
+             ON CONFLICT (client, seq) DO NOTHING",
+        )
+        .bind(rows)
+        .execute(&mut **tx)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// PostgreSQL: multi-row `INSERT ... VALUES`.
+    async fn insert_values(
+        tx: &mut Transaction<'static, Any>,
+        batch: &ReportBatch,
+        now: Timestamp,
+    ) -> Result<u64> {
+        let mut accepted = 0;
+        for chunk in batch.reports.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO reports (client, seq, flight, version, arm, status, step, at, day, detail, received_at) VALUES {} \
+                 ON CONFLICT (client, seq) DO NOTHING",
+                placeholders(chunk.len(), 11)
+            );
+            let mut q = sqlx::query(&sql).persistent(chunk.len() == CHUNK);
+            for r in chunk {
+                q = q
+                    .bind(&batch.client)
+                    .bind(r.seq as i64)
+                    .bind(&r.flight)
+                    .bind(r.version as i64)
+                    .bind(r.arm.as_deref())
+                    .bind(r.status.as_str())
+                    .bind(r.step as i64)
+                    .bind(r.at.0)
+                    .bind(day_of(r.at))
+                    .bind(r.detail.as_ref().map(Value::to_string))
+                    .bind(now.0);
+            }
+            accepted += q.execute(&mut **tx).await?.rows_affected();
+        }
+        Ok(accepted)
     }
 
     /// Reports stored in all, over every flight (for metrics and tests).
