@@ -205,7 +205,7 @@ pub struct Day {
 
 /// Enrolments and completions per day as paired bars, with a y axis and a few day labels.
 pub fn daily(days: &[Day]) -> Markup {
-    let (w, h, left, bottom, top) = (720.0, 200.0, 44.0, 24.0, 10.0);
+    let (w, h, left, bottom, top) = (1200.0, 220.0, 52.0, 24.0, 10.0);
     let max = days
         .iter()
         .map(|d| d.enrolled.max(d.completed))

@@ -222,11 +222,11 @@ pub fn index_table(d: &ListData) -> Markup {
                                 @if let Some(p) = &f.pending { " " a.pending href={"/ui/flights/" (f.studyname) "/review"} { "v" (p.version) " " (p.state.as_str()) } }
                             }
                             td.num {
-                                @match f.live_version { Some(v) => { "v" (v) }, None => { "v" (f.latest_version) " " span.muted { "(not live)" } } }
+                                "v" (f.live_version.unwrap_or(f.latest_version))
                             }
                             td { (f.author) }
-                            td.arms { @for a in &f.arms { code { (a) } " " } }
-                            td { @match r.live_since { Some(t) => (time(d.now, t)), None => span.muted { "—" } } }
+                            td.arms { @for a in &f.arms { code { (a) } } }
+                            td.when { @match r.live_since { Some(t) => (time(d.now, t)), None => span.muted { "—" } } }
                             td.num.enrolled { (n(enrolled)) }
                             td.num { (n(c(r, "completed"))) }
                             td.num { (n(c(r, "killed"))) }

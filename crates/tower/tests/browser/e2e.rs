@@ -151,6 +151,16 @@ async fn browser_follows_a_flight_from_push_to_kill() {
     assert_eq!(marker, json!("same page"), "updated without a reload");
     assert!(b.text("#updated").await.contains("live"));
     b.screenshot(&dir, "07-flight-live").await;
+    b.color_scheme("dark").await;
+    let bg = b
+        .eval(
+            "return getComputedStyle(document.body).backgroundColor;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(bg, json!("rgb(21, 23, 28)"), "the dark palette applies");
+    b.screenshot(&dir, "07-flight-live-dark").await;
+    b.color_scheme("light").await;
 
     // Kill, behind the confirmation that names the flight and the clients affected.
     b.click("#kill-link").await;
@@ -190,6 +200,9 @@ async fn browser_follows_a_flight_from_push_to_kill() {
         json!("list")
     );
     b.screenshot(&dir, "10-flights-index").await;
+    b.color_scheme("dark").await;
+    b.screenshot(&dir, "10-flights-index-dark").await;
+    b.color_scheme("light").await;
 
     b.goto(&format!("{base}/ui/flights/no-such-flight")).await;
     assert!(b.text("main").await.contains("there is no flight named"));

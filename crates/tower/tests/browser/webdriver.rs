@@ -245,6 +245,14 @@ impl Browser {
         }
     }
 
+    /// Makes the page see `prefers-color-scheme: dark` (or light again), through
+    /// chromedriver's DevTools bridge.
+    pub async fn color_scheme(&self, scheme: &str) {
+        let params = json!({"cmd": "Emulation.setEmulatedMedia",
+            "params": {"features": [{"name": "prefers-color-scheme", "value": scheme}]}});
+        self.cmd("POST", "/goog/cdp/execute", Some(params)).await;
+    }
+
     /// Saves a PNG of the window to `dir/name.png`, and one of the whole page to
     /// `dir/name-full.png`.
     pub async fn screenshot(&self, dir: &Path, name: &str) {
