@@ -151,6 +151,13 @@ fn run_agent(a: RunArgs) -> anyhow::Result<ExitCode> {
         person,
         poll: Duration::from_millis(poll.ms),
         once: a.once,
+        // Development only, for demos and end-to-end tests of flights that wait for days.
+        time_scale: match std::env::var("TESTPILOT_TIME_SCALE") {
+            Ok(v) => v.parse().map_err(|_| {
+                anyhow::anyhow!("TESTPILOT_TIME_SCALE={v}: expected a number, like 1000")
+            })?,
+            Err(_) => 1.0,
+        },
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -60,8 +60,11 @@ impl Rng {
     }
 }
 
-fn start(index: &Path, profile: &Path) -> Child {
-    Command::new(BIN)
+fn start(index: &Path, profile: &Path, time_scale: &str) -> Child {
+    // A person file next to the index, when there is one.
+    let person = index.with_file_name("person.json");
+    let mut cmd = Command::new(BIN);
+    cmd.env("TESTPILOT_TIME_SCALE", time_scale)
         .args([
             "pilot",
             "run",
@@ -74,9 +77,11 @@ fn start(index: &Path, profile: &Path) -> Child {
         .arg("--tower")
         .arg(format!("file://{}", index.display()))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+        .stderr(Stdio::null());
+    if person.exists() {
+        cmd.arg("--person").arg(person);
+    }
+    cmd.spawn().unwrap()
 }
 
 /// The flight log, or None while the journal is busy or not there yet.
@@ -100,14 +105,14 @@ fn progress(log: &Value) -> usize {
 }
 
 /// Does what the person would: answers prompts and makes the events the plan waits for.
-fn act(profile: &str) {
+fn act(profile: &str, topic: &str) {
     let out = tp(&["later", "--profile", profile, "list", "--json"]);
     if let Ok(Value::Array(list)) = serde_json::from_slice::<Value>(&out.stdout) {
         for p in list {
             let _ = tp(&["later", "--profile", profile, "ok", &p["id"].to_string()]);
         }
     }
-    let _ = tp(&["pilot", "observe", "sk-go", "--profile", profile]);
+    let _ = tp(&["pilot", "observe", topic, "--profile", profile]);
 }
 
 fn done(log: &Value) -> bool {
@@ -118,8 +123,51 @@ fn done(log: &Value) -> bool {
     })
 }
 
-#[test]
-fn sigkill_at_random_moments_leaves_nothing_behind() {
+/// Runs the agent until every flight has ended and is cleaned up, killing it (SIGKILL) after
+/// random amounts of progress, at most `max_kills` times, and doing what the person would in
+/// between. Returns how often it was killed.
+fn fly(
+    index: &Path,
+    profile: &Path,
+    rng: &mut Rng,
+    topic: &str,
+    time_scale: &str,
+    max_kills: u32,
+) -> u32 {
+    let p = profile.to_str().unwrap().to_string();
+    let started = Instant::now();
+    let mut kills = 0;
+    let mut seen = 0;
+    let mut child = start(index, profile, time_scale);
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the flights did not finish"
+        );
+        let current = log(&p);
+        if current.as_ref().is_some_and(done) {
+            break;
+        }
+        let now = current.as_ref().map(progress).unwrap_or(0);
+        // Kill somewhere after the next 0 to 3 steps of progress.
+        if kills < max_kills && now >= seen + rng.below(4) as usize {
+            std::thread::sleep(Duration::from_millis(rng.below(40)));
+            child.kill().unwrap();
+            child.wait().unwrap();
+            kills += 1;
+            seen = now + 1;
+            child = start(index, profile, time_scale);
+            continue;
+        }
+        act(&p, topic);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    kills
+}
+
+fn seed() -> u64 {
     let seed = std::env::var("TP_SIGKILL_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -131,6 +179,63 @@ fn sigkill_at_random_moments_leaves_nothing_behind() {
                 | 1
         });
     eprintln!("TP_SIGKILL_SEED={seed}");
+    seed
+}
+
+/// The "done" check of issue 3: a flight from examples/ (welcome-tour, frozen in the pilot's
+/// test data) runs through the real agent from a file:// index, its prompt answered through
+/// `testpilot later` and its events through `testpilot pilot observe`, killed and restarted
+/// in the middle; its day-long wait passes on a clock sped up 100,000 times.
+#[test]
+fn an_example_flight_runs_through_the_agent_killed_and_restarted() {
+    let mut rng = Rng(seed());
+    let dir = scratch("example");
+    let profile = dir.join("profile");
+    std::fs::create_dir_all(&profile).unwrap();
+    std::fs::write(
+        profile.join("features.json"),
+        "{\n  \"other\": {\n    \"kept\": true\n  }\n}",
+    )
+    .unwrap();
+    let before = snapshot(&profile);
+    let example: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../pilot/tests/data/welcome-tour.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let index = dir.join("index.json");
+    std::fs::write(&index, json!({"serial": 1, "generatedAt": 0, "expiresAt": 4_102_444_800_000i64, "flights": [example]}).to_string()).unwrap();
+    std::fs::write(
+        dir.join("person.json"),
+        json!({"os": "linux", "channel": "release", "locale": "en-US", "appversion": "130.0"})
+            .to_string(),
+    )
+    .unwrap();
+    let kills = fly(&index, &profile, &mut rng, "page-opened", "100000", 4);
+    eprintln!("{kills} kills");
+    assert!(kills >= 1, "the agent was never killed");
+    let log = log(profile.to_str().unwrap()).unwrap();
+    let f = &log[0];
+    assert_eq!(f["studyname"], "welcome-tour-1");
+    assert_eq!(f["status"], "completed", "{f:#}");
+    assert_eq!(f["statusLine"], "Tour finished");
+    assert_eq!(f["cleanedUp"], true);
+    assert_eq!(
+        snapshot(&profile),
+        before,
+        "the profile is exactly as it was\n{f:#}"
+    );
+    let notes = std::fs::read_to_string(profile.join("notifications.jsonl")).unwrap();
+    assert_eq!(notes.lines().count(), 1, "{notes}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sigkill_at_random_moments_leaves_nothing_behind() {
+    let seed = seed();
     let mut rng = Rng(seed);
 
     let dir = scratch("sigkill");
@@ -175,35 +280,7 @@ fn sigkill_at_random_moments_leaves_nothing_behind() {
     std::fs::write(&index, json!({"serial": 1, "generatedAt": 0, "expiresAt": 4_102_444_800_000i64, "flights": [flight]}).to_string()).unwrap();
     let p = profile.to_str().unwrap().to_string();
 
-    let started = Instant::now();
-    let mut kills = 0;
-    let mut seen = 0;
-    let mut child = start(&index, &profile);
-    loop {
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "the flight did not finish (seed {seed})"
-        );
-        let current = log(&p);
-        if current.as_ref().is_some_and(done) {
-            break;
-        }
-        let now = current.as_ref().map(progress).unwrap_or(0);
-        // Kill somewhere after the next 0 to 3 steps of progress, up to 12 times.
-        if kills < 12 && now >= seen + rng.below(4) as usize {
-            std::thread::sleep(Duration::from_millis(rng.below(40)));
-            child.kill().unwrap();
-            child.wait().unwrap();
-            kills += 1;
-            seen = now + 1;
-            child = start(&index, &profile);
-            continue;
-        }
-        act(&p);
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let kills = fly(&index, &profile, &mut rng, "sk-go", "1", 12);
     eprintln!("{kills} kills");
     assert!(
         kills >= 3,

@@ -36,6 +36,10 @@ pub struct AgentConfig {
     pub poll: Duration,
     /// Sync once, advance flights once, upload reports, and return.
     pub once: bool,
+    /// Development only: run the pilot's clock this many times faster than the wall clock,
+    /// from the moment the profile first ran with it (kept in the journal, so that virtual
+    /// time keeps going forward across restarts). 1.0 is real time.
+    pub time_scale: f64,
 }
 
 impl AgentConfig {
@@ -48,6 +52,7 @@ impl AgentConfig {
             person: None,
             poll: Duration::from_secs(15 * 60),
             once: false,
+            time_scale: 1.0,
         }
     }
 }
@@ -173,7 +178,22 @@ fn agent_loop(config: AgentConfig, stop: &Stop) -> Result<(), Error> {
         None => Trust::InsecureUnsigned,
     };
     let net: Arc<dyn Net> = Arc::new(HttpNet::new(Duration::from_secs(30))?);
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let clock: Arc<dyn Clock> = if config.time_scale != 1.0 && config.time_scale > 0.0 {
+        // The origin is kept in the journal, so virtual time never goes back on a restart.
+        let mut j = crate::Journal::open(&config.profile, Faults::default())?;
+        let origin = j.meta_or_init("clock_origin", || SystemClock.now().0.to_string())?;
+        let origin = Timestamp(origin.parse().unwrap_or(0));
+        tracing::warn!(
+            "the pilot's clock runs {}x faster than real time",
+            config.time_scale
+        );
+        Arc::new(crate::clock::ScaledClock {
+            origin,
+            scale: config.time_scale,
+        })
+    } else {
+        Arc::new(SystemClock)
+    };
     let faults = Faults::default();
     let host = ReferenceHost::new(&config.profile, faults.clone());
     let pc = PilotConfig {

@@ -39,3 +39,18 @@ impl Clock for ManualClock {
         Timestamp(self.0.load(Ordering::SeqCst))
     }
 }
+
+/// The wall clock sped up `scale` times from `origin` (ms since the epoch): for demos and
+/// end-to-end tests of the real agent over flights that wait for days.
+#[derive(Debug, Clone, Copy)]
+pub struct ScaledClock {
+    pub origin: Timestamp,
+    pub scale: f64,
+}
+
+impl Clock for ScaledClock {
+    fn now(&self) -> Timestamp {
+        let real = SystemClock.now().0;
+        Timestamp(self.origin.0 + ((real - self.origin.0) as f64 * self.scale) as i64)
+    }
+}
