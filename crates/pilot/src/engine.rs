@@ -927,17 +927,10 @@ impl Pilot {
                 }
             }
             Directive::Log(t) | Directive::Message(t) => {
+                // The step's own line in the timeline is the log entry.
                 let text = self.render(cx, &t.text, Escape::None)?;
-                let (name, now) = (cx.name.clone(), cx.now);
-                let kind = d.action();
-                self.resolve(
-                    cx,
-                    path,
-                    node,
-                    Res::True,
-                    &format!("{kind}: {text}"),
-                    |tx| add_timeline(tx, &name, now, kind, &text, None),
-                )
+                let what = format!("{}: {text}", d.action());
+                self.resolve(cx, path, node, Res::True, &what, |_| Ok(()))
             }
             Directive::Status(t) => {
                 let text = self.render(cx, &t.text, Escape::None)?;
