@@ -122,8 +122,12 @@ pub fn run(c: PilotCmd) -> anyhow::Result<ExitCode> {
 }
 
 fn run_agent(a: RunArgs) -> anyhow::Result<ExitCode> {
-    let poll = parse_duration(&serde_json::Value::String(a.poll.clone()))
-        .map_err(|e| anyhow::anyhow!("--poll: {e}"))?;
+    // A duration like "15m", or a number of milliseconds.
+    let poll_value = match a.poll.trim().parse::<u64>() {
+        Ok(ms) => serde_json::Value::from(ms),
+        Err(_) => serde_json::Value::String(a.poll.clone()),
+    };
+    let poll = parse_duration(&poll_value).map_err(|e| anyhow::anyhow!("--poll: {e}"))?;
     let person = match &a.person {
         Some(p) => Some(
             crate::cmd_flight::read_json(p)
