@@ -6,7 +6,7 @@
 //! - [`engine`]: the flightplan interpreter. Its decisions depend only on the journal, the
 //!   host's answers and the time it is given, so it runs the same in real and virtual time.
 //! - [`host`]: what the application provides (add-ons, features, notifications), and
-//!   [`reference`], the host the standalone agent uses, over files in the profile.
+//!   [`reference`](mod@reference), the host the standalone agent uses, over files in the profile.
 //! - [`sync`]: the seed's core loop: fetch the index, verify it, set up flights, report.
 //! - [`flightlog`]: what the person sees: the flight log, the message center, opt-out.
 //! - [`agent`]: the long-running agent: one per profile, answers shutdown cleanly.
