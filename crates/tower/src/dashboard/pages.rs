@@ -322,6 +322,16 @@ pub fn flight(
     let shown = d.revisions.iter().find(|r| r.version == to);
     let older = d.revisions.iter().find(|r| r.version == from);
     let polling = f.state != FlightState::Ended;
+    // A draft that an approver sent back: say why, where its author looks first.
+    let sent_back = d
+        .audit
+        .iter()
+        .rev()
+        .find(|a| a.version == Some(f.latest_version))
+        .filter(|a| {
+            a.action == "sendback"
+                && d.revisions.last().map(|r| r.state) == Some(RevisionState::Draft)
+        });
     layout(
         &f.studyname,
         Some(s),
@@ -338,6 +348,12 @@ pub fn flight(
                 div { dt { "Arms" } dd { @if f.arms.is_empty() { span.muted { "one plan for all" } } @for a in &f.arms { code { (a) } " " } } }
                 div { dt { "Live since" } dd { @match live_since { Some(t) => (time(now, t)), None => span.muted { "—" } } } }
                 div { dt { "Created" } dd { (time(now, f.created_at)) } }
+            }
+            @if let Some(e) = sent_back {
+                p.sentback #sent-back {
+                    "v" (f.latest_version) " was sent back by " strong { (e.actor) } " " (time(now, e.at)) ": "
+                    span.comment { "“" (e.detail.get("comment").and_then(Value::as_str).unwrap_or("")) "”" }
+                }
             }
             (actions(s, d))
             section #progress {

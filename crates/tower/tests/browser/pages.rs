@@ -376,6 +376,10 @@ async fn review_send_back_and_approve(engine: Engine) {
     assert_eq!(s.state, testpilot_tower::FlightState::Draft);
     let page = t.get(from, Some(&t.author)).await;
     assert!(page.body.contains("“make the survey shorter”"));
+    assert!(
+        page.body.contains("id=\"sent-back\""),
+        "the author sees why, up front"
+    );
     assert!(page.body.contains("id=\"submit-review\""));
     // Again: a second revision, sent for review; alice cannot approve it, bob can.
     let spec2 = flight("reviewed", "second try").to_string();
