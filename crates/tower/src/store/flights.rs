@@ -440,7 +440,7 @@ impl Store {
     }
 
     /// Kills a live flight: it stays in the index with `kill: true`, so that every pilot
-    /// running it ends it and undoes its effects.
+    /// running it ends it and undoes its effects. A pending revision is superseded.
     pub async fn kill(
         &self,
         actor: &Actor,
@@ -453,6 +453,13 @@ impl Store {
         let state = after(Action::Kill, cur.state, cur.latest_state).map_err(Error::Conflict)?;
         self.set_flight(&mut tx, name, &cur, state, cur.live, now)
             .await?;
+        // A killed flight is final: a pending draft or review revision will never go live.
+        sqlx::query(
+            "UPDATE revisions SET state = 'superseded' WHERE studyname = $1 AND state IN ('draft', 'review')",
+        )
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
         let serial = self.bump_serial(&mut tx, now).await?;
         let version = cur.live.unwrap_or(cur.latest);
         Self::audit_in(

@@ -541,3 +541,36 @@ async fn openapi_metrics_and_health() {
     assert!(missing.json["error"].is_string());
     t.finish().await;
 }
+
+both!(killing_supersedes_a_pending_revision);
+async fn killing_supersedes_a_pending_revision(engine: Engine) {
+    let t = Tower::new(engine).await;
+    t.make_live(flight("hello")).await;
+    let mut v2 = flight("hello");
+    v2["description"] = json!("v2");
+    t.post("/api/v1/flights", &t.author, v2).await;
+    t.post("/api/v1/flights/hello/review", &t.author, json!({}))
+        .await;
+    let k = t
+        .post("/api/v1/flights/hello/kill", &t.approver, json!({}))
+        .await;
+    assert_eq!(
+        (k.status, k.json["version"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "the live revision is killed"
+    );
+    let detail = t.get("/api/v1/flights/hello", &t.author).await;
+    let states: Vec<&str> = detail.json["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["live", "superseded"]);
+    assert!(detail.json["pending"].is_null());
+    let a = t
+        .post("/api/v1/flights/hello/approve", &t.approver, json!({}))
+        .await;
+    assert_eq!(a.status, StatusCode::CONFLICT);
+    t.finish().await;
+}
