@@ -393,10 +393,14 @@ fn index_headers(h: &mut HeaderMap, doc: &crate::index::IndexDoc) {
         (status = 304, description = "Unchanged since the ETag given in `If-None-Match`"),
     ))]
 async fn get_index(State(s): State<AppState>, req: Request) -> Response {
-    // The request, not a `HeaderMap` extractor: that would copy every header.
+    index_response(&s, req.headers())
+}
+
+/// The index answer: 304 when `If-None-Match` matches, else the signed envelope. Reads
+/// only memory.
+pub fn index_response(s: &AppState, headers: &HeaderMap) -> Response {
     let doc = s.index.current();
-    if let Some(inm) = req
-        .headers()
+    if let Some(inm) = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
     {
@@ -415,6 +419,49 @@ async fn get_index(State(s): State<AppState>, req: Request) -> Response {
     );
     index_headers(res.headers_mut(), &doc);
     res
+}
+
+/// The service a tower serves: `GET /control/index.json` answered straight from memory,
+/// ahead of routing (it is most of the traffic), and everything else by [`app`]'s router.
+#[derive(Clone)]
+pub struct Served {
+    state: AppState,
+    router: Router,
+}
+
+impl Served {
+    pub fn new(state: AppState) -> Served {
+        Served {
+            router: app(state.clone()),
+            state,
+        }
+    }
+}
+
+impl tower_service::Service<Request> for Served {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = futures_util::future::Either<
+        std::future::Ready<Result<Response, std::convert::Infallible>>,
+        <Router as tower_service::Service<Request>>::Future,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        if req.method() == axum::http::Method::GET && req.uri().path() == "/control/index.json" {
+            return futures_util::future::Either::Left(std::future::ready(Ok(index_response(
+                &self.state,
+                req.headers(),
+            ))));
+        }
+        futures_util::future::Either::Right(tower_service::Service::call(&mut self.router, req))
+    }
 }
 
 /// Status reports from a pilot. Idempotent on `(client, seq)`; answered only once durable.

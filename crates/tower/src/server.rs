@@ -2,7 +2,7 @@
 //! index in step with the database (PostgreSQL LISTEN/NOTIFY, plus polling as a backstop
 //! and for SQLite shared by several processes).
 
-use crate::api::{app, ApiConfig, AppState};
+use crate::api::{ApiConfig, AppState, Served};
 use crate::error::{Error, Result};
 use crate::store::{Engine, Store, NOTIFY_CHANNEL};
 use axum::serve::ListenerExt;
@@ -89,17 +89,17 @@ pub async fn serve(state: AppState, listen: SocketAddr, poll_ms: u64) -> Result<
     if state.store.engine() == Engine::Postgres {
         background.push(tokio::spawn(listen_for_changes(state.clone())));
     }
-    let router = app(state.clone());
+    let service = Served::new(state.clone());
     let st = state.clone();
     let task = tokio::spawn(async move {
-        let served = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async {
-            let _ = rx.await;
-        })
-        .await;
+        let make = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+            SocketAddr,
+        >(service);
+        let served = axum::serve(listener, make)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
         for b in background {
             b.abort();
         }
