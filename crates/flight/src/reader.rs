@@ -178,6 +178,44 @@ impl Reader {
         Some(out)
     }
 
+    /// An enum field: one of the names in `table`, mapped to its value.
+    pub fn enum_value<T: Copy>(
+        &mut self,
+        v: &Value,
+        path: &JsonPath,
+        table: &[(&'static str, T)],
+    ) -> Option<T> {
+        let names: Vec<&'static str> = table.iter().map(|(n, _)| *n).collect();
+        let name = self.choice(v, path, &names)?;
+        table.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+    }
+
+    /// An optional enum field; absent means `default`.
+    pub fn opt_enum<T: Copy>(
+        &mut self,
+        o: &Obj,
+        key: &str,
+        table: &[(&'static str, T)],
+        default: T,
+    ) -> Option<T> {
+        match o.map.get(key) {
+            None => Some(default),
+            Some(v) => self.enum_value(v, &o.path.key(key), table),
+        }
+    }
+
+    /// A required enum field.
+    pub fn req_enum<T: Copy>(
+        &mut self,
+        o: &Obj,
+        key: &str,
+        table: &[(&'static str, T)],
+        hint: &str,
+    ) -> Option<T> {
+        let v = self.required(o, key, hint)?;
+        self.enum_value(v, &o.path.key(key), table)
+    }
+
     /// One of `choices`, exactly as written; otherwise reported with a suggestion (which
     /// ignores case, so `"post"` gets "did you mean `POST`?").
     pub fn choice(

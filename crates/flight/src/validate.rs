@@ -670,17 +670,16 @@ impl V {
         if let Some(u) = &url {
             self.url_template(u, &o.path.key("url"), scope, &["https", "http"]);
         }
-        let method = match o.map.get("method") {
-            None => Some(Method::Get),
-            Some(m) => self
-                .r
-                .choice(m, &o.path.key("method"), &["GET", "POST", "PUT"])
-                .map(|m| match m {
-                    "GET" => Method::Get,
-                    "POST" => Method::Post,
-                    _ => Method::Put,
-                }),
-        };
+        let method = self.r.opt_enum(
+            o,
+            "method",
+            &[
+                ("GET", Method::Get),
+                ("POST", Method::Post),
+                ("PUT", Method::Put),
+            ],
+            Method::Get,
+        );
         let data = o.map.get("data").cloned();
         if let Some(d) = &data {
             if method == Some(Method::Get) {
@@ -699,24 +698,15 @@ impl V {
     }
 
     fn external(&mut self, o: &Obj, scope: Scope) -> Option<External> {
-        let kind = self
-            .r
-            .required(
-                o,
-                "type",
-                "say whether this is a \"survey\" or a \"message\"",
-            )
-            .and_then(|t| {
-                self.r
-                    .choice(t, &o.path.key("type"), &["survey", "message"])
-            })
-            .map(|t| {
-                if t == "survey" {
-                    PromptType::Survey
-                } else {
-                    PromptType::Message
-                }
-            });
+        let kind = self.r.req_enum(
+            o,
+            "type",
+            &[
+                ("survey", PromptType::Survey),
+                ("message", PromptType::Message),
+            ],
+            "say whether this is a \"survey\" or a \"message\"",
+        );
         let title = self.r.req_string(
             o,
             "title",
@@ -740,8 +730,8 @@ impl V {
             None => Some(None),
             Some(w) => self
                 .r
-                .choice(w, &o.path.key("waitFor"), &["ok"])
-                .map(|_| Some(WaitFor::Ok)),
+                .enum_value(w, &o.path.key("waitFor"), &[("ok", WaitFor::Ok)])
+                .map(Some),
         };
         let expires = match o.map.get("expires") {
             None => Some(None),
@@ -758,22 +748,16 @@ impl V {
     }
 
     fn addon(&mut self, o: &Obj, scope: Scope) -> Option<Addon> {
-        let op = self
-            .r
-            .required(
-                o,
-                "do",
-                "say what to do with the add-on: \"install\", \"uninstall\" or \"ensure\"",
-            )
-            .and_then(|d| {
-                self.r
-                    .choice(d, &o.path.key("do"), &["install", "uninstall", "ensure"])
-            })
-            .map(|d| match d {
-                "install" => AddonOp::Install,
-                "uninstall" => AddonOp::Uninstall,
-                _ => AddonOp::Ensure,
-            });
+        let op = self.r.req_enum(
+            o,
+            "do",
+            &[
+                ("install", AddonOp::Install),
+                ("uninstall", AddonOp::Uninstall),
+                ("ensure", AddonOp::Ensure),
+            ],
+            "say what to do with the add-on: \"install\", \"uninstall\" or \"ensure\"",
+        );
         let id = self
             .r
             .req_string(o, "id", "the add-on's id, like \"helper@example.com\"");
@@ -831,17 +815,16 @@ impl V {
             },
             None => {}
         }
-        let permission = match o.map.get("permission") {
-            None => Some(Permission::Notify),
-            Some(p) => self
-                .r
-                .choice(p, &o.path.key("permission"), &["none", "notify", "warn"])
-                .map(|p| match p {
-                    "none" => Permission::None,
-                    "notify" => Permission::Notify,
-                    _ => Permission::Warn,
-                }),
-        };
+        let permission = self.r.opt_enum(
+            o,
+            "permission",
+            &[
+                ("none", Permission::None),
+                ("notify", Permission::Notify),
+                ("warn", Permission::Warn),
+            ],
+            Permission::Notify,
+        );
         let msg = self.r.opt_string(o, "msg");
         if let Some(m) = &msg {
             self.template(m, &o.path.key("msg"), scope);
