@@ -69,24 +69,53 @@ for pair in "$TOWER_URL|$TOWER_ETAG" "$NGINX_URL|$NGINX_ETAG"; do
   [ "$code" = 304 ] || { echo "expected 304 from ${pair%%|*}, got $code" >&2; exit 1; }
 done
 
-rps() { wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" "$@" | awk '/Requests\/sec/ {print $2}'; }
-best() { printf '%s\n' "$@" | sort -g | tail -1; }
+# CPU time (user + system, in clock ticks) used so far by the given processes.
+ticks() {
+  local t=0 p
+  for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+  echo "$t"
+}
+HZ=$(getconf CLK_TCK)
+TOWER_PIDS="$TOWER_PID"
+NGINX_PIDS="$(pgrep -P "$NGINX_PID" | tr '\n' ' ')"
+# Runs wrk; prints "requests/s server-CPU-microseconds-per-request". Throughput on a shared
+# machine moves with background load; the server's CPU per request much less so.
+measure() {
+  local pids=$1
+  shift
+  local before after rps
+  before=$(ticks $pids)
+  rps=$(wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" "$@" | awk '/Requests\/sec/ {print $2}')
+  after=$(ticks $pids)
+  awk -v r="$rps" -v t=$((after - before)) -v hz="$HZ" -v s="$SECS" 'BEGIN { printf "%.0f %.1f\n", r, t / hz * 1e6 / (r * s) }'
+}
 BYTES=$(wc -c <"$WORK/nginx/html/control/index.json")
-echo "index: $BYTES bytes, wrk -t$THREADS -c$CONNS -d${SECS}s, best of $ROUNDS alternating rounds, $(nproc) cores shared by wrk and the server"
-T200=() N200=() T304=() N304=()
-for _ in $(seq 1 "$ROUNDS"); do
+echo "index: $BYTES bytes, wrk -t$THREADS -c$CONNS -d${SECS}s, $ROUNDS alternating rounds, $(nproc) cores shared by wrk and the servers"
+RESULTS=$WORK/results
+: >"$RESULTS"
+for round in $(seq 1 "$ROUNDS"); do
   # Alternate the two servers so that a change in background load hits both alike.
-  T200+=("$(rps "$TOWER_URL")")
-  N200+=("$(rps "$NGINX_URL")")
-  T304+=("$(rps -H "If-None-Match: $TOWER_ETAG" "$TOWER_URL")")
-  N304+=("$(rps -H "If-None-Match: $NGINX_ETAG" "$NGINX_URL")")
+  echo "$round tower 200 $(measure "$TOWER_PIDS" "$TOWER_URL")" >>"$RESULTS"
+  echo "$round nginx 200 $(measure "$NGINX_PIDS" "$NGINX_URL")" >>"$RESULTS"
+  echo "$round tower 304 $(measure "$TOWER_PIDS" -H "If-None-Match: $TOWER_ETAG" "$TOWER_URL")" >>"$RESULTS"
+  echo "$round nginx 304 $(measure "$NGINX_PIDS" -H "If-None-Match: $NGINX_ETAG" "$NGINX_URL")" >>"$RESULTS"
 done
-echo "rounds: tower 200 ${T200[*]} | nginx 200 ${N200[*]} | tower 304 ${T304[*]} | nginx 304 ${N304[*]}"
-awk -v t200="$(best "${T200[@]}")" -v n200="$(best "${N200[@]}")" -v t304="$(best "${T304[@]}")" -v n304="$(best "${N304[@]}")" 'BEGIN {
-  printf "%-20s %12s %12s %7s\n", "index", "tower req/s", "nginx req/s", "ratio"
-  printf "%-20s %12.0f %12.0f %7.2f\n", "200 (full)", t200, n200, t200 / n200
-  printf "%-20s %12.0f %12.0f %7.2f\n", "304 (If-None-Match)", t304, n304, t304 / n304
-}'
+sed 's/^/  round /' "$RESULTS"
+# Best throughput and least CPU per request of the rounds, per server and kind.
+awk '{ k = $2 " " $3
+       if ($4 > rps[k]) rps[k] = $4
+       if (!(k in cpu) || $5 < cpu[k]) cpu[k] = $5 }
+  END {
+    printf "%-20s %12s %12s %7s   %14s %14s %7s\n", "index", "tower req/s", "nginx req/s", "ratio", "tower us/req", "nginx us/req", "ratio"
+    split("200 304", kinds, " ")
+    for (i = 1; i <= 2; i++) {
+      c = kinds[i]
+      printf "%-20s %12.0f %12.0f %7.2f   %14.1f %14.1f %7.2f\n", (c == "200" ? "200 (full)" : "304 (If-None-Match)"),
+        rps["tower " c], rps["nginx " c], rps["tower " c] / rps["nginx " c],
+        cpu["tower " c], cpu["nginx " c], cpu["nginx " c] / cpu["tower " c]
+    }
+    print "(req/s ratio: tower / nginx, higher is better; CPU ratio: nginx / tower, higher means the tower uses less)"
+  }' "$RESULTS"
 kill "$TOWER_PID" "$NGINX_PID"
 wait "$TOWER_PID" "$NGINX_PID" 2>/dev/null || true
 TOWER_PID=
