@@ -18,6 +18,7 @@ mod charts;
 pub mod fixtures;
 mod pages;
 mod readable;
+mod snapshots;
 
 use crate::api::AppState;
 use crate::error::Error;
@@ -39,6 +40,8 @@ use testpilot_flight::Flight;
 
 /// The cookie that holds the signed-in token.
 const COOKIE: &str = "tp_dashboard";
+/// How long a flight's progress aggregates may be reused at most, in ms of the tower's clock.
+pub const SNAPSHOT_MAX_AGE_MS: i64 = snapshots::MAX_AGE_MS;
 /// How often live pages poll for a fresh fragment, in ms.
 pub const POLL_MS: u64 = 2000;
 
@@ -514,12 +517,9 @@ async fn flight_and_progress(
     s: &AppState,
     name: &str,
 ) -> Result<(FlightDetail, pages::ProgressData), PageError> {
-    let (d, progress, enrolments, errors) = tokio::try_join!(
-        detail(s, name),
-        async { Ok::<_, PageError>(s.store.progress(name).await?) },
-        async { Ok::<_, PageError>(s.store.enrolments_per_day(name).await?) },
-        async { Ok::<_, PageError>(s.store.recent_errors(name, 200).await?) },
-    )?;
+    let (d, snap) = tokio::try_join!(detail(s, name), async {
+        Ok::<_, PageError>(snapshots::progress(s, name).await?)
+    })?;
     // The plan whose steps label the funnel: the live revision's, else the newest.
     let shown = d.summary.live_version.unwrap_or(d.summary.latest_version);
     let spec = d
@@ -528,9 +528,9 @@ async fn flight_and_progress(
         .find(|r| r.version == shown)
         .and_then(|r| Flight::from_json(&r.spec).ok());
     let p = pages::ProgressData {
-        progress,
-        enrolments,
-        errors,
+        progress: snap.progress.clone(),
+        enrolments: snap.enrolments.clone(),
+        errors: snap.errors.clone(),
         flight: spec,
     };
     Ok((d, p))

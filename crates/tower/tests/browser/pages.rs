@@ -599,3 +599,42 @@ async fn bad_input_gets_clear_4xx_pages() {
     assert!(r.body.contains("Nothing to review"));
     t.cleanup().await;
 }
+
+/// Open pages reuse the progress aggregates until this tower accepts a report (or the
+/// snapshot ages past its limit on the tower's clock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_is_retaken_when_a_report_arrives() {
+    let t = Tower::new(Engine::Sqlite).await;
+    t.live(&flight("watched", "x")).await;
+    let enrolled = |p: &crate::support::Page| {
+        let at = p.body.find("id=\"kpi-enrolled\">").unwrap() + 18;
+        p.body[at..at + p.body[at..].find('<').unwrap()].to_string()
+    };
+    let p = t.get("/ui/flights/watched/live", Some(&t.approver)).await;
+    assert_eq!(enrolled(&p), "0");
+    // Written behind the tower's back (as another tower on a shared database would): the
+    // snapshot may serve until it ages out.
+    fixtures::many_reports(t.store(), "watched", 8, 1, Timestamp(T0))
+        .await
+        .unwrap();
+    let p = t.get("/ui/flights/watched/live", Some(&t.approver)).await;
+    assert_eq!(enrolled(&p), "0", "a fresh snapshot serves");
+    t.clock
+        .advance(testpilot_tower::dashboard::SNAPSHOT_MAX_AGE_MS);
+    let p = t.get("/ui/flights/watched/live", Some(&t.approver)).await;
+    assert_eq!(enrolled(&p), "2", "an old snapshot is retaken");
+    // A report through this tower's API is seen at once.
+    let batch = json!({"client": "00000000-0000-4000-8000-0000000000aa", "reports": [
+        {"seq": 1, "flight": "watched", "version": 1, "arm": "control", "status": "running",
+         "step": 0, "at": "2026-04-23T05:00:00Z"}]});
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri("/api/v1/reports")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(batch.to_string()))
+        .unwrap();
+    assert_eq!(t.send(req).await.status, StatusCode::OK);
+    let p = t.get("/ui/flights/watched/live", Some(&t.approver)).await;
+    assert_eq!(enrolled(&p), "3");
+    t.cleanup().await;
+}
