@@ -510,9 +510,26 @@ async fn refusals_that_depend_on_state(engine: Engine) {
     t.finish().await;
 }
 
-#[tokio::test]
-async fn openapi_metrics_and_health() {
-    let t = Tower::new(Engine::Sqlite).await;
+both!(openapi_metrics_health_and_tokens);
+async fn openapi_metrics_health_and_tokens(engine: Engine) {
+    let t = Tower::new(engine).await;
+    let tokens = t.get("/api/v1/tokens", &t.admin).await;
+    let names: Vec<&str> = tokens
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alice", "bob", "root"]);
+    assert!(
+        !tokens.json.to_string().contains("tp_"),
+        "secrets are never listed"
+    );
+    assert_eq!(
+        t.get("/api/v1/tokens", &t.author).await.status,
+        StatusCode::FORBIDDEN
+    );
     let doc = t.call(Method::GET, "/api/openapi.json", None, None).await;
     assert_eq!(doc.status, StatusCode::OK);
     for path in [
@@ -532,9 +549,14 @@ async fn openapi_metrics_and_health() {
     );
     assert!(text.contains("# TYPE testpilot_index_serial gauge"));
     let h = t.call(Method::GET, "/healthz", None, None).await;
+    let name = if engine == Engine::Sqlite {
+        "sqlite"
+    } else {
+        "postgres"
+    };
     assert_eq!(
         (h.status, h.json["ok"].as_bool(), h.json["engine"].as_str()),
-        (StatusCode::OK, Some(true), Some("sqlite"))
+        (StatusCode::OK, Some(true), Some(name))
     );
     let missing = t.call(Method::GET, "/nope", None, None).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
