@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use testpilot_flight::Clock;
+use testpilot_pilot::agent::{run_agent, AgentConfig};
 use testpilot_tower::local::{start_local, LocalOptions, LocalTower};
 use testpilot_tower::SystemClock;
 
@@ -50,17 +51,67 @@ pub fn run(a: UpArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     rt.block_on(async {
         let local = start_tower(&a).await?;
-        print_welcome(&a, &local);
-        // A local pilot joins here (lead engineer): run it against local.tower.url, pinning
-        // local.tower.public_key, and stop it before the tower below.
-        shutdown_signal().await;
+        let profile = a.data.join("pilot");
+        let (stop_pilot, stopped) = tokio::sync::oneshot::channel::<()>();
+        let pilot = tokio::spawn(run_agent(
+            local_pilot_config(&profile, &local),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        print_welcome(&a, &local, &profile);
+        let mut pilot = pilot;
+        let pilot_result = tokio::select! {
+            _ = shutdown_signal() => None,
+            // The pilot stopping by itself means something is wrong; say so at once and keep
+            // the tower up, since it is the main job.
+            r = &mut pilot => Some(r),
+        };
+        if let Some(r) = &pilot_result {
+            report_pilot_end(r);
+            shutdown_signal().await;
+        }
         println!("\nstopping… (run `testpilot up` again to resume)");
+        let _ = stop_pilot.send(());
+        if pilot_result.is_none() {
+            report_pilot_end(&pilot.await);
+        }
         local.tower.stop().await?;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-fn print_welcome(a: &UpArgs, local: &LocalTower) {
+fn report_pilot_end(r: &Result<Result<(), testpilot_pilot::Error>, tokio::task::JoinError>) {
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("the local pilot stopped: {e}"),
+        Err(e) => eprintln!("the local pilot stopped abnormally: {e}"),
+    }
+}
+
+/// The local pilot: a profile under the data folder, pinned to this tower's key, polling
+/// often (it is a demonstration), as a beta-channel person on this machine's OS.
+fn local_pilot_config(profile: &std::path::Path, local: &LocalTower) -> AgentConfig {
+    let os = match std::env::consts::OS {
+        "macos" => "macos",
+        "windows" => "windows",
+        _ => "linux",
+    };
+    let locale = std::env::var("LANG")
+        .ok()
+        .and_then(|l| l.split(['.', '@']).next().map(|l| l.replace('_', "-")))
+        .filter(|l| l.len() >= 2 && l != "C" && l != "POSIX")
+        .unwrap_or_else(|| "en-US".into());
+    let mut c = AgentConfig::new(profile, local.tower.url.clone());
+    c.public_key = Some(local.tower.public_key.clone());
+    c.person = Some(serde_json::json!({
+        "os": os, "channel": "beta", "locale": locale, "appversion": "130.0"
+    }));
+    c.poll = std::time::Duration::from_secs(10);
+    c
+}
+
+fn print_welcome(a: &UpArgs, local: &LocalTower, profile: &std::path::Path) {
     let url = &local.tower.url;
     println!("Test Pilot is up — LOCAL, SINGLE-USER MODE: a flight's own author may approve it.");
     println!();
@@ -68,6 +119,10 @@ fn print_welcome(a: &UpArgs, local: &LocalTower) {
     println!("  index       {url}/control/index.json");
     println!("  public key  {}", local.tower.public_key);
     println!("  data        {}", describe_data(&a.data));
+    println!(
+        "  pilot       profile {} (a beta-channel person on this machine, pinned to the key above)",
+        profile.display()
+    );
     println!(
         "  token       {}  (admin; kept in {})",
         local.token,
@@ -104,6 +159,18 @@ fn print_welcome(a: &UpArgs, local: &LocalTower) {
     println!("  testpilot flight status {first}");
     println!("  testpilot flight push MY-FLIGHT.json && testpilot flight review NAME && testpilot flight approve NAME");
     println!("  testpilot flight kill {first}");
+    println!(
+        "  testpilot log --profile {}            # what the local pilot did",
+        profile.display()
+    );
+    println!(
+        "  testpilot later --profile {}          # prompts waiting for an answer",
+        profile.display()
+    );
+    println!(
+        "  testpilot pilot observe page-opened --profile {}",
+        profile.display()
+    );
     println!(
         "  testpilot pilot run --tower {url} --profile ./my-profile --public-key {}",
         local.tower.public_key
