@@ -207,13 +207,21 @@ impl Browser {
         .await;
     }
 
+    /// The rendered text of the element matching `css` (waiting for it), read in one
+    /// script so that a live region replaced meanwhile cannot make it stale.
     pub async fn text(&self, css: &str) -> String {
-        let e = self.find(css).await;
-        self.cmd("GET", &format!("/element/{}/text", e.0), None)
-            .await
-            .as_str()
-            .unwrap_or("")
-            .to_string()
+        self.find(css).await;
+        self.text_now(css).await.unwrap_or_default()
+    }
+
+    async fn text_now(&self, css: &str) -> Option<String> {
+        let v = self
+            .eval(
+                "var e = document.querySelector(arguments[0]); return e ? e.innerText : null;",
+                json!([css]),
+            )
+            .await;
+        v.as_str().map(str::to_string)
     }
 
     /// Runs a script in the page and returns its result.
@@ -230,10 +238,7 @@ impl Browser {
     pub async fn wait_text(&self, css: &str, secs: u64, ok: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
-            let t = match self.try_find(css).await {
-                Some(_) => self.text(css).await,
-                None => String::new(),
-            };
+            let t = self.text_now(css).await.unwrap_or_default();
             if ok(&t) {
                 return t;
             }
