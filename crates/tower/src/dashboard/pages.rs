@@ -598,14 +598,16 @@ pub fn progress(d: &FlightDetail, p: &ProgressData) -> Markup {
                 }
             }
         }
-        (charts::status_bar(&statuses))
-        div.funnels {
-            (charts::funnel("All clients, by flightplan step", &overall))
-            @for (arm, labels) in &arms {
-                (charts::funnel(&format!("Arm {arm}"), &charts::funnel_steps(&pr.breakdown, labels, Some(arm))))
+        @if enrolled > 0 {
+            (charts::status_bar(&statuses))
+            div.funnels {
+                (charts::funnel("All clients, by flightplan step", &overall))
+                @for (arm, labels) in &arms {
+                    (charts::funnel(&format!("Arm {arm}"), &charts::funnel_steps(&pr.breakdown, labels, Some(arm))))
+                }
             }
+            (charts::daily(&days))
         }
-        (charts::daily(&days))
         h3 { "Latest errors" }
         @if errors.is_empty() {
             p.muted { "None among the latest reports." }
