@@ -116,6 +116,7 @@ fn print_welcome(a: &UpArgs, local: &LocalTower, profile: &std::path::Path) {
     println!("Test Pilot is up — LOCAL, SINGLE-USER MODE: a flight's own author may approve it.");
     println!();
     println!("  tower       {url}");
+    println!("  dashboard   {url}/ui/  (sign in with the token below)");
     println!("  index       {url}/control/index.json");
     println!("  public key  {}", local.tower.public_key);
     println!("  data        {}", describe_data(&a.data));
