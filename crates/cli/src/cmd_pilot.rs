@@ -25,6 +25,7 @@ pub enum PilotCmd {
         topic: String,
         /// The event's subject, if any.
         subject: Option<String>,
+        /// The pilot's profile folder (as given to `testpilot pilot run --profile`).
         #[arg(long)]
         profile: PathBuf,
     },
@@ -58,6 +59,7 @@ pub struct RunArgs {
 
 #[derive(clap::Args)]
 pub struct LogArgs {
+    /// The pilot's profile folder (as given to `testpilot pilot run --profile`).
     #[arg(long)]
     pub profile: PathBuf,
     /// Only this flight.
@@ -69,6 +71,7 @@ pub struct LogArgs {
 
 #[derive(clap::Args)]
 pub struct LaterArgs {
+    /// The pilot's profile folder (as given to `testpilot pilot run --profile`).
     #[arg(long)]
     pub profile: PathBuf,
     #[command(subcommand)]
@@ -79,20 +82,31 @@ pub struct LaterArgs {
 pub enum LaterAction {
     /// List the prompts waiting for an answer (the default).
     List {
+        /// Print a JSON array, one object per pending prompt.
         #[arg(long)]
         json: bool,
     },
     /// Answer yes to a prompt.
-    Ok { id: i64 },
+    Ok {
+        /// The prompt's number, from `later list`.
+        id: i64,
+    },
     /// Answer no to a prompt.
-    No { id: i64 },
+    No {
+        /// The prompt's number, from `later list`.
+        id: i64,
+    },
     /// Keep a prompt for later.
-    Later { id: i64 },
+    Later {
+        /// The prompt's number, from `later list`.
+        id: i64,
+    },
 }
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("which").required(true).args(["flight", "all"])))]
 pub struct OptoutArgs {
+    /// The pilot's profile folder (as given to `testpilot pilot run --profile`).
     #[arg(long)]
     pub profile: PathBuf,
     /// The flight to leave.
@@ -218,7 +232,10 @@ pub fn log(a: LogArgs) -> anyhow::Result<ExitCode> {
         };
         print!(
             "{}",
-            flightlog::render_text(&flights, &notes, j.outbox_pending()?)
+            flightlog::render_text(&flights, &notes, j.outbox_pending()?).replace(
+                "--profile PROFILE",
+                &format!("--profile {}", a.profile.display())
+            )
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -9,10 +9,10 @@ use std::process::ExitCode;
 /// Which tower, and who.
 #[derive(clap::Args, Clone)]
 pub struct TowerArgs {
-    /// The tower's URL, e.g. http://127.0.0.1:8470.
+    /// The tower's URL, e.g. http://127.0.0.1:8470 (or set TESTPILOT_TOWER).
     #[arg(long, env = "TESTPILOT_TOWER")]
     pub tower: String,
-    /// An API token (`testpilot tower token create`).
+    /// An API token from `testpilot tower token create` (or set TESTPILOT_TOKEN).
     #[arg(long, env = "TESTPILOT_TOKEN", hide_env_values = true)]
     pub token: String,
 }
@@ -34,7 +34,8 @@ pub enum RemoteCmd {
         #[command(flatten)]
         to: TowerArgs,
     },
-    /// Approve the revision under review: it goes live. Needs someone other than its author.
+    /// Approve the revision under review: it goes live. Needs someone other than its author
+    /// (unless the tower runs in single-user mode, as under `testpilot up`).
     Approve {
         name: String,
         /// The revision you reviewed (refused unless it is the one under review).
@@ -86,6 +87,16 @@ struct Answer {
 
 impl Client {
     fn new(t: &TowerArgs) -> anyhow::Result<Client> {
+        let scheme = t
+            .tower
+            .split_once("://")
+            .map(|(s, _)| s.to_ascii_lowercase());
+        if !matches!(scheme.as_deref(), Some("http") | Some("https")) {
+            anyhow::bail!(
+                "--tower `{}` is not an http:// or https:// address; write it like http://127.0.0.1:8470",
+                t.tower
+            );
+        }
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()?;

@@ -145,7 +145,7 @@ pub fn run(c: TowerCmd) -> anyhow::Result<ExitCode> {
                 .create_token(role, name.as_deref(), &token, "cli", SystemClock.now())
                 .await?;
             eprintln!(
-                "made a {} token for `{}` (shown only this once)",
+                "made an {} token for `{}` (shown only this once)",
                 info.role, info.name
             );
             println!("{token}");

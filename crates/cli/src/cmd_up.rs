@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use testpilot_flight::Clock;
-use testpilot_pilot::agent::{run_agent, AgentConfig};
+use testpilot_pilot::agent::{run_agent, AgentConfig, ProfileLock};
 use testpilot_tower::local::{start_local, LocalOptions, LocalTower};
 use testpilot_tower::SystemClock;
 
@@ -50,8 +50,16 @@ pub fn run(a: UpArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let local = start_tower(&a).await?;
         let profile = a.data.join("pilot");
+        // One `up` per data folder: the local pilot's profile lock tells whether another
+        // `up` is using it, before a second tower starts on the same database.
+        if let Err(testpilot_pilot::Error::Locked { holder, .. }) = ProfileLock::acquire(&profile) {
+            anyhow::bail!(
+                "testpilot up is already running with data in {} ({holder}); stop it first, or give another --data",
+                a.data.display()
+            );
+        }
+        let local = start_tower(&a).await?;
         let (stop_pilot, stopped) = tokio::sync::oneshot::channel::<()>();
         let pilot = tokio::spawn(run_agent(
             local_pilot_config(&profile, &local),

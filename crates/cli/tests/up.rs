@@ -142,6 +142,24 @@ fn up_runs_tower_examples_and_pilot_and_resumes() {
     let profile = data.join("pilot");
     let tour = wait_for_flight(&profile, "welcome-tour-1", "running");
     assert_eq!(tour["cleanedUp"], false);
+
+    // A second `up` on the same data refuses at once instead of starting a second tower.
+    let second = Command::new(BIN)
+        .args([
+            "up",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .args(["--examples", examples().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("already running"), "{err}");
+    // The example that says "kill": true is a killed flight on the tower, not a live one.
+    assert!(welcome.contains("autoplay-block-3 v1: killed"), "{welcome}");
     stop(child);
 
     // Again: same data, same token, the tour still known to the pilot.

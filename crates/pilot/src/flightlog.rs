@@ -174,7 +174,7 @@ pub fn render_text(flights: &[Value], notes: &[Value], pending_reports: i64) -> 
             .filter(|p| matches!(p["state"].as_str(), Some("pending" | "later")))
             .collect();
         for p in open {
-            let _ = writeln!(s, "  waiting for you: prompt {} \"{}\" (answer with `testpilot later ok|no|later {}`)", p["id"], str_of(p, "title"), p["id"]);
+            let _ = writeln!(s, "  waiting for you: prompt {} \"{}\" (answer with `testpilot later --profile PROFILE ok|no|later {}`)", p["id"], str_of(p, "title"), p["id"]);
         }
         s.push('\n');
     }

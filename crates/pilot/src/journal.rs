@@ -572,7 +572,7 @@ impl Journal {
     ) -> Result<PromptRow, Error> {
         let p = self.prompt(id)?.ok_or_else(|| {
             Error::Usage(format!(
-                "there is no prompt {id}; `testpilot later list` shows the pending ones"
+                "there is no prompt {id}; `testpilot later --profile PROFILE list` shows the pending ones"
             ))
         })?;
         if p.state != prompt_state::PENDING && p.state != prompt_state::LATER {

@@ -180,5 +180,21 @@ async fn make_live(state: &AppState, flight: &Flight, actor: &Actor) -> Result<(
         .approve(actor, name, Some(pushed.version), true, now)
         .await?;
     debug_assert_eq!(approved.state, FlightState::Live);
+    // An example that says `"kill": true` shows a killed flight: kill it, so the tower's
+    // state says so too (not "live" with a kill switch inside).
+    if flight.kill {
+        store
+            .kill(
+                actor,
+                name,
+                Some("the example's spec says \"kill\": true"),
+                now,
+            )
+            .await?;
+        return Ok((
+            approved.version,
+            "killed (its spec says \"kill\": true)".into(),
+        ));
+    }
     Ok((approved.version, "now live".into()))
 }
