@@ -362,8 +362,31 @@ async fn status(to: &TowerArgs, name: &str, as_json: bool) -> anyhow::Result<Exi
             .and_then(Value::as_u64)
             .map(|v| format!(" v{v}"))
             .unwrap_or_default();
+        // What the audit entry says beyond who and what: a kill's or end's reason, a
+        // self-approval in single-user mode, a send-back's comment.
+        let d = e.get("detail");
+        let extra = [
+            d.and_then(|d| d.get("reason"))
+                .and_then(Value::as_str)
+                .map(|r| format!("reason: {r}")),
+            d.and_then(|d| d.get("comment"))
+                .and_then(Value::as_str)
+                .map(|c| format!("comment: {c}")),
+            d.and_then(|d| d.get("selfApproved"))
+                .and_then(Value::as_bool)
+                .filter(|b| *b)
+                .map(|_| "approved by its own author (single-user mode)".to_string()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
+        let extra = if extra.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", extra.join("; "))
+        };
         println!(
-            "  {}  {:<16}  {}{version}",
+            "  {}  {:<16}  {}{version}{extra}",
             s(e, "at"),
             s(e, "actor"),
             s(e, "action")

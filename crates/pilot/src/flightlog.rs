@@ -139,12 +139,27 @@ pub fn render_text(flights: &[Value], notes: &[Value], pending_reports: i64) -> 
         if let Some(r) = f.get("reason").and_then(Value::as_str) {
             let _ = writeln!(s, "  why: {r}");
         }
-        if f.get("status").and_then(Value::as_str) != Some("running") {
+        // A flight that never started has nothing to clean up; saying "cleaned up" would puzzle.
+        if !matches!(
+            f.get("status").and_then(Value::as_str),
+            Some("running" | "ineligible" | "unsampled")
+        ) {
             let done = f.get("cleanedUp").and_then(Value::as_bool).unwrap_or(false);
             let _ = writeln!(s, "  cleaned up: {}", if done { "yes" } else { "not yet" });
         }
         for t in f["timeline"].as_array().into_iter().flatten() {
             let _ = writeln!(s, "  {}  {}", str_of(t, "at"), str_of(t, "what"));
+            // Why a flight did not start (targeting and sampling), in words.
+            for r in t
+                .get("detail")
+                .and_then(|d| d.get("reasons"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
+                let _ = writeln!(s, "      - {r}");
+            }
             if str_of(t, "kind") == "request" {
                 if let Some(b) = t
                     .get("detail")
