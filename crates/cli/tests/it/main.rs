@@ -1,0 +1,9 @@
+//! Integration tests of the `testpilot` binary, as one test binary (one link, not six).
+//! Each module runs the real binary as a person or a script would.
+
+mod flight_cli;
+mod pilot_agent;
+mod pilot_sigkill;
+mod tower_cli;
+mod tower_durability;
+mod up;
