@@ -19,7 +19,7 @@ use testpilot_flight::Timestamp;
 
 /// The schema version this pilot writes. Older journals are upgraded on open; newer ones are
 /// refused (they were written by a newer pilot).
-pub const JOURNAL_VERSION: i64 = 2;
+pub const JOURNAL_VERSION: i64 = 3;
 
 /// `PRAGMA application_id` of a Test Pilot journal ("TPJL").
 pub const APPLICATION_ID: i64 = 0x5450_4a4c;
@@ -106,6 +106,12 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX timeline_flight ON timeline (flight, id);
     CREATE INDEX prompts_flight ON prompts (flight, state);
     "#,
+    // 2 → 3: an undo that fails on a host error is tried again with backoff; how often it
+    // failed and when it is next tried are kept with the flight.
+    r#"
+    ALTER TABLE flights ADD COLUMN undo_tries INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE flights ADD COLUMN undo_retry_at INTEGER;
+    "#,
 ];
 
 /// Effect phases, in order. An effect is undone when its flight ends if it reached `intent`.
@@ -140,6 +146,10 @@ pub struct FlightRow {
     pub ended_at: Option<Timestamp>,
     pub cleaned_up: bool,
     pub reason: Option<String>,
+    /// How many times undoing the ended flight failed on a host error (0: never).
+    pub undo_tries: u32,
+    /// When the failed undo is tried again.
+    pub undo_retry_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -207,7 +217,7 @@ pub struct Journal {
     faults: Faults,
 }
 
-const FLIGHT_COLS: &str = "studyname, version, spec, arm, status, step, status_line, started_at, ended_at, cleaned_up, reason";
+const FLIGHT_COLS: &str = "studyname, version, spec, arm, status, step, status_line, started_at, ended_at, cleaned_up, reason, undo_tries, undo_retry_at";
 const EFFECT_COLS: &str = "id, flight, path, kind, phase, spec, summary, at, done_at, undone_at";
 const PROMPT_COLS: &str =
     "id, flight, path, type, title, text, url, wait, state, created_at, expires_at, answered_at";
@@ -392,6 +402,8 @@ impl Journal {
             ended_at: ts(r.get(8)?),
             cleaned_up: r.get::<_, i64>(9)? != 0,
             reason: r.get(10)?,
+            undo_tries: r.get::<_, i64>(11)?.clamp(0, u32::MAX as i64) as u32,
+            undo_retry_at: ts(r.get(12)?),
         })
     }
 
@@ -1038,15 +1050,49 @@ impl Journal {
         })
     }
 
-    /// Everything the flight did is undone.
-    pub fn cleaned_up(&mut self, name: &str, now: Timestamp) -> Result<(), Error> {
+    /// Everything the flight did is undone; `report` tells the tower when an undo that failed
+    /// before has now succeeded.
+    pub fn cleaned_up(
+        &mut self,
+        name: &str,
+        now: Timestamp,
+        report: Option<&Report>,
+    ) -> Result<(), Error> {
         self.write("cleaned up", |tx| {
             tx.execute(
-                "UPDATE flights SET cleaned_up = 1 WHERE studyname = ?1",
+                "UPDATE flights SET cleaned_up = 1, undo_retry_at = NULL WHERE studyname = ?1",
                 [name],
             )?;
             let line = Line::new("cleanup", "cleaned up: everything the flight did is undone");
-            add_line(tx, name, now, &line)
+            add_line(tx, name, now, &line)?;
+            match report {
+                Some(r) => queue_report(tx, r, now),
+                None => Ok(()),
+            }
+        })
+    }
+
+    /// Undoing the ended flight failed on a host error: when to try again, what the log says,
+    /// and (the first time) a report for the tower.
+    pub fn undo_failed(
+        &mut self,
+        name: &str,
+        tries: u32,
+        retry_at: Timestamp,
+        now: Timestamp,
+        line: &Line,
+        report: Option<&Report>,
+    ) -> Result<(), Error> {
+        self.write("undo failed", |tx| {
+            tx.execute(
+                "UPDATE flights SET undo_tries = ?2, undo_retry_at = ?3 WHERE studyname = ?1",
+                params![name, tries as i64, retry_at.0],
+            )?;
+            add_line(tx, name, now, line)?;
+            match report {
+                Some(r) => queue_report(tx, r, now),
+                None => Ok(()),
+            }
         })
     }
 }

@@ -24,7 +24,7 @@ impl Pilot {
             let result = if row.status == Status::Running.as_str() {
                 self.advance_flight(row, now)
             } else if !row.cleaned_up && row.started_at.is_some() {
-                self.cleanup(&name, now).map(|()| None)
+                self.undo_due(&row, now)
             } else {
                 Ok(None)
             };
@@ -32,21 +32,12 @@ impl Pilot {
                 Ok(w) => wake = min_wake(wake, w),
                 Err(e) if e.is_fatal() => return Err(e),
                 // The host or the machine failed under this flight (a full disk, a file it
-                // cannot write): the flight ends failed, and whatever cannot be undone now is
-                // tried again a minute later. Other flights go on.
+                // cannot write): the flight ends failed, and its undo is tried again with
+                // backoff if it fails too. Other flights go on.
                 Err(e) => {
                     let why = format!("stopped on an error: {e}");
                     self.note_once(&name, now, "error", &why)?;
-                    match self.end_flight(&name, Status::Failed, &why, None, now) {
-                        Ok(()) => {}
-                        Err(e) if e.is_fatal() => return Err(e),
-                        Err(e) => self.note_once(
-                            &name,
-                            now,
-                            "error",
-                            &format!("cleanup could not finish yet: {e}; trying again later"),
-                        )?,
-                    }
+                    self.end_flight(&name, Status::Failed, &why, None, now)?;
                     wake = min_wake(wake, Some(Timestamp(now.0 + 60_000)));
                 }
             }

@@ -10,3 +10,4 @@ mod journal_schema;
 
 mod support;
 mod sync_http;
+mod undo_retry;
