@@ -2,21 +2,37 @@
 //! the others are noted as not eligible or not sampled (with the reasons), killed and withdrawn
 //! ones end. A running flight keeps the version it started with ("update only on kill").
 
+use super::schedule::INDEX_EXPIRES;
 use super::{report, Pilot};
 use crate::journal::{FlightRow, Line, NewFlight};
 use crate::Error;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
+use testpilot_flight::index::IndexPayload;
 use testpilot_flight::report::Status;
 use testpilot_flight::{enrollment, Flight, Timestamp};
 
 impl Pilot {
+    /// Sets up flights from an index that `testpilot_flight::index::accept` accepted, and
+    /// keeps its expiry: once it passes with no newer index, running flights end
+    /// (`indexexpired`). The expiry is written first, so a crash in between can only make
+    /// the pilot ask for the index again, never run flights past an old expiry.
+    pub fn apply_accepted(&mut self, payload: &IndexPayload) -> Result<(), Error> {
+        let at = payload.expires_at.0.to_string();
+        if self.journal.meta(INDEX_EXPIRES)?.as_deref() != Some(at.as_str()) {
+            self.journal.set_meta(INDEX_EXPIRES, &at)?;
+        }
+        self.apply_index(&payload.flights, payload.serial)
+    }
+
     /// Sets up flights from an accepted index: starts the ones this person is in, ends killed
     /// and withdrawn ones. A running flight keeps the version it started with ("update only on
     /// kill").
     pub fn apply_index(&mut self, flights: &[Value], serial: u64) -> Result<(), Error> {
         let now = self.clock.now();
         let optout_all = self.journal.meta("optout_all")?.is_some();
+        // Nothing new starts from an expired index.
+        let expired = self.index_expires_at()?.is_some_and(|at| now >= at);
         // Problems with an index are noted once, when it is new, not at every poll.
         let fresh = self.journal.meta("last_serial")? != Some(serial.to_string());
         let mut seen = BTreeSet::new();
@@ -51,7 +67,7 @@ impl Pilot {
                 // Ran here and ended: a flight runs once per profile.
                 Some(row) if row.started_at.is_some() => {}
                 existing => {
-                    if flight.kill || optout_all {
+                    if flight.kill || optout_all || expired {
                         continue;
                     }
                     self.enroll(&flight, v, existing.as_ref(), now)?;

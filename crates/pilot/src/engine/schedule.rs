@@ -1,5 +1,5 @@
 //! What is due: [`Pilot::tick`] goes over every flight, ends the ones whose time is up (their
-//! `endBy`, their fuse), walks the others' plans as far as they go,
+//! `endBy`, their fuse, the index they came from), walks the others' plans as far as they go,
 //! expires prompts, carries out the person's relayed wishes, and says when to come back.
 
 use super::{min_wake, Pilot};
@@ -8,6 +8,9 @@ use crate::Error;
 use testpilot_flight::report::Status;
 use testpilot_flight::spec::Entry;
 use testpilot_flight::{Flight, Timestamp};
+
+/// Where the expiry of the last accepted index is kept (ms since the epoch).
+pub(super) const INDEX_EXPIRES: &str = "index_expires_at";
 
 impl Pilot {
     /// Moves every flight as far as it goes now. Returns when something is next due by the
@@ -73,6 +76,15 @@ impl Pilot {
             .filter(|f| f.status == Status::Running.as_str())
             .map(|f| f.studyname)
             .collect())
+    }
+
+    /// When the last accepted index expires, if the pilot took one from a tower.
+    pub fn index_expires_at(&self) -> Result<Option<Timestamp>, Error> {
+        Ok(self
+            .journal
+            .meta(INDEX_EXPIRES)?
+            .and_then(|v| v.parse().ok())
+            .map(Timestamp))
     }
 
     fn expire_prompts(&mut self, now: Timestamp) -> Result<Option<Timestamp>, Error> {
@@ -145,16 +157,26 @@ impl Pilot {
 
     /// Why a running flight must end now, whatever step it is at, or when that will be.
     fn deadline(
+        &self,
         flight: &Flight,
         row: &FlightRow,
         now: Timestamp,
-    ) -> Result<Option<Timestamp>, (Status, String)> {
+    ) -> Result<Result<Option<Timestamp>, (Status, String)>, Error> {
+        // A pilot cut off from its tower can no longer hear a kill: once the index it took the
+        // flight from has expired and no newer one came, the flight ends (docs/index.md).
+        let index_expiry = self.index_expires_at()?;
+        if let Some(at) = index_expiry.filter(|at| now >= *at) {
+            return Ok(Err((
+                Status::IndexExpired,
+                format!("the index expired at {at} and no newer one could be fetched"),
+            )));
+        }
         if let Some(end) = &flight.end_by {
             if now >= end.at {
-                return Err((
+                return Ok(Err((
                     Status::Expired,
                     format!("endBy {} passed before the flight completed", end.at),
-                ));
+                )));
             }
         }
         let fuse_at = match (&flight.fuse, row.started_at) {
@@ -167,13 +189,13 @@ impl Pilot {
                 .as_ref()
                 .map(|f| serde_json::to_value(f).unwrap_or_default().to_string())
                 .unwrap_or_default();
-            return Err((
+            return Ok(Err((
                 Status::Timedout,
                 format!("the fuse of {fuse} burnt out at {at} before the flight completed"),
-            ));
+            )));
         }
         let end_by = flight.end_by.as_ref().map(|e| e.at);
-        Ok(min_wake(end_by, fuse_at))
+        Ok(Ok(min_wake(min_wake(end_by, fuse_at), index_expiry)))
     }
 
     /// Walks a running flight's plan as far as it goes now.
@@ -197,7 +219,7 @@ impl Pilot {
                 return Ok(None);
             }
         };
-        let deadline = match Self::deadline(&flight, &row, now) {
+        let deadline = match self.deadline(&flight, &row, now)? {
             Ok(at) => at,
             Err((status, why)) => {
                 self.end_flight(&name, status, &why, None, now)?;

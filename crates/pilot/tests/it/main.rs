@@ -6,6 +6,7 @@ mod agent;
 mod badinput;
 mod crash;
 mod endings;
+mod index_expiry;
 mod journal_schema;
 
 mod support;
