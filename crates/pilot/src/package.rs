@@ -3,6 +3,7 @@
 //! paths, and links of any kind are refused before anything is kept.
 
 use crate::error::bytes;
+use crate::net::{Answer, Net, Request};
 use crate::Error;
 use sha2::{Digest, Sha256};
 use std::fs;
@@ -50,6 +51,120 @@ pub fn sha256_file(path: &Path) -> Result<String, Error> {
         h.update(&buf[..n]);
     }
     Ok(hex::encode(h.finalize()))
+}
+
+/// Most bytes of a downloaded add-on package.
+pub const MAX_PACKAGE: u64 = 256 << 20;
+
+/// Downloads the add-on package at `url` to the file `dest`, checked before it lands there: the
+/// body streams into `<dest>.part` beside it (never whole into memory) while it is hashed, an
+/// answer that declares or sends more than [`MAX_PACKAGE`] is cut off and refused, and only a
+/// whole body whose SHA-256 is `sha256` is moved to `dest`. On any error no file is left.
+///
+/// Errors: [`Error::Net`] when no good answer came (retryable for network errors, 5xx and
+/// 429; not for a package over the limit), [`Error::Package`] for a package that is not the
+/// one the flight names.
+pub fn fetch(net: &dyn Net, url: &str, sha256: &str, dest: &Path) -> Result<(), Error> {
+    fetch_within(net, url, sha256, dest, MAX_PACKAGE)
+}
+
+/// [`fetch`] with another limit than [`MAX_PACKAGE`].
+pub fn fetch_within(
+    net: &dyn Net,
+    url: &str,
+    sha256: &str,
+    dest: &Path,
+    max: u64,
+) -> Result<(), Error> {
+    let part = dest.with_extension("part");
+    let r = fetch_part(net, url, sha256, &part, max)
+        .and_then(|()| fs::rename(&part, dest).map_err(Error::io("cannot move into place", dest)));
+    if r.is_err() {
+        let _ = fs::remove_file(&part);
+    }
+    r
+}
+
+fn fetch_part(net: &dyn Net, url: &str, sha256: &str, part: &Path, max: u64) -> Result<(), Error> {
+    if let Some(dir) = part.parent() {
+        fs::create_dir_all(dir).map_err(Error::io("cannot create", dir))?;
+    }
+    let file = fs::File::create(part).map_err(Error::io("cannot write", part))?;
+    let req = Request {
+        method: "GET".into(),
+        url: url.into(),
+        headers: vec![],
+        body: None,
+        answer: Answer::Whole {
+            what: "add-on package",
+            max,
+        },
+    };
+    let mut sink = HashingFile {
+        file,
+        hash: Sha256::new(),
+        path: part,
+        url,
+        answer: req.answer,
+        written: 0,
+        failed: None,
+    };
+    let resp = match net.send_to(&req, &mut sink) {
+        Ok(r) => r,
+        // The file's own error says more than "the transfer stopped".
+        Err(e) => return Err(sink.failed.take().unwrap_or(e)),
+    };
+    if !(200..300).contains(&resp.status) {
+        return Err(Error::Net {
+            msg: format!("{url} answered {}", resp.status),
+            retryable: resp.status >= 500 || resp.status == 429,
+        });
+    }
+    sink.file
+        .sync_all()
+        .map_err(Error::io("cannot write", part))?;
+    let actual = hex::encode(sink.hash.finalize());
+    if !actual.eq_ignore_ascii_case(sha256) {
+        return Err(Error::Package(format!(
+            "the package from {url} has sha256 {actual}, but the flight says {sha256}; nothing was installed"
+        )));
+    }
+    Ok(())
+}
+
+/// A file being downloaded, hashed as it is written, that takes no more than its answer's
+/// bound whatever the [`Net`] does.
+struct HashingFile<'a> {
+    file: fs::File,
+    hash: Sha256,
+    path: &'a Path,
+    url: &'a str,
+    answer: Answer,
+    written: u64,
+    /// Why the last write failed.
+    failed: Option<Error>,
+}
+
+impl Write for HashingFile<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let after = self.written + buf.len() as u64;
+        if let Err(e) = self.answer.check(self.url, after) {
+            self.failed = Some(e);
+            return Err(std::io::Error::other("over the limit"));
+        }
+        let n = self.file.write(buf).inspect_err(|e| {
+            self.failed = Some(Error::io("cannot write", self.path)(std::io::Error::new(
+                e.kind(),
+                e.to_string(),
+            )));
+        })?;
+        self.hash.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }
 
 /// A relative path inside the archive, checked: only plain names, no `..`, no root, no drive.
