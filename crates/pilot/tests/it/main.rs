@@ -6,6 +6,7 @@ mod agent;
 mod badinput;
 mod crash;
 mod endings;
+mod host_records;
 mod journal_schema;
 mod net_limits;
 
