@@ -1525,7 +1525,6 @@ impl Pilot {
                                 retryable: false, ..
                             }),
                         ) => {
-                            let _ = std::fs::remove_dir(&dir);
                             return Ok(Err(Outcome::Failed(format!(
                                 "downloading add-on `{}` failed: {e}",
                                 a.id

@@ -77,10 +77,15 @@ pub fn fetch_within(
     max: u64,
 ) -> Result<(), Error> {
     let part = dest.with_extension("part");
+    let made_dir = dest.parent().filter(|d| !d.exists());
     let r = fetch_part(net, url, sha256, &part, max)
         .and_then(|()| fs::rename(&part, dest).map_err(Error::io("cannot move into place", dest)));
     if r.is_err() {
         let _ = fs::remove_file(&part);
+        if let Some(dir) = made_dir {
+            // Made for this download, and empty again unless another one is under way.
+            let _ = fs::remove_dir(dir);
+        }
     }
     r
 }
