@@ -149,65 +149,81 @@ impl HttpNet {
         if let Some(body) = &req.body {
             b = b.body(body.clone());
         }
-        let url = req.url.as_str();
-        let failed = |e: reqwest::Error| Error::Net {
-            msg: format!("{url}: {}", describe(&e)),
-            retryable: true,
-        };
         self.rt.block_on(async move {
-            let mut resp = b.send().await.map_err(failed)?;
-            let status = resp.status().as_u16();
-            let headers = resp
-                .headers()
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().to_string(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect();
-            let mut body = Vec::new();
-            // Only a success's body is the thing asked for; an error page is kept for messages.
-            let success = (200..300).contains(&status);
-            if success && matches!(req.answer, Answer::Whole { .. }) {
-                // Refused before a byte is read when the server says how long it is.
-                if let Some(len) = resp.content_length() {
-                    req.answer.check(url, len)?;
-                }
-                let out: &mut dyn Write = match sink {
-                    Some(s) => s,
-                    None => &mut body,
-                };
-                let mut received = 0u64;
-                while let Some(chunk) = resp.chunk().await.map_err(failed)? {
-                    received += chunk.len() as u64;
-                    req.answer.check(url, received)?;
-                    out.write_all(&chunk).map_err(|e| Error::Net {
-                        msg: format!("{url}: cannot keep the answer: {e}"),
-                        retryable: false,
-                    })?;
-                }
-            } else {
-                // Only the status counts: keep a little for messages, drop the connection
-                // rather than read the rest.
-                while body.len() < PEEK {
-                    match resp.chunk().await {
-                        Ok(Some(chunk)) => {
-                            let n = chunk.len().min(PEEK - body.len());
-                            body.extend_from_slice(&chunk[..n]);
-                        }
-                        Ok(None) | Err(_) => break,
-                    }
-                }
+            let answer = receive(b, req, sink).await;
+            // An answer dropped before its end (refused, or only peeked at) leaves its
+            // connection to a task of this runtime; let it run now, so the socket closes at
+            // once rather than at the next request while the server stays blocked on it.
+            for _ in 0..8 {
+                tokio::task::yield_now().await;
             }
-            Ok(Response {
-                status,
-                headers,
-                body,
-            })
+            answer
         })
     }
+}
+
+/// Sends the request and reads its answer as [`HttpNet::exchange`] says.
+async fn receive(
+    b: reqwest::RequestBuilder,
+    req: &Request,
+    sink: Option<&mut dyn Write>,
+) -> Result<Response, Error> {
+    let url = req.url.as_str();
+    let failed = |e: reqwest::Error| Error::Net {
+        msg: format!("{url}: {}", describe(&e)),
+        retryable: true,
+    };
+    let mut resp = b.send().await.map_err(failed)?;
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let mut body = Vec::new();
+    // Only a success's body is the thing asked for; an error page is kept for messages.
+    let success = (200..300).contains(&status);
+    if success && matches!(req.answer, Answer::Whole { .. }) {
+        // Refused before a byte is read when the server says how long it is.
+        if let Some(len) = resp.content_length() {
+            req.answer.check(url, len)?;
+        }
+        let out: &mut dyn Write = match sink {
+            Some(s) => s,
+            None => &mut body,
+        };
+        let mut received = 0u64;
+        while let Some(chunk) = resp.chunk().await.map_err(failed)? {
+            received += chunk.len() as u64;
+            req.answer.check(url, received)?;
+            out.write_all(&chunk).map_err(|e| Error::Net {
+                msg: format!("{url}: cannot keep the answer: {e}"),
+                retryable: false,
+            })?;
+        }
+    } else {
+        // Only the status counts: keep a little for messages, drop the connection
+        // rather than read the rest.
+        while body.len() < PEEK {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    let n = chunk.len().min(PEEK - body.len());
+                    body.extend_from_slice(&chunk[..n]);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 impl Net for HttpNet {
