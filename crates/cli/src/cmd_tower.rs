@@ -1,5 +1,6 @@
 //! `testpilot tower serve|token|pubkey|export`.
 
+use crate::term::{self, errln, outln};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -144,17 +145,18 @@ pub fn run(c: TowerCmd) -> anyhow::Result<ExitCode> {
             let info = store
                 .create_token(role, name.as_deref(), &token, "cli", SystemClock.now())
                 .await?;
-            eprintln!(
+            errln!(
                 "made an {} token for `{}` (shown only this once)",
-                info.role, info.name
+                info.role,
+                info.name
             );
-            println!("{token}");
+            outln!("{token}");
             Ok(ExitCode::SUCCESS)
         }),
         TowerCmd::Token(TokenCmd::List(db)) => runtime()?.block_on(async {
             let store = open(&db).await?;
             for t in store.list_tokens().await? {
-                println!("{}\t{}\t{}\t{}", t.id, t.role, t.name, t.created_at);
+                term::out_row(&[&t.id, &t.role, &t.name, &t.created_at]);
             }
             Ok(ExitCode::SUCCESS)
         }),
@@ -163,7 +165,7 @@ pub fn run(c: TowerCmd) -> anyhow::Result<ExitCode> {
             let key = store
                 .signing_key(testpilot_tower::auth::random_bytes()?, SystemClock.now())
                 .await?;
-            println!(
+            outln!(
                 "{}",
                 testpilot_flight::index::public_key_to_base64(&key.verifying_key())
             );
@@ -177,7 +179,7 @@ pub fn run(c: TowerCmd) -> anyhow::Result<ExitCode> {
                 .await?;
             let timing = timing(&index_ttl, 60)?;
             let doc = testpilot_tower::index::export(&store, &key, timing, now, &out).await?;
-            eprintln!(
+            errln!(
                 "wrote {} (serial {}, {} flights, expires {})",
                 out.join("control").join("index.json").display(),
                 doc.serial,
@@ -229,19 +231,19 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         let tower = testpilot_tower::start(config, clock)
             .await
             .with_context(|| format!("starting the tower on {} with {}", a.listen, redact(&url)))?;
-        eprintln!(
+        errln!(
             "tower listening on {}  (database {})",
             tower.url,
             redact(&url)
         );
-        eprintln!("public key (pilots pin it): {}", tower.public_key);
+        errln!("public key (pilots pin it): {}", tower.public_key);
         if a.single_user {
-            eprintln!(
+            errln!(
                 "SINGLE-USER MODE: a revision's own author may approve it. Not for shared towers."
             );
         }
         shutdown_signal().await;
-        eprintln!("stopping…");
+        errln!("stopping…");
         tower.stop().await?;
         Ok(ExitCode::SUCCESS)
     })
