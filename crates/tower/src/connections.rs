@@ -287,8 +287,19 @@ impl Watched {
         }
     }
 
-    /// Called when the stream is not ready: `Ready` with an error once `idle` has passed
-    /// since the last byte moved.
+    /// What a read or write of the stream gave: when ready, the moment is noted; when not,
+    /// the idle timer is polled, and fails the stream once it has run out.
+    fn watch<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match r {
+            Poll::Ready(r) => {
+                self.last = Instant::now();
+                Poll::Ready(r)
+            }
+            Poll::Pending => self.poll_idle(cx).map(Err),
+        }
+    }
+
+    /// `Ready` with an error once `idle` has passed since the last byte moved.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         loop {
             let due = self.last + self.idle;
@@ -313,13 +324,8 @@ impl AsyncRead for Watched {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_read(cx, buf) {
-            Poll::Ready(r) => {
-                this.last = Instant::now();
-                Poll::Ready(r)
-            }
-            Poll::Pending => this.poll_idle(cx).map(Err),
-        }
+        let r = Pin::new(&mut this.io).poll_read(cx, buf);
+        this.watch(cx, r)
     }
 }
 
@@ -330,13 +336,8 @@ impl AsyncWrite for Watched {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_write(cx, buf) {
-            Poll::Ready(r) => {
-                this.last = Instant::now();
-                Poll::Ready(r)
-            }
-            Poll::Pending => this.poll_idle(cx).map(Err),
-        }
+        let r = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.watch(cx, r)
     }
 
     fn poll_write_vectored(
@@ -345,13 +346,8 @@ impl AsyncWrite for Watched {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_write_vectored(cx, bufs) {
-            Poll::Ready(r) => {
-                this.last = Instant::now();
-                Poll::Ready(r)
-            }
-            Poll::Pending => this.poll_idle(cx).map(Err),
-        }
+        let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.watch(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {

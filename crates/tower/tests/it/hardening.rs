@@ -244,30 +244,17 @@ async fn metrics_count_reports_and_batches_apart(engine: Engine) {
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     let m = t.call(Method::GET, "/metrics", None, None).await;
     let text = String::from_utf8(m.bytes).unwrap();
-    assert_eq!(
-        metric(&text, "testpilot_reports_total{result=\"accepted\"}"),
-        Some(3),
-        "{text}"
-    );
-    assert_eq!(
-        metric(&text, "testpilot_reports_total{result=\"duplicate\"}"),
-        Some(3),
-        "{text}"
-    );
-    assert_eq!(
-        metric(&text, "testpilot_reports_total{result=\"rejected\"}"),
-        None,
-        "{text}"
-    );
-    assert_eq!(
-        metric(&text, "testpilot_report_batches_total{result=\"stored\"}"),
-        Some(2),
-        "{text}"
-    );
-    assert_eq!(
-        metric(&text, "testpilot_report_batches_total{result=\"rejected\"}"),
-        Some(1),
-        "{text}"
-    );
+    for (name, want) in [
+        ("testpilot_reports_total{result=\"accepted\"}", Some(3)),
+        ("testpilot_reports_total{result=\"duplicate\"}", Some(3)),
+        ("testpilot_reports_total{result=\"rejected\"}", None),
+        ("testpilot_report_batches_total{result=\"stored\"}", Some(2)),
+        (
+            "testpilot_report_batches_total{result=\"rejected\"}",
+            Some(1),
+        ),
+    ] {
+        assert_eq!(metric(&text, name), want, "{name} in\n{text}");
+    }
     t.finish().await;
 }

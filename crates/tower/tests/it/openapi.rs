@@ -227,24 +227,20 @@ impl Checked<'_> {
         let ct = (!bytes.is_empty()).then_some("application/json");
         self.raw(method, uri, token, ct, bytes).await
     }
-
-    async fn expect(
-        &self,
-        status: StatusCode,
-        method: Method,
-        uri: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Resp {
-        let r = self.call(method.clone(), uri, token, body).await;
-        assert_eq!(r.status, status, "{method} {uri}: {}", r.json);
-        r
-    }
 }
 
 fn report(seq: u64, status: &str, step: u64) -> Value {
     json!({"seq": seq, "flight": "layout", "version": 1, "arm": "control", "status": status, "step": step, "at": T0})
 }
+
+/// An expected status, and the request: method, URI, token, JSON body.
+type Step<'a> = (
+    StatusCode,
+    Method,
+    &'a str,
+    Option<&'a str>,
+    Option<Vec<u8>>,
+);
 
 const C1: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
 
@@ -275,238 +271,211 @@ async fn every_answer_matches_the_document(engine: Engine) {
     use StatusCode as S;
 
     // Operations and the index.
-    let index = x
-        .expect(S::OK, M::GET, "/control/index.json", None, None)
-        .await;
+    let index = x.call(M::GET, "/control/index.json", None, None).await;
+    assert_eq!(index.status, S::OK);
     let etag = index.headers[header::ETAG].to_str().unwrap().to_string();
-    let r = x
-        .raw(M::GET, "/control/index.json", None, None, Vec::new())
-        .await;
-    assert_eq!(r.status, S::OK);
-    let mut req = Request::get("/control/index.json");
-    req = req.header(header::IF_NONE_MATCH, &etag);
+    let req = Request::get("/control/index.json").header(header::IF_NONE_MATCH, &etag);
     let r = t.send(req.body(Body::empty()).unwrap()).await;
     c.check(&M::GET, "/control/index.json", &r);
     assert_eq!(r.status, S::NOT_MODIFIED);
-    x.expect(S::OK, M::GET, "/healthz", None, None).await;
-    x.expect(S::OK, M::GET, "/metrics", None, None).await;
 
-    // A flight's life.
+    // A flight's life, reports and what they make, and errors of each kind.
     let f = flight_with_arms("layout");
-    x.expect(
-        S::UNAUTHORIZED,
-        M::POST,
-        "/api/v1/flights",
-        None,
-        Some(f.clone()),
-    )
-    .await;
-    x.expect(
-        S::UNAUTHORIZED,
-        M::POST,
-        "/api/v1/flights",
-        Some("tp_unknown"),
-        Some(f.clone()),
-    )
-    .await;
-    x.expect(
-        S::FORBIDDEN,
-        M::POST,
-        "/api/v1/flights",
-        approver,
-        Some(f.clone()),
-    )
-    .await;
-    x.expect(
-        S::CREATED,
-        M::POST,
-        "/api/v1/flights",
-        author,
-        Some(f.clone()),
-    )
-    .await;
-    x.expect(S::OK, M::POST, "/api/v1/flights", author, Some(f.clone()))
-        .await;
     let mut v2 = f.clone();
     v2["description"] = json!("two layouts, better said");
-    x.expect(S::CREATED, M::POST, "/api/v1/flights", author, Some(v2))
-        .await;
-    x.expect(
-        S::UNPROCESSABLE_ENTITY,
-        M::POST,
-        "/api/v1/flights",
-        author,
-        Some(json!({"studyname": "Bad Name"})),
-    )
-    .await;
-    let r = x
-        .raw(
-            M::POST,
-            "/api/v1/flights",
-            author,
-            Some("application/json"),
-            b"{\"studyname\"".to_vec(),
-        )
-        .await;
-    assert_eq!(r.status, S::BAD_REQUEST);
-    let r = x
-        .raw(
-            M::POST,
-            "/api/v1/flights",
-            author,
-            Some("application/json"),
-            vec![b' '; 20_000],
-        )
-        .await;
-    assert_eq!(r.status, S::PAYLOAD_TOO_LARGE);
-    x.expect(
-        S::OK,
-        M::POST,
-        "/api/v1/flights/layout/review",
-        author,
-        Some(json!({})),
-    )
-    .await;
-    x.expect(
-        S::FORBIDDEN,
-        M::POST,
-        "/api/v1/flights/layout/approve",
-        author,
-        Some(json!({})),
-    )
-    .await;
-    x.expect(
-        S::OK,
-        M::POST,
-        "/api/v1/flights/layout/approve",
-        approver,
-        Some(json!({})),
-    )
-    .await;
-    x.expect(
-        S::CONFLICT,
-        M::POST,
-        "/api/v1/flights/layout/approve",
-        approver,
-        Some(json!({})),
-    )
-    .await;
-    x.expect(
-        S::UNPROCESSABLE_ENTITY,
-        M::POST,
-        "/api/v1/flights/layout/kill",
-        approver,
-        Some(json!({"why": 1})),
-    )
-    .await;
-
-    // Reports and what they make.
     let mut failed = report(3, "failed", 1);
     failed["detail"] = json!("the ping answered 503");
     let batch = json!({"client": C1, "reports": [report(1, "running", 0), report(2, "running", 1), failed]});
-    x.expect(S::OK, M::POST, "/api/v1/reports", None, Some(batch.clone()))
-        .await;
-    x.expect(S::OK, M::POST, "/api/v1/reports", None, Some(batch))
-        .await;
-    x.expect(
-        S::UNPROCESSABLE_ENTITY,
-        M::POST,
-        "/api/v1/reports",
-        None,
-        Some(json!({"client": C1, "reports": [{"seq": -1}]})),
-    )
-    .await;
-    let r = x
-        .raw(
+    let json = |v: Value| Some(v.to_string().into_bytes());
+    let raw = |b: &[u8]| Some(b.to_vec());
+    let flights = "/api/v1/flights";
+    let steps: Vec<Step> = vec![
+        (S::OK, M::GET, "/healthz", None, None),
+        (S::OK, M::GET, "/metrics", None, None),
+        (S::UNAUTHORIZED, M::POST, flights, None, json(f.clone())),
+        (
+            S::UNAUTHORIZED,
+            M::POST,
+            flights,
+            Some("tp_unknown"),
+            json(f.clone()),
+        ),
+        (S::FORBIDDEN, M::POST, flights, approver, json(f.clone())),
+        (S::CREATED, M::POST, flights, author, json(f.clone())),
+        (S::OK, M::POST, flights, author, json(f)),
+        (S::CREATED, M::POST, flights, author, json(v2)),
+        (
+            S::UNPROCESSABLE_ENTITY,
+            M::POST,
+            flights,
+            author,
+            json(json!({"studyname": "Bad Name"})),
+        ),
+        (
+            S::BAD_REQUEST,
+            M::POST,
+            flights,
+            author,
+            raw(b"{\"studyname\""),
+        ),
+        (
+            S::PAYLOAD_TOO_LARGE,
+            M::POST,
+            flights,
+            author,
+            raw(&[b' '; 20_000]),
+        ),
+        (
+            S::OK,
+            M::POST,
+            "/api/v1/flights/layout/review",
+            author,
+            json(json!({})),
+        ),
+        (
+            S::FORBIDDEN,
+            M::POST,
+            "/api/v1/flights/layout/approve",
+            author,
+            json(json!({})),
+        ),
+        (
+            S::OK,
+            M::POST,
+            "/api/v1/flights/layout/approve",
+            approver,
+            json(json!({})),
+        ),
+        (
+            S::CONFLICT,
+            M::POST,
+            "/api/v1/flights/layout/approve",
+            approver,
+            json(json!({})),
+        ),
+        (
+            S::UNPROCESSABLE_ENTITY,
+            M::POST,
+            "/api/v1/flights/layout/kill",
+            approver,
+            json(json!({"why": 1})),
+        ),
+        (S::OK, M::POST, "/api/v1/reports", None, json(batch.clone())),
+        (S::OK, M::POST, "/api/v1/reports", None, json(batch)),
+        (
+            S::UNPROCESSABLE_ENTITY,
             M::POST,
             "/api/v1/reports",
             None,
-            Some("application/json"),
-            b"[".to_vec(),
-        )
-        .await;
-    assert_eq!(r.status, S::BAD_REQUEST);
-    for (uri, token) in [
-        ("/api/v1/flights", author),
-        ("/api/v1/flights/layout", author),
-        ("/api/v1/flights/layout/diff", author),
-        ("/api/v1/flights/layout/diff?from=0&to=1", author),
-        ("/api/v1/flights/layout/progress", approver),
-        ("/api/v1/flights/layout/errors", approver),
-        ("/api/v1/flights/layout/errors?limit=1", approver),
-        ("/api/v1/audit?limit=5", admin),
-        ("/api/v1/tokens", admin),
-    ] {
-        x.expect(S::OK, M::GET, uri, token, None).await;
+            json(json!({"client": C1, "reports": [{"seq": -1}]})),
+        ),
+        (S::BAD_REQUEST, M::POST, "/api/v1/reports", None, raw(b"[")),
+        (S::OK, M::GET, flights, author, None),
+        (S::OK, M::GET, "/api/v1/flights/layout", author, None),
+        (S::OK, M::GET, "/api/v1/flights/layout/diff", author, None),
+        (
+            S::OK,
+            M::GET,
+            "/api/v1/flights/layout/diff?from=0&to=1",
+            author,
+            None,
+        ),
+        (
+            S::NOT_FOUND,
+            M::GET,
+            "/api/v1/flights/layout/diff?to=9",
+            author,
+            None,
+        ),
+        (
+            S::OK,
+            M::GET,
+            "/api/v1/flights/layout/progress",
+            approver,
+            None,
+        ),
+        (
+            S::OK,
+            M::GET,
+            "/api/v1/flights/layout/errors",
+            approver,
+            None,
+        ),
+        (
+            S::OK,
+            M::GET,
+            "/api/v1/flights/layout/errors?limit=1",
+            approver,
+            None,
+        ),
+        (
+            S::BAD_REQUEST,
+            M::GET,
+            "/api/v1/flights/layout/errors?limit=many",
+            author,
+            None,
+        ),
+        (S::OK, M::GET, "/api/v1/audit?limit=5", admin, None),
+        (S::OK, M::GET, "/api/v1/tokens", admin, None),
+        (S::FORBIDDEN, M::GET, "/api/v1/tokens", author, None),
+        (
+            S::CREATED,
+            M::POST,
+            "/api/v1/tokens",
+            admin,
+            json(json!({"role": "author", "name": "carol"})),
+        ),
+        (
+            S::NOT_FOUND,
+            M::GET,
+            "/api/v1/flights/nothing/progress",
+            author,
+            None,
+        ),
+        (
+            S::BAD_REQUEST,
+            M::GET,
+            "/api/v1/flights/%FF/progress",
+            author,
+            None,
+        ),
+        (S::NOT_FOUND, M::GET, "/api/v2/anything", author, None),
+        (
+            S::METHOD_NOT_ALLOWED,
+            M::DELETE,
+            "/api/v1/flights/layout",
+            admin,
+            None,
+        ),
+        (
+            S::OK,
+            M::POST,
+            "/api/v1/flights/layout/kill",
+            approver,
+            json(json!({"reason": "too slow"})),
+        ),
+        (
+            S::OK,
+            M::POST,
+            "/api/v1/flights/layout/end",
+            approver,
+            json(json!({})),
+        ),
+        (
+            S::CONFLICT,
+            M::POST,
+            "/api/v1/flights/layout/kill",
+            approver,
+            json(json!({})),
+        ),
+    ];
+    for (status, method, uri, token, body) in steps {
+        let ct = body.is_some().then_some("application/json");
+        let r = x
+            .raw(method.clone(), uri, token, ct, body.unwrap_or_default())
+            .await;
+        assert_eq!(r.status, status, "{method} {uri}: {}", r.json);
     }
-    x.expect(
-        S::NOT_FOUND,
-        M::GET,
-        "/api/v1/flights/layout/diff?to=9",
-        author,
-        None,
-    )
-    .await;
-    x.expect(
-        S::BAD_REQUEST,
-        M::GET,
-        "/api/v1/flights/layout/errors?limit=many",
-        author,
-        None,
-    )
-    .await;
-    x.expect(S::FORBIDDEN, M::GET, "/api/v1/tokens", author, None)
-        .await;
-    x.expect(
-        S::CREATED,
-        M::POST,
-        "/api/v1/tokens",
-        admin,
-        Some(json!({"role": "author", "name": "carol"})),
-    )
-    .await;
-    x.expect(
-        S::NOT_FOUND,
-        M::GET,
-        "/api/v1/flights/nothing/progress",
-        author,
-        None,
-    )
-    .await;
-    x.expect(S::NOT_FOUND, M::GET, "/api/v2/anything", author, None)
-        .await;
-    x.expect(
-        S::METHOD_NOT_ALLOWED,
-        M::DELETE,
-        "/api/v1/flights/layout",
-        admin,
-        None,
-    )
-    .await;
-    x.expect(
-        S::OK,
-        M::POST,
-        "/api/v1/flights/layout/kill",
-        approver,
-        Some(json!({"reason": "too slow"})),
-    )
-    .await;
-    x.expect(
-        S::OK,
-        M::POST,
-        "/api/v1/flights/layout/end",
-        approver,
-        Some(json!({})),
-    )
-    .await;
-    x.expect(
-        S::CONFLICT,
-        M::POST,
-        "/api/v1/flights/layout/kill",
-        approver,
-        Some(json!({})),
-    )
-    .await;
     // The report rate limit (8 in a burst) answers 429 in the error shape.
     let mut limited = false;
     for seq in 10..30 {
