@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use testpilot_flight::Clock;
 use testpilot_tower::api::{ApiConfig, ClientLimits};
+use testpilot_tower::connections::ConnectionLimits;
 use testpilot_tower::index::IndexTiming;
 use testpilot_tower::{Role, Store, SystemClock, TowerConfig};
 
@@ -103,6 +104,45 @@ pub struct ServeArgs {
     /// Cache-Control max-age of the index, in seconds.
     #[arg(long, default_value_t = 60)]
     pub index_max_age: u32,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
+}
+
+/// Time and count limits on clients' connections, so slow or numerous clients cannot hold
+/// the tower.
+#[derive(clap::Args)]
+pub struct ConnectionArgs {
+    /// Seconds a client has to send a request's headers, from connecting or from the previous
+    /// answer (so also how long an idle keep-alive connection stays open).
+    #[arg(long, default_value_t = ConnectionLimits::default().header_timeout.as_secs(), value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout: u64,
+    /// Seconds a client has to send a request's whole body once its headers are in (else 408).
+    #[arg(long, default_value_t = ConnectionLimits::default().body_timeout.as_secs(), value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout: u64,
+    /// Seconds without a byte moving, while the tower waits on the client, before the
+    /// connection is closed (a client that stops reading an answer, a stalled body).
+    #[arg(long, default_value_t = ConnectionLimits::default().idle_timeout.as_secs(), value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: u64,
+    /// Connections one IP address may hold open; more are answered 503 and closed.
+    #[arg(long, default_value_t = ConnectionLimits::default().per_address as u64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections_per_address: u64,
+    /// Connections open in all; more are answered 503 and closed. Keep it under the
+    /// process's open-file limit (`ulimit -n`).
+    #[arg(long, default_value_t = ConnectionLimits::default().total as u64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+}
+
+impl ConnectionArgs {
+    fn limits(&self) -> ConnectionLimits {
+        let secs = std::time::Duration::from_secs;
+        ConnectionLimits {
+            header_timeout: secs(self.header_timeout),
+            body_timeout: secs(self.body_timeout),
+            idle_timeout: secs(self.idle_timeout),
+            per_address: usize::try_from(self.max_connections_per_address).unwrap_or(usize::MAX),
+            total: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+        }
+    }
 }
 
 /// Logs to standard error; `RUST_LOG` overrides `default`.
@@ -226,6 +266,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         index: timing(&a.index_ttl, a.index_max_age)?,
     };
+    config.connections = a.connections.limits();
     runtime()?.block_on(async move {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let tower = testpilot_tower::start(config, clock)

@@ -207,8 +207,9 @@ fn sigkill_at_random_moments_leaves_nothing_behind() {
     // What was there before: a feature and an add-on of the person's own.
     std::fs::create_dir_all(profile.join("addons/own@x")).unwrap();
     std::fs::write(profile.join("addons/own@x/main.js"), "mine").unwrap();
+    std::fs::create_dir_all(profile.join("addon-host")).unwrap();
     std::fs::write(
-        profile.join("addons/registry.json"),
+        profile.join("addon-host/registry.json"),
         "{\n  \"own@x\": {\n    \"owner\": \"person\"\n  }\n}",
     )
     .unwrap();

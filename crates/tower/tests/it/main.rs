@@ -3,7 +3,10 @@
 
 mod support;
 
+mod connections;
+mod hardening;
 mod index;
 mod lifecycle;
+mod openapi;
 mod replicas;
 mod reports;
