@@ -100,6 +100,17 @@ async fn generate(url: String, acked: Arc<Mutex<Vec<(String, u64)>>>) {
 async fn killed_tower_keeps_acknowledged_reports(engine: Engine) {
     let db = TestDb::new(engine).await.unwrap();
     let data = testpilot_tower::testing::temp_dir("testpilot-durability");
+    // A tower takes reports only on flights that were ever live.
+    let store = Store::open(&db.url).await.unwrap();
+    let spec = testpilot_tower::dashboard::fixtures::flight_json("durable", "durability");
+    testpilot_tower::dashboard::fixtures::live_flight(
+        &store,
+        &spec,
+        testpilot_flight::Timestamp(1_776_902_400_000),
+    )
+    .await
+    .unwrap();
+    store.close().await;
     let (mut tower, url) = spawn_tower(&db.url, &data);
     let acked = Arc::new(Mutex::new(Vec::new()));
     let workers: Vec<_> = (0..WORKERS)

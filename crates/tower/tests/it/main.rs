@@ -3,6 +3,7 @@
 
 mod support;
 
+mod actions;
 mod index;
 mod lifecycle;
 mod replicas;
