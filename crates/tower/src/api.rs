@@ -175,6 +175,7 @@ pub fn app(state: AppState) -> Router {
         .merge(crate::dashboard::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(log_requests))
         // The index is the hot path (every pilot, every poll): outside the request log.
         .route("/control/index.json", get(get_index))
@@ -296,6 +297,58 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// Puts every 4xx of the API in the error shape, whoever made it: axum answers a query
+/// string that does not parse, a path that is not UTF-8 and a method a route does not take
+/// in plain text or with no body. The dashboard (`/ui`) keeps its own HTML pages.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path();
+    let dashboard = path == "/ui" || path.starts_with("/ui/");
+    let res = next.run(req).await;
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if dashboard || !status.is_client_error() || is_json {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    // axum's rejections are short texts; anything longer is not one of them.
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let mut e = if status == StatusCode::METHOD_NOT_ALLOWED {
+        let allow = parts
+            .headers
+            .get(header::ALLOW)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        ApiError::new(
+            status,
+            format!("this endpoint does not answer {method}; it answers {allow}"),
+        )
+    } else if let Some(why) = text.strip_prefix("Failed to deserialize query string: ") {
+        ApiError::at(status, "the query string is not valid", "query", why)
+    } else if let Some(why) = text.strip_prefix("Invalid URL: ") {
+        ApiError::at(status, "the URL's path is not valid", "path", why)
+    } else if text.is_empty() {
+        ApiError::new(status, status.canonical_reason().unwrap_or("refused"))
+    } else {
+        ApiError::new(status, text)
+    };
+    e.retry_after = parts
+        .headers
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let mut res = e.into_response();
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        res.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    res
+}
+
 async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
@@ -311,10 +364,26 @@ fn body_bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> ApiResult<By
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the body is larger than this tower accepts ({limit} bytes)"),
             )
+        } else if let Some(t) = cause::<crate::connections::BodyTimeout>(&r) {
+            ApiError::new(StatusCode::REQUEST_TIMEOUT, t.to_string())
         } else {
             ApiError::new(r.status(), r.body_text())
         }
     })
+}
+
+/// The first error of type `T` in `e`'s chain of sources.
+fn cause<'e, T: std::error::Error + 'static>(
+    e: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e T> {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(t) = e.downcast_ref::<T>() {
+            return Some(t);
+        }
+        next = e.source();
+    }
+    None
 }
 
 fn parse_body(bytes: &[u8]) -> ApiResult<Value> {
@@ -491,6 +560,19 @@ impl Served {
     }
 }
 
+impl Served {
+    /// The answer from memory, when `req` asks for the index.
+    pub fn from_memory<B>(&self, req: &axum::http::Request<B>) -> Option<Response> {
+        (req.method() == axum::http::Method::GET && req.uri().path() == "/control/index.json")
+            .then(|| index_response(&self.state, req.headers()))
+    }
+
+    /// Any other request, through the router.
+    pub fn route(&self, req: Request) -> <Router as tower_service::Service<Request>>::Future {
+        tower_service::Service::call(&mut self.router.clone(), req)
+    }
+}
+
 impl tower_service::Service<Request> for Served {
     type Response = Response;
     type Error = std::convert::Infallible;
@@ -507,13 +589,10 @@ impl tower_service::Service<Request> for Served {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        if req.method() == axum::http::Method::GET && req.uri().path() == "/control/index.json" {
-            return futures_util::future::Either::Left(std::future::ready(Ok(index_response(
-                &self.state,
-                req.headers(),
-            ))));
+        match self.from_memory(&req) {
+            Some(res) => futures_util::future::Either::Left(std::future::ready(Ok(res))),
+            None => futures_util::future::Either::Right(self.route(req)),
         }
-        futures_util::future::Either::Right(tower_service::Service::call(&mut self.router, req))
     }
 }
 
@@ -547,13 +626,15 @@ async fn post_reports(State(s): State<AppState>, req: Request) -> ApiResult<Json
     }
     let limits = s.config.limits;
     let headers = req.headers().clone();
+    let rejected = || Metrics::inc(&s.metrics.report_batches_rejected, 1);
     let v = json_body(
         &headers,
         Bytes::from_request(req, &s).await,
         limits.max_body_bytes,
-    )?;
+    )
+    .inspect_err(|_| rejected())?;
     let batch = ReportBatch::from_json(&v, limits.max_reports).map_err(|d| {
-        Metrics::inc(&s.metrics.reports_rejected, 1);
+        rejected();
         ApiError::invalid(
             format!("the report batch is not valid ({} problems)", d.len()),
             &d,
@@ -566,7 +647,7 @@ async fn post_reports(State(s): State<AppState>, req: Request) -> ApiResult<Json
         .await
         .inspect_err(|e| {
             if matches!(e, Error::Invalid { .. }) {
-                Metrics::inc(&s.metrics.reports_rejected, 1);
+                rejected();
             }
         })?;
     Metrics::inc(&s.metrics.report_batches, 1);
@@ -647,6 +728,7 @@ async fn get_flight(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DiffQuery {
     /// The older revision (default: the one before `to`).
@@ -720,6 +802,7 @@ async fn flight_progress(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct LimitQuery {
     /// At most this many entries (default 100, at most 10000).
@@ -929,7 +1012,11 @@ async fn create_token(
     caller: Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+) -> ApiResult<(
+    StatusCode,
+    [(header::HeaderName, HeaderValue); 1],
+    Json<CreatedToken>,
+)> {
     let actor = require(&caller, Action::ManageTokens)?;
     let v = json_body(&headers, body, s.config.limits.max_body_bytes)?;
     let req: NewToken = typed_body(
@@ -947,7 +1034,12 @@ async fn create_token(
             s.clock.now(),
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(CreatedToken { token, info })))
+    // The answer carries a secret: no cache (browser, proxy) may keep it.
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        Json(CreatedToken { token, info }),
+    ))
 }
 
 /// Every token (never their secrets; admin only).
@@ -1022,6 +1114,6 @@ impl utoipa::Modify for BearerAuth {
 )]
 pub struct ApiDoc;
 
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+async fn openapi() -> Json<&'static Value> {
+    Json(crate::openapi::document())
 }

@@ -9,6 +9,7 @@
 //! - [`ingest`]: durable, batched report writing (group commit).
 //! - [`api`]: the HTTP API; [`app`] builds the router without a socket.
 //! - [`server`]: starting a tower: config, background tasks, graceful shutdown.
+//! - [`connections`]: accepting HTTP connections with time and count limits.
 //! - [`local`]: what `testpilot up` needs: example flights, a local token.
 //! - `testing` (the `testing` feature, for tests and benchmarks only): private databases.
 
@@ -16,6 +17,7 @@ pub mod actions;
 pub mod api;
 pub mod auth;
 pub mod clock;
+pub mod connections;
 pub mod dashboard;
 pub mod diff;
 pub mod error;
@@ -24,6 +26,7 @@ pub mod ingest;
 pub mod lifecycle;
 pub mod local;
 pub mod metrics;
+pub mod openapi;
 pub mod ratelimit;
 pub mod server;
 pub mod store;

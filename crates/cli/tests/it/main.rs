@@ -4,6 +4,8 @@
 mod flight_cli;
 mod pilot_agent;
 mod pilot_sigkill;
+mod support;
+mod terminal;
 mod tower_cli;
 mod tower_durability;
 mod up;

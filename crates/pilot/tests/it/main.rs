@@ -6,7 +6,9 @@ mod agent;
 mod badinput;
 mod crash;
 mod endings;
+mod host_records;
 mod journal_schema;
+mod net_limits;
 
 mod support;
 mod sync_http;

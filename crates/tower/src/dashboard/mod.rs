@@ -315,10 +315,17 @@ fn require(session: &Session, action: Action, back: &str) -> Result<(), PageErro
     permit(&session.actor, action).map_err(|r| PageError::from(Error::from(r)).back(back))
 }
 
-/// A safe place to go after signing in: a dashboard path, never another site.
+/// A safe place to go after signing in: a dashboard path of visible ASCII (it goes into a
+/// `Location` header, where CR/LF or other bytes would break the answer), never another site.
 fn safe_next(next: Option<&String>) -> String {
     match next {
-        Some(n) if n.starts_with("/ui/") && !n.starts_with("//") && !n.contains('\\') => n.clone(),
+        Some(n)
+            if n.starts_with("/ui/")
+                && !n.contains('\\')
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            n.clone()
+        }
         _ => "/ui/".into(),
     }
 }

@@ -39,11 +39,13 @@ pub struct Progress {
     pub reports: u64,
     /// Status → clients whose latest report has that status.
     pub by_status: BTreeMap<String, u64>,
-    /// Step → clients whose latest report is at that step.
+    /// Step → clients whose latest report is at that step (JSON object keys are strings).
+    #[schema(value_type = BTreeMap<String, u64>)]
     pub by_step: BTreeMap<u64, u64>,
     /// Arm → clients whose latest report is in that arm (clients without an arm are not here).
     pub by_arm: BTreeMap<String, u64>,
     /// Version → clients whose latest report is on that version.
+    #[schema(value_type = BTreeMap<String, u64>)]
     pub by_version: BTreeMap<u64, u64>,
     /// Clients by version, arm, status and step together, for any other cut.
     pub breakdown: Vec<ProgressRow>,
@@ -86,7 +88,8 @@ pub struct ErrorReport {
     #[serde(serialize_with = "rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
-    #[schema(value_type = Object)]
+    /// Whatever JSON the pilot sent.
+    #[schema(value_type = Value)]
     pub detail: Value,
 }
 
@@ -334,7 +337,7 @@ impl Store {
         let mut days: BTreeMap<i64, DailyPoint> = BTreeMap::new();
         for r in per_day {
             let day: i64 = r.try_get(0)?;
-            let label = Timestamp(day * DAY_MS).to_rfc3339();
+            let label = Timestamp(day.saturating_mul(DAY_MS)).to_rfc3339();
             days.insert(
                 day,
                 DailyPoint {

@@ -4,7 +4,10 @@
 mod support;
 
 mod actions;
+mod connections;
+mod hardening;
 mod index;
 mod lifecycle;
+mod openapi;
 mod replicas;
 mod reports;

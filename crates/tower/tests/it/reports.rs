@@ -359,7 +359,7 @@ async fn reports_on_flights_never_live_are_refused(engine: Engine) {
     let m = t.call(Method::GET, "/metrics", None, None).await;
     assert!(String::from_utf8(m.bytes)
         .unwrap()
-        .contains("testpilot_reports_total{result=\"rejected\"} 1"));
+        .contains("testpilot_report_batches_total{result=\"rejected\"} 1"));
 
     // A flight that goes live behind this tower's back (another tower on the database) is
     // taken once this tower's index has moved — and not before: the check is from memory.
