@@ -86,3 +86,24 @@ fn hostile_shapes_do_not_panic() {
         let _ = Flight::from_json(&v);
     }
 }
+
+/// Regression: a 20,000-term `1+1+…+1` expression (40 KB) overflowed the stack of whoever
+/// validated it (the tower's worker, `testpilot flight validate`). It is one diagnostic at
+/// `filter.expression` that says the limit.
+#[test]
+fn a_huge_expression_is_one_diagnostic_saying_the_limit() {
+    let expression = format!("1{}", "+1".repeat(19_999));
+    let v = serde_json::json!({
+        "studyname": "huge", "author": "a", "description": "d",
+        "filter": {"expression": expression},
+        "flightplan": [{"action": "log", "text": "x"}]
+    });
+    let d = Flight::from_json(&v).unwrap_err();
+    let d: Vec<_> = d.iter().collect();
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].path.as_str(), "filter.expression");
+    assert_eq!(
+        d[0].message,
+        "the expression is 39999 bytes long; the limit is 8192 bytes"
+    );
+}
