@@ -6,8 +6,7 @@ use crate::effect::Effect;
 use crate::engine::steps::{Ctx, Node, Outcome, Res};
 use crate::engine::{backoff_ms, Pilot, MAX_ATTEMPTS};
 use crate::journal::{prompt_state, Also, EffectRow, Line, NewPrompt};
-use crate::net::Request;
-use crate::package::sha256_file;
+use crate::package::{self, sha256_file};
 use crate::Error;
 use serde_json::json;
 use std::path::PathBuf;
@@ -300,31 +299,21 @@ fn download(
         Line::new("request", format!("GET {url}")).with(json!({"method": "GET", "url": url}));
     p.journal
         .note(&cx.name, now, line.kind, &line.what, line.detail.as_ref())?;
-    let r = p.net.send(&Request {
-        method: "GET".into(),
-        url: url.into(),
-        headers: vec![],
-        body: None,
-    });
-    let why = match r {
-        Ok(resp) if (200..300).contains(&resp.status) => {
-            let dir = p.profile.join("downloads");
-            std::fs::create_dir_all(&dir).map_err(Error::io("cannot create", &dir))?;
-            let part = file.with_extension("part");
-            std::fs::write(&part, &resp.body).map_err(Error::io("cannot write", &part))?;
-            std::fs::rename(&part, file).map_err(Error::io("cannot write", file))?;
-            return Ok(Ok(()));
-        }
-        Ok(resp) if resp.status < 500 => {
+    let sha = a.sha256.as_deref().unwrap_or_default();
+    let why = match package::fetch(p.net.as_ref(), url, sha, file) {
+        Ok(()) => return Ok(Ok(())),
+        Err(
+            e @ (Error::Package(_)
+            | Error::Net {
+                retryable: false, ..
+            }),
+        ) => {
             return Ok(Err(Outcome::Failed(format!(
-                "downloading add-on `{}` from {url} answered {}",
-                a.id, resp.status
-            ))))
+                "downloading add-on `{}` failed: {e}",
+                a.id
+            ))));
         }
-        Ok(resp) => format!(
-            "downloading add-on `{}` from {url} answered {}",
-            a.id, resp.status
-        ),
+        Err(e) if e.is_fatal() => return Err(e),
         Err(e) => format!("downloading add-on `{}` failed: {e}", a.id),
     };
     // A network error or 5xx: try again later, with backoff.

@@ -5,7 +5,7 @@ use crate::effect::{Effect, Sent};
 use crate::engine::steps::{Ctx, Node, Outcome, Res};
 use crate::engine::{backoff_ms, Pilot, MAX_ATTEMPTS};
 use crate::journal::{Also, Line};
-use crate::net::Request;
+use crate::net::{Answer, Request};
 use crate::Error;
 use serde_json::{json, Value};
 use testpilot_flight::spec::Ping;
@@ -69,6 +69,7 @@ pub(super) fn send(
         url: url.into(),
         headers,
         body: bytes,
+        answer: Answer::Status,
     });
     node.effect = None;
     node.attempts += 1;
