@@ -8,6 +8,8 @@
 //! - [`api`]: the HTTP API; [`app`] builds the router without a socket.
 //! - [`server`]: starting a tower: config, background tasks, graceful shutdown.
 //! - [`local`]: what `testpilot up` needs: example flights, a local token.
+//! - [`keys`]: where the signing keys' secrets are, and the two-person key rotation.
+//! - [`private`]: the data directory `0700` and its files `0600`.
 
 pub mod api;
 pub mod auth;
@@ -17,9 +19,11 @@ pub mod diff;
 pub mod error;
 pub mod index;
 pub mod ingest;
+pub mod keys;
 pub mod lifecycle;
 pub mod local;
 pub mod metrics;
+pub mod private;
 pub mod ratelimit;
 pub mod server;
 pub mod store;

@@ -52,6 +52,8 @@ pub enum Action {
     Kill,
     End,
     ManageTokens,
+    /// Propose or complete a rotation of the index signing key (two people: `docs/keys.md`).
+    RotateKey,
 }
 
 impl Action {
@@ -64,20 +66,30 @@ impl Action {
             Action::Kill => "kill",
             Action::End => "end",
             Action::ManageTokens => "manage tokens",
+            Action::RotateKey => "rotate the signing key",
         }
     }
 }
 
 /// The role matrix: admin may do everything; an author pushes and asks for review; an
-/// approver approves, kills and ends. Every role may read.
+/// approver approves, kills and ends, and takes part in a key rotation. Every role may read.
 pub fn role_may(role: Role, action: Action) -> bool {
     matches!(
         (role, action),
         (Role::Admin, _)
             | (_, Action::Read)
             | (Role::Author, Action::Push | Action::Review)
-            | (Role::Approver, Action::Approve | Action::Kill | Action::End)
+            | (
+                Role::Approver,
+                Action::Approve | Action::Kill | Action::End | Action::RotateKey
+            )
     )
+}
+
+/// Whether two token names are one person, for the two-person rules (a name differing only
+/// in case is the same person).
+pub fn same_person(a: &str, b: &str) -> bool {
+    a.trim().eq_ignore_ascii_case(b.trim())
 }
 
 /// Who acts: a token's holder. `name` is the person's identity (two tokens with one name are
@@ -227,7 +239,7 @@ pub fn after(
             FlightState::Ended => Err("the flight has already ended".into()),
             _ => Ok(FlightState::Ended),
         },
-        Action::Read | Action::ManageTokens => Ok(flight),
+        Action::Read | Action::ManageTokens | Action::RotateKey => Ok(flight),
     }
 }
 
@@ -249,6 +261,7 @@ mod tests {
                 [Read, Approve, Kill],
                 [Push, Review, ManageTokens].as_slice(),
             ),
+            (Role::Author, [Read, Read, Read], [RotateKey].as_slice()),
         ];
         for (role, may, may_not) in table {
             for a in may {
@@ -259,7 +272,17 @@ mod tests {
             }
         }
         assert!(role_may(Role::Approver, End));
-        for a in [Read, Push, Review, Approve, Kill, End, ManageTokens] {
+        assert!(role_may(Role::Approver, RotateKey));
+        for a in [
+            Read,
+            Push,
+            Review,
+            Approve,
+            Kill,
+            End,
+            ManageTokens,
+            RotateKey,
+        ] {
             assert!(role_may(Role::Admin, a));
         }
     }

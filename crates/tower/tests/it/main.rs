@@ -4,6 +4,7 @@
 mod support;
 
 mod index;
+mod keys;
 mod lifecycle;
 mod replicas;
 mod reports;
