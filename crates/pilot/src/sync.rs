@@ -5,7 +5,7 @@ use crate::net::Request;
 use crate::{Error, Pilot};
 use serde_json::{json, Value};
 use std::path::PathBuf;
-use testpilot_flight::index::{accept, Trust};
+use testpilot_flight::index::{accept_signed, Trust};
 
 /// Where the tower is.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,8 +106,14 @@ pub fn sync(pilot: &mut Pilot, tower: &TowerSource, trust: &Trust) -> Result<Syn
         .meta("last_serial")?
         .and_then(|s| s.parse().ok());
     let now = pilot.now();
-    let payload = match accept(&text, trust, last, now) {
-        Ok(p) => p,
+    // The keys pinned in the journal (they follow rotations), once there are any.
+    let pins = crate::pins::effective(&pilot.journal, trust)?;
+    let trust = match &pins {
+        Some(keys) => Trust::PinnedSet(keys),
+        None => Trust::InsecureUnsigned,
+    };
+    let accepted = match accept_signed(&text, &trust, last, now) {
+        Ok(a) => a,
         Err(e) => {
             let keeping = last
                 .map(|s| format!("serial {s}"))
@@ -123,6 +129,7 @@ pub fn sync(pilot: &mut Pilot, tower: &TowerSource, trust: &Trust) -> Result<Syn
             return Err(Error::Index(e));
         }
     };
+    let payload = &accepted.payload;
     if last != Some(payload.serial) {
         let what = format!(
             "accepted index serial {} from {} ({} flights)",
@@ -133,6 +140,9 @@ pub fn sync(pilot: &mut Pilot, tower: &TowerSource, trust: &Trust) -> Result<Syn
         pilot.journal.note("", now, "index", &what, None)?;
     }
     pilot.apply_index(&payload.flights, payload.serial)?;
+    if let Some(before) = &pins {
+        crate::pins::follow(&mut pilot.journal, before, &accepted, now)?;
+    }
     pilot
         .journal
         .set_meta("last_serial", &payload.serial.to_string())?;

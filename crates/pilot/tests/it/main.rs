@@ -7,6 +7,7 @@ mod badinput;
 mod crash;
 mod endings;
 mod journal_schema;
+mod keys;
 
 mod support;
 mod sync_http;
