@@ -2,6 +2,7 @@
 //! Each module runs the real binary as a person or a script would.
 
 mod flight_cli;
+mod keys_cli;
 mod pilot_agent;
 mod pilot_sigkill;
 mod tower_cli;
