@@ -240,7 +240,7 @@ async fn a_pilot_follows_a_two_person_rotation_of_a_key_kept_outside_the_databas
         let p = IndexPayload {
             serial,
             generated_at: Timestamp(0),
-            expires_at: Timestamp(i64::MAX / 2),
+            expires_at: Timestamp(4_102_444_800_000), // 2100
             flights: vec![],
             next_key: None,
         };
@@ -258,6 +258,9 @@ async fn a_pilot_follows_a_two_person_rotation_of_a_key_kept_outside_the_databas
         &pub1,
         &signed(999_999, &std::fs::read_to_string(&k2).unwrap()),
     );
+    // Recovery: rotate the tower away from k2 (bob proposes, carol completes; the tower
+    // makes the new seed). The pilot refuses the real index as a rollback meanwhile.
+    ok(&call(&["tower", "key", "rotate"], &bob, &base));
     let (_, log) = pilot(&pub1, &base);
     assert!(
         log.rsplit("accepted index serial 999999")
@@ -266,10 +269,8 @@ async fn a_pilot_follows_a_two_person_rotation_of_a_key_kept_outside_the_databas
             .contains("rollback"),
         "{log}"
     );
-    // Recovery: rotate the tower away from k2 (bob proposes, carol completes; the tower
-    // makes the new seed), then re-pin the pilot with the new key.
-    ok(&call(&["tower", "key", "rotate"], &bob, &base));
     ok(&call(&["tower", "key", "complete"], &carol, &base));
+    // Then re-pin the pilot with the new key.
     let pub3 = ok(&run(
         &[
             "tower",
