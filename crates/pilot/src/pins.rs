@@ -49,7 +49,7 @@ pub fn pin_given(
     let id = key_id(given);
     if pinned.is_empty() {
         journal.replace_pinned_keys(
-            &[text.clone()],
+            std::slice::from_ref(&text),
             Some(&text),
             false,
             now,
@@ -72,7 +72,7 @@ pub fn pin_given(
         .map(|s| format!("serial {s}"))
         .unwrap_or_else(|| "none".into());
     journal.replace_pinned_keys(
-        &[text.clone()],
+        std::slice::from_ref(&text),
         Some(&text),
         true,
         now,

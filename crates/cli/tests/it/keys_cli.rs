@@ -165,7 +165,7 @@ async fn a_pilot_follows_a_two_person_rotation_of_a_key_kept_outside_the_databas
         ));
         pilot_state(&profile)
     };
-    assert_eq!(pilot(&pub1, &base).0, [pub1.clone()]);
+    assert_eq!(pilot(&pub1, &base).0, vec![pub1.clone()]);
 
     // bob proposes a successor whose seed stays in a file; the pilot pins it.
     let k2 = data.join("successor.key");
@@ -217,7 +217,7 @@ async fn a_pilot_follows_a_two_person_rotation_of_a_key_kept_outside_the_databas
 
     // The pilot, started with the same flag as always, accepts the index signed by k2 alone.
     let (pins, log) = pilot(&pub1, &base);
-    assert_eq!(pins, [pub2.clone()]);
+    assert_eq!(pins, vec![pub2.clone()]);
     assert!(
         log.contains(&format!("key {} is no longer pinned", id(&pub1))),
         "{log}"
@@ -284,7 +284,7 @@ async fn a_pilot_follows_a_two_person_rotation_of_a_key_kept_outside_the_databas
     ));
     assert_ne!(pub3, pub2);
     let (pins, log) = pilot(&pub3, &base);
-    assert_eq!(pins, [pub3.clone()]);
+    assert_eq!(pins, vec![pub3.clone()]);
     let after = log.rsplit("re-pinned").next().unwrap();
     assert!(after.contains("(serial 999999) is reset"), "{log}");
     assert!(after.contains("accepted index serial"), "{log}");
