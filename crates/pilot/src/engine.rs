@@ -15,8 +15,8 @@
 
 use crate::host::Host;
 use crate::journal::{add_timeline, phase, prompt_state, FlightRow, Journal};
-use crate::net::{Net, Request};
-use crate::package::sha256_file;
+use crate::net::{Answer, Net, Request};
+use crate::package::{self, sha256_file};
 use crate::{Error, Faults};
 use rusqlite::{params, Transaction};
 use serde::{Deserialize, Serialize};
@@ -1264,6 +1264,7 @@ impl Pilot {
             url: url.into(),
             headers,
             body: bytes,
+            answer: Answer::Status,
         });
         let now = cx.now;
         node.effect = None;
@@ -1516,37 +1517,23 @@ impl Pilot {
                             Some(&json!({"method": "GET", "url": u})),
                         )
                     })?;
-                    let r = self.net.send(&Request {
-                        method: "GET".into(),
-                        url: u.clone(),
-                        headers: vec![],
-                        body: None,
-                    });
-                    match r {
-                        Ok(resp) if (200..300).contains(&resp.status) => {
-                            std::fs::create_dir_all(&dir)
-                                .map_err(Error::io("cannot create", &dir))?;
-                            let part = dir.join(format!("{sha}.part"));
-                            std::fs::write(&part, &resp.body)
-                                .map_err(Error::io("cannot write", &part))?;
-                            std::fs::rename(&part, &file)
-                                .map_err(Error::io("cannot write", &file))?;
-                        }
-                        Ok(resp) if resp.status < 500 => {
+                    match package::fetch(self.net.as_ref(), u, &sha, &file) {
+                        Ok(()) => {}
+                        Err(
+                            e @ (Error::Package(_)
+                            | Error::Net {
+                                retryable: false, ..
+                            }),
+                        ) => {
                             return Ok(Err(Outcome::Failed(format!(
-                                "downloading add-on `{}` from {u} answered {}",
-                                a.id, resp.status
-                            ))))
+                                "downloading add-on `{}` failed: {e}",
+                                a.id
+                            ))));
                         }
-                        other => {
+                        Err(e) if e.is_fatal() => return Err(e),
+                        Err(e) => {
                             // A network error or 5xx: try again later, with backoff.
-                            let why = match other {
-                                Ok(resp) => format!(
-                                    "downloading add-on `{}` from {u} answered {}",
-                                    a.id, resp.status
-                                ),
-                                Err(e) => format!("downloading add-on `{}` failed: {e}", a.id),
-                            };
+                            let why = format!("downloading add-on `{}` failed: {e}", a.id);
                             let mut node = node;
                             node.attempts += 1;
                             if node.attempts >= MAX_ATTEMPTS {

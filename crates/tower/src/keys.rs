@@ -14,7 +14,7 @@
 
 use crate::api::AppState;
 use crate::error::{Error, Result};
-use crate::lifecycle::{role_may, same_person, Action, Actor, Role};
+use crate::lifecycle::{permit, same_person, Action, Actor};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -212,20 +212,7 @@ pub(crate) fn info(public: &VerifyingKey, in_db: bool, proposed_by: Option<Strin
 }
 
 fn may_rotate(actor: &Actor) -> Result<()> {
-    if role_may(actor.role, Action::RotateKey) {
-        return Ok(());
-    }
-    let who: Vec<&str> = Role::ALL
-        .into_iter()
-        .filter(|r| role_may(*r, Action::RotateKey))
-        .map(Role::as_str)
-        .collect();
-    Err(Error::Forbidden(format!(
-        "`{}` holds a token with role {}, which may not rotate the signing key; that needs role {}",
-        actor.name,
-        actor.role,
-        who.join(" or ")
-    )))
+    permit(actor, Action::RotateKey).map_err(Error::from)
 }
 
 /// The tower's keys.

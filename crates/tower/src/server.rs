@@ -3,10 +3,10 @@
 //! and for SQLite shared by several processes).
 
 use crate::api::{ApiConfig, AppState, Served};
+use crate::connections::ConnectionLimits;
 use crate::error::{Error, Result};
 use crate::keys::KeyRing;
 use crate::store::{Engine, Store, NOTIFY_CHANNEL};
-use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +29,8 @@ pub struct TowerConfig {
     pub poll_ms: u64,
     /// Signing keys kept outside the database (`--signing-key-file`; `docs/keys.md`).
     pub keys: KeyRing,
+    /// Timeouts and connection counts.
+    pub connections: ConnectionLimits,
 }
 
 impl TowerConfig {
@@ -39,6 +41,7 @@ impl TowerConfig {
             api: ApiConfig::default(),
             poll_ms: 1000,
             keys: KeyRing::default(),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -77,17 +80,23 @@ impl RunningTower {
 pub async fn start(config: TowerConfig, clock: Arc<dyn Clock>) -> Result<RunningTower> {
     let store = Store::open(&config.db_url).await?;
     let state = AppState::with_keys(store, clock, config.api, config.keys).await?;
-    serve(state, config.listen, config.poll_ms).await
+    serve_with(state, config.listen, config.poll_ms, config.connections).await
+}
+
+/// Serves an already opened tower with the default connection limits.
+pub async fn serve(state: AppState, listen: SocketAddr, poll_ms: u64) -> Result<RunningTower> {
+    serve_with(state, listen, poll_ms, ConnectionLimits::default()).await
 }
 
 /// Serves an already opened tower.
-pub async fn serve(state: AppState, listen: SocketAddr, poll_ms: u64) -> Result<RunningTower> {
+pub async fn serve_with(
+    state: AppState,
+    listen: SocketAddr,
+    poll_ms: u64,
+    limits: ConnectionLimits,
+) -> Result<RunningTower> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    // Answers are written whole; do not let Nagle hold back their last segment.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     let (tx, rx) = oneshot::channel::<()>();
     let mut background = vec![tokio::spawn(poll_index(state.clone(), poll_ms))];
     if state.store.engine() == Engine::Postgres {
@@ -96,19 +105,15 @@ pub async fn serve(state: AppState, listen: SocketAddr, poll_ms: u64) -> Result<
     let service = Served::new(state.clone());
     let st = state.clone();
     let task = tokio::spawn(async move {
-        let make = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
-            SocketAddr,
-        >(service);
-        let served = axum::serve(listener, make)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await;
+        crate::connections::serve(listener, service, limits, async {
+            let _ = rx.await;
+        })
+        .await;
         for b in background {
             b.abort();
         }
         st.store.close().await;
-        served.map_err(Error::Io)
+        Ok(())
     });
     tracing::info!(%addr, "tower listening");
     Ok(RunningTower {

@@ -6,8 +6,10 @@ mod agent;
 mod badinput;
 mod crash;
 mod endings;
+mod host_records;
 mod journal_schema;
 mod keys;
+mod net_limits;
 
 mod support;
 mod sync_http;

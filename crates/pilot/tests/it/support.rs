@@ -121,7 +121,8 @@ impl Rig {
         let d = self.profile.join("addons").join(id);
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("main.js"), content).unwrap();
-        let reg_path = self.profile.join("addons/registry.json");
+        let reg_path = self.profile.join("addon-host/registry.json");
+        std::fs::create_dir_all(reg_path.parent().unwrap()).unwrap();
         let mut reg: serde_json::Map<String, Value> = std::fs::read_to_string(&reg_path)
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())

@@ -3,8 +3,12 @@
 
 mod support;
 
+mod actions;
+mod connections;
+mod hardening;
 mod index;
 mod keys;
 mod lifecycle;
+mod openapi;
 mod replicas;
 mod reports;
