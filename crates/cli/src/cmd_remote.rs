@@ -1,5 +1,5 @@
-//! `testpilot flight push|review|approve|kill|end|status`: an author's and approver's side
-//! of a tower, over its HTTP API.
+//! `testpilot flight push|review|approve|send-back|kill|end|status`: an author's and
+//! approver's side of a tower, over its HTTP API.
 
 use crate::term::{self, errln, outln};
 use anyhow::Context;
@@ -42,6 +42,19 @@ pub enum RemoteCmd {
     /// (unless the tower runs in single-user mode, as under `testpilot up`).
     Approve {
         name: String,
+        /// The revision you reviewed (refused unless it is the one under review).
+        #[arg(long)]
+        version: Option<u64>,
+        #[command(flatten)]
+        to: TowerArgs,
+    },
+    /// Send the revision under review back to its author as a draft, saying why. A live
+    /// revision keeps running.
+    SendBack {
+        name: String,
+        /// Why it goes back: what the author reads (kept in the audit log).
+        #[arg(long)]
+        comment: String,
         /// The revision you reviewed (refused unless it is the one under review).
         #[arg(long)]
         version: Option<u64>,
@@ -197,6 +210,20 @@ async fn run_async(c: RemoteCmd) -> anyhow::Result<ExitCode> {
         }
         RemoteCmd::Approve { name, version, to } => {
             action(&to, &name, "approve", json!({"version": version})).await
+        }
+        RemoteCmd::SendBack {
+            name,
+            comment,
+            version,
+            to,
+        } => {
+            action(
+                &to,
+                &name,
+                "send-back",
+                json!({"comment": comment, "version": version}),
+            )
+            .await
         }
         RemoteCmd::Kill { name, reason, to } => {
             action(&to, &name, "kill", json!({"reason": reason})).await

@@ -1,9 +1,10 @@
 //! JEXL filter expressions: parsed once, evaluated many times.
 //!
-//! The grammar is `jexl-parser`'s and the meaning is `jexl-eval`'s (the crates Mozilla uses),
-//! operator for operator. We evaluate the parsed tree ourselves because `jexl-eval` parses the
-//! text again on every call, which costs about 12 µs — most of the budget for deciding 1,000
-//! flights in under a millisecond. A differential test (`tests/it/expression.rs`) holds this
+//! The grammar and tree are `jexl-parser`'s and the meaning is `jexl-eval`'s (the crates
+//! Mozilla uses), operator for operator; the parser is ours (`expression/parse.rs` says
+//! why). We evaluate the parsed tree ourselves because `jexl-eval` parses the text again on
+//! every call, which costs about 12 µs — most of the budget for deciding 1,000 flights in
+//! under a millisecond. A differential test (`tests/it/expression.rs`) holds this
 //! evaluator to `jexl-eval`'s results.
 //!
 //! One deliberate difference: a whole number stays a whole number (`1`, not `1.0`), as in
@@ -19,6 +20,9 @@ use jexl_parser::ast::{Expression, OpCode};
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 use std::sync::Arc;
+
+pub mod parse;
+pub use parse::{MAX_DEPTH, MAX_LENGTH, MAX_NESTING};
 
 /// Transforms that expressions may use, with Normandy's meaning.
 pub const TRANSFORMS: &[&str] = &[
@@ -55,22 +59,11 @@ pub struct Compiled(Arc<Expression>);
 
 static CACHE: Memo<Compiled> = Memo::new();
 
-/// Parses `text` (from the cache when it was parsed before).
+/// Parses `text` (from the cache when it was parsed before), within the bounds of [`parse`]:
+/// at most [`MAX_LENGTH`] bytes, brackets [`MAX_NESTING`] deep and a tree [`MAX_DEPTH`]
+/// deep, so that checking, evaluating and dropping it cannot overflow the stack.
 pub fn compile(text: &str) -> Result<Compiled, String> {
-    CACHE.get_or(text, || {
-        let ast = jexl_parser::Parser::parse(text).map_err(|e| {
-            // One line per problem: the parser's message spans several.
-            let msg = e
-                .to_string()
-                .split('\n')
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect::<Vec<_>>()
-                .join("; ");
-            format!("the expression is not valid JEXL: {msg}")
-        })?;
-        Ok(Compiled(Arc::new(ast)))
-    })
+    CACHE.get_or(text, || Ok(Compiled(Arc::new(*parse::parse(text)?))))
 }
 
 /// Checks an expression without running it: syntax, known transforms, known names.
@@ -122,140 +115,194 @@ struct Eval<'c> {
 
 type R<'v> = Result<Cow<'v, Value>, String>;
 
+// Evaluation recurses once per level of the tree (at most `MAX_DEPTH`), so each level's stack
+// frame must stay small even unoptimized: `eval` only dispatches, and each kind of node has
+// its own function, so a level costs the frames of `eval` and of one small function rather
+// than one frame big enough for every kind's temporaries.
 impl<'c> Eval<'c> {
-    fn eval<'e>(&self, e: &'e Expression) -> R<'c> {
-        Ok(match e {
-            Expression::Number(n) => Cow::Owned(num(*n)),
-            Expression::Boolean(b) => Cow::Owned(Value::Bool(*b)),
-            Expression::String(s) => Cow::Owned(Value::String(s.clone())),
-            Expression::Null => Cow::Owned(Value::Null),
-            Expression::Array(xs) => Cow::Owned(Value::Array(
-                xs.iter()
-                    .map(|x| self.eval(x).map(Cow::into_owned))
-                    .collect::<Result<_, _>>()?,
-            )),
-            Expression::Object(items) => {
-                let mut map = Map::new();
-                for (k, x) in items {
-                    if map.contains_key(k) {
-                        return Err(format!("duplicate object key: {k}"));
-                    }
-                    map.insert(k.clone(), self.eval(x)?.into_owned());
-                }
-                Cow::Owned(Value::Object(map))
-            }
-            Expression::Identifier(name) => match name.as_str() {
-                "person" => Cow::Owned(Value::Object(self.ctx.person.as_map().clone())),
-                "flight" => Cow::Owned(
-                    json!({"studyname": self.ctx.flight.studyname, "version": self.ctx.flight.version}),
-                ),
-                "now" => Cow::Owned(json!(self.ctx.now.0)),
-                other => return Err(format!("identifier '{other}' is undefined")),
-            },
-            Expression::DotOperation { subject, ident } => {
-                // `person.KEY` reads straight from the person, without copying it.
-                if let Expression::Identifier(n) = subject.as_ref() {
-                    match (n.as_str(), ident.as_str()) {
-                        ("person", _) => {
-                            return Ok(match self.ctx.person.as_map().get(ident) {
-                                Some(v) => Cow::Borrowed(v),
-                                None => Cow::Owned(Value::Null),
-                            })
-                        }
-                        ("flight", "studyname") => {
-                            return Ok(Cow::Owned(json!(self.ctx.flight.studyname)))
-                        }
-                        ("flight", "version") => {
-                            return Ok(Cow::Owned(json!(self.ctx.flight.version)))
-                        }
-                        _ => {}
-                    }
-                }
-                let s = self.eval(subject)?;
-                Cow::Owned(s.get(ident).cloned().unwrap_or(Value::Null))
-            }
-            Expression::IndexOperation { subject, index } => {
-                let s = self.eval(subject)?;
-                if let Expression::Filter { ident, op, right } = index.as_ref() {
-                    let arr = s
-                        .as_array()
-                        .ok_or("invalid filter: the subject is not a list")?;
-                    let right = self.eval(right)?;
-                    let kept = arr
-                        .iter()
-                        .filter(|el| {
-                            let left = el.get(ident).unwrap_or(&Value::Null);
-                            apply(*op, left, &right)
-                                .map(|v| truthy(&v))
-                                .unwrap_or(false)
-                        })
-                        .cloned()
-                        .collect();
-                    return Ok(Cow::Owned(Value::Array(kept)));
-                }
-                let i = self.eval(index)?;
-                Cow::Owned(match i.as_ref() {
-                    Value::String(k) => s.get(k).cloned().unwrap_or(Value::Null),
-                    Value::Number(n) => {
-                        let f = n.as_f64().unwrap_or(0.0).floor();
-                        if f < 0.0 {
-                            Value::Null
-                        } else {
-                            s.get(f as usize).cloned().unwrap_or(Value::Null)
-                        }
-                    }
-                    _ => return Err("invalid index type".into()),
-                })
-            }
+    fn eval(&self, e: &Expression) -> R<'c> {
+        match e {
+            Expression::Number(_)
+            | Expression::Boolean(_)
+            | Expression::String(_)
+            | Expression::Null
+            | Expression::Filter { .. } => leaf(e),
+            Expression::Array(xs) => self.array(xs),
+            Expression::Object(items) => self.object(items),
+            Expression::Identifier(name) => self.identifier(name),
+            Expression::DotOperation { subject, ident } => self.dot(subject, ident),
+            Expression::IndexOperation { subject, index } => self.index(subject, index),
             Expression::BinaryOperation {
                 operation,
                 left,
                 right,
-            } => {
-                let l = self.eval(left);
-                match operation {
-                    OpCode::Or => {
-                        if l.as_ref().is_ok_and(|v| truthy(v)) {
-                            l?
-                        } else {
-                            self.eval(right)?
-                        }
-                    }
-                    OpCode::And => {
-                        if l.as_ref().is_ok_and(|v| truthy(v)) {
-                            self.eval(right)?
-                        } else {
-                            l?
-                        }
-                    }
-                    op => Cow::Owned(apply(*op, l?.as_ref(), self.eval(right)?.as_ref())?),
-                }
-            }
+            } => self.binary(*operation, left, right),
             Expression::Transform {
                 name,
                 subject,
                 args,
-            } => {
-                let mut a = vec![self.eval(subject)?.into_owned()];
-                for x in args.iter().flatten() {
-                    a.push(self.eval(x)?.into_owned());
-                }
-                Cow::Owned(transform(name, &a)?)
-            }
+            } => self.transform(name, subject, args.as_deref()),
             Expression::Conditional {
                 left,
-                truthy: t,
+                truthy,
                 falsy,
-            } => {
-                if self.eval(left).as_ref().is_ok_and(|v| truthy(v)) {
-                    self.eval(t)?
-                } else {
-                    self.eval(falsy)?
-                }
-            }
-            Expression::Filter { .. } => return Err("invalid filter".into()),
-        })
+            } => self.conditional(left, truthy, falsy),
+        }
     }
+
+    #[inline(never)]
+    fn array(&self, xs: &[Box<Expression>]) -> R<'c> {
+        let mut out = Vec::with_capacity(xs.len());
+        for x in xs {
+            out.push(self.eval(x)?.into_owned());
+        }
+        Ok(Cow::Owned(Value::Array(out)))
+    }
+
+    #[inline(never)]
+    fn object(&self, items: &[(String, Box<Expression>)]) -> R<'c> {
+        let mut map = Map::new();
+        for (k, x) in items {
+            if map.contains_key(k) {
+                return Err(format!("duplicate object key: {k}"));
+            }
+            let v = self.eval(x)?.into_owned();
+            map.insert(k.clone(), v);
+        }
+        Ok(Cow::Owned(Value::Object(map)))
+    }
+
+    #[inline(never)]
+    fn identifier(&self, name: &str) -> R<'c> {
+        Ok(Cow::Owned(match name {
+            "person" => Value::Object(self.ctx.person.as_map().clone()),
+            "flight" => {
+                json!({"studyname": self.ctx.flight.studyname, "version": self.ctx.flight.version})
+            }
+            "now" => json!(self.ctx.now.0),
+            other => return Err(format!("identifier '{other}' is undefined")),
+        }))
+    }
+
+    #[inline(never)]
+    fn dot(&self, subject: &Expression, ident: &str) -> R<'c> {
+        // `person.KEY` reads straight from the person, without copying it.
+        if let Expression::Identifier(n) = subject {
+            match (n.as_str(), ident) {
+                ("person", _) => {
+                    return Ok(match self.ctx.person.as_map().get(ident) {
+                        Some(v) => Cow::Borrowed(v),
+                        None => Cow::Owned(Value::Null),
+                    })
+                }
+                ("flight", "studyname" | "version") => {
+                    return self
+                        .identifier("flight")
+                        .map(|f| Cow::Owned(f[ident].clone()))
+                }
+                _ => {}
+            }
+        }
+        let s = self.eval(subject)?;
+        Ok(Cow::Owned(s.get(ident).cloned().unwrap_or(Value::Null)))
+    }
+
+    #[inline(never)]
+    fn index(&self, subject: &Expression, index: &Expression) -> R<'c> {
+        let s = self.eval(subject)?;
+        if let Expression::Filter { ident, op, right } = index {
+            let right = self.eval(right)?;
+            return filter_list(&s, ident, *op, &right);
+        }
+        let i = self.eval(index)?;
+        lookup(&s, &i)
+    }
+
+    #[inline(never)]
+    fn binary(&self, op: OpCode, left: &Expression, right: &Expression) -> R<'c> {
+        let l = self.eval(left);
+        match op {
+            OpCode::Or if l.as_ref().is_ok_and(|v| truthy(v)) => l,
+            OpCode::Or => self.eval(right),
+            OpCode::And if l.as_ref().is_ok_and(|v| truthy(v)) => self.eval(right),
+            OpCode::And => l,
+            op => {
+                let l = l?;
+                let r = self.eval(right)?;
+                apply(op, l.as_ref(), r.as_ref()).map(Cow::Owned)
+            }
+        }
+    }
+
+    #[inline(never)]
+    fn transform(
+        &self,
+        name: &str,
+        subject: &Expression,
+        args: Option<&[Box<Expression>]>,
+    ) -> R<'c> {
+        let mut a = Vec::with_capacity(1 + args.map_or(0, <[_]>::len));
+        a.push(self.eval(subject)?.into_owned());
+        for x in args.unwrap_or_default() {
+            a.push(self.eval(x)?.into_owned());
+        }
+        transform(name, &a).map(Cow::Owned)
+    }
+
+    #[inline(never)]
+    fn conditional(&self, left: &Expression, truthy_: &Expression, falsy: &Expression) -> R<'c> {
+        if self.eval(left).as_ref().is_ok_and(|v| truthy(v)) {
+            self.eval(truthy_)
+        } else {
+            self.eval(falsy)
+        }
+    }
+}
+
+/// A node without children.
+#[inline(never)]
+fn leaf<'c>(e: &Expression) -> R<'c> {
+    Ok(Cow::Owned(match e {
+        Expression::Number(n) => num(*n),
+        Expression::Boolean(b) => Value::Bool(*b),
+        Expression::String(s) => Value::String(s.clone()),
+        Expression::Null => Value::Null,
+        _ => return Err("invalid filter".into()),
+    }))
+}
+
+/// `list[.ident OP right]`: the elements whose `ident` compares true with `right`.
+#[inline(never)]
+fn filter_list<'c>(list: &Value, ident: &str, op: OpCode, right: &Value) -> R<'c> {
+    let arr = list
+        .as_array()
+        .ok_or("invalid filter: the subject is not a list")?;
+    let kept = arr
+        .iter()
+        .filter(|el| {
+            let left = el.get(ident).unwrap_or(&Value::Null);
+            apply(op, left, right).map(|v| truthy(&v)).unwrap_or(false)
+        })
+        .cloned()
+        .collect();
+    Ok(Cow::Owned(Value::Array(kept)))
+}
+
+/// `subject[index]`.
+#[inline(never)]
+fn lookup<'c>(subject: &Value, index: &Value) -> R<'c> {
+    Ok(Cow::Owned(match index {
+        Value::String(k) => subject.get(k).cloned().unwrap_or(Value::Null),
+        Value::Number(n) => {
+            let f = n.as_f64().unwrap_or(0.0).floor();
+            if f < 0.0 {
+                Value::Null
+            } else {
+                subject.get(f as usize).cloned().unwrap_or(Value::Null)
+            }
+        }
+        _ => return Err("invalid index type".into()),
+    }))
 }
 
 fn apply(op: OpCode, left: &Value, right: &Value) -> Result<Value, String> {

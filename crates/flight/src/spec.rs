@@ -317,7 +317,9 @@ pub enum Permission {
 pub struct Addon {
     #[serde(rename = "do")]
     pub op: AddonOp,
-    /// Add-on id: letters, digits and `@ . _ - { } +`.
+    /// Add-on id, used as one folder name: 1 to 200 letters, digits and `@ . _ - { } +`, not
+    /// starting or ending with `.`, without `..`, and not a name the host keeps for itself
+    /// (`registry.json`) or a Windows device name (`addon_id_problem` is the rule).
     pub id: String,
     /// Package URL (https, http or file); needs `sha256`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -392,4 +394,75 @@ fn default_permission() -> Permission {
 }
 fn default_count() -> u64 {
     1
+}
+
+/// The longest add-on id, in bytes (well under every file system's limit for one name).
+pub const MAX_ADDON_ID_LENGTH: usize = 200;
+
+/// Names a host keeps beside the add-on folders, compared without case (file systems on
+/// macOS and Windows ignore it): the reference host's registry and its temporary file.
+pub const RESERVED_ADDON_IDS: &[&str] = &["registry.json", "registry.json.tmp"];
+
+/// Why `id` cannot be an add-on id, or `None` when it can. The one rule for add-on ids:
+/// validation applies it to every `addon` directive, and a host that keeps each add-on in a
+/// folder named by its id (the pilot's reference host) applies it again before touching the
+/// disk, so an id is always one safe path component that names nothing of the host's own.
+///
+/// An id is 1 to [`MAX_ADDON_ID_LENGTH`] ASCII letters, digits and `@ . _ - { } +` (so
+/// `helper@example.com` and `{8-4-4-4-12 uuid}` ids are fine, and `/`, `\`, NUL, spaces and
+/// control characters never are); it does not start or end with `.` (no `.`, `..` or hidden
+/// folders such as the host's `.backup`, no name Windows would trim), holds no `..`, and is
+/// none of [`RESERVED_ADDON_IDS`] nor a Windows device name (`con`, `nul`, `com1`, …).
+///
+/// ```
+/// use testpilot_flight::spec::addon_id_problem;
+/// assert_eq!(addon_id_problem("helper@example.com"), None);
+/// assert_eq!(addon_id_problem("{6b1e4b2a-1f4e-4a43-9a0c-2d4b5c6d7e8f}"), None);
+/// assert!(addon_id_problem("registry.json").is_some());
+/// assert!(addon_id_problem("../etc").is_some());
+/// ```
+pub fn addon_id_problem(id: &str) -> Option<String> {
+    const ALLOWED: &str = "use 1 to 200 letters, digits and `@ . _ - { } +`";
+    if id.is_empty() {
+        return Some(format!("it is empty: {ALLOWED}"));
+    }
+    if id.len() > MAX_ADDON_ID_LENGTH {
+        return Some(format!(
+            "it is {} bytes long; the limit is {MAX_ADDON_ID_LENGTH}",
+            id.len()
+        ));
+    }
+    if let Some(c) = id.chars().find(|c| {
+        !(c.is_ascii_alphanumeric() || matches!(c, '@' | '.' | '_' | '-' | '{' | '}' | '+'))
+    }) {
+        let what = match c {
+            '/' | '\\' => "a path separator".to_string(),
+            c if c.is_control() => "a control character".to_string(),
+            c => format!("the character {}", serde_json::Value::String(c.to_string())),
+        };
+        return Some(format!("it contains {what}: {ALLOWED}"));
+    }
+    if id.starts_with('.') || id.ends_with('.') || id.contains("..") {
+        return Some(format!(
+            "it starts or ends with `.` or holds `..`, which name folders a host keeps for itself: {ALLOWED}, with `.` only between other characters"
+        ));
+    }
+    let lower = id.to_ascii_lowercase();
+    if RESERVED_ADDON_IDS.contains(&lower.as_str()) {
+        return Some(format!(
+            "it is the name of a file the host keeps beside the add-ons ({})",
+            RESERVED_ADDON_IDS.join(", ")
+        ));
+    }
+    let stem = lower.split('.').next().unwrap_or("");
+    let device = matches!(stem, "con" | "prn" | "aux" | "nul")
+        || (stem.len() == 4
+            && (stem.starts_with("com") || stem.starts_with("lpt"))
+            && stem.as_bytes()[3].is_ascii_digit());
+    if device {
+        return Some(format!(
+            "`{stem}` is a device name on Windows, where no folder can have it"
+        ));
+    }
+    None
 }

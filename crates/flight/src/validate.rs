@@ -761,10 +761,12 @@ impl V {
         let id = self
             .r
             .req_string(o, "id", "the add-on's id, like \"helper@example.com\"");
-        if let Some(i) = &id {
-            if !is_addon_id(i) {
-                self.r.error(&o.path.key("id"), format!("`{}` is not a valid add-on id: use 1 to 200 letters, digits and `@ . _ - {{ }} +`, not starting with `.`", short_str(i)));
-            }
+        if let Some(problem) = id.as_deref().and_then(addon_id_problem) {
+            let i = id.as_deref().unwrap_or_default();
+            self.r.error(
+                &o.path.key("id"),
+                format!("`{}` is not a valid add-on id: {problem}", short_str(i)),
+            );
         }
         let url = self.r.opt_string(o, "url");
         let path = self.r.opt_string(o, "path");
@@ -1004,14 +1006,4 @@ impl V {
             self.r.error(&u.path, msg);
         }
     }
-}
-
-fn is_addon_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 200
-        && !s.starts_with('.')
-        && !s.contains("..")
-        && s.bytes().all(|c| {
-            c.is_ascii_alphanumeric() || matches!(c, b'@' | b'.' | b'_' | b'-' | b'{' | b'}' | b'+')
-        })
 }

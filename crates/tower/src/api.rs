@@ -11,7 +11,7 @@
 use crate::error::Error;
 use crate::index::{etag_matches, IndexCache, IndexTiming};
 use crate::ingest::{Ingest, IngestConfig};
-use crate::lifecycle::{role_may, Action, Actor, Role};
+use crate::lifecycle::{permit, Action, Actor, Role};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::store::{
@@ -30,6 +30,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -160,6 +161,10 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/flights/{studyname}/errors", get(flight_errors))
         .route("/api/v1/flights/{studyname}/review", post(review_flight))
         .route("/api/v1/flights/{studyname}/approve", post(approve_flight))
+        .route(
+            "/api/v1/flights/{studyname}/send-back",
+            post(send_back_flight),
+        )
         .route("/api/v1/flights/{studyname}/kill", post(kill_flight))
         .route("/api/v1/flights/{studyname}/end", post(end_flight))
         .route("/api/v1/audit", get(audit_log))
@@ -392,6 +397,68 @@ fn parse_body(bytes: &[u8]) -> ApiResult<Value> {
     })
 }
 
+/// Refuses (415) a body not declared as JSON. Browsers send `text/plain` and form bodies
+/// from any web page without asking first (no CORS preflight), so a page a tower's user
+/// visits could otherwise post reports or flights to a tower that browser can reach.
+pub(crate) fn require_json(headers: &HeaderMap) -> ApiResult<()> {
+    let given = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("(not text)"));
+    let essence = given.and_then(|v| v.split(';').next()).map(str::trim);
+    if essence.is_some_and(|e| e.eq_ignore_ascii_case("application/json")) {
+        return Ok(());
+    }
+    let said = match given {
+        None => "the request has no Content-Type".to_string(),
+        Some(v) => format!(
+            "the request says `Content-Type: {}`",
+            v.chars().take(100).collect::<String>()
+        ),
+    };
+    Err(ApiError::at(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "this endpoint takes a JSON body: send it with `Content-Type: application/json`",
+        "$",
+        said,
+    ))
+}
+
+/// A required JSON body: declared as JSON, within the size limit, and parsed.
+fn json_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> ApiResult<Value> {
+    require_json(headers)?;
+    parse_body(&body_bytes(body, limit)?)
+}
+
+/// An optional JSON body: `None` when empty; otherwise as [`json_body`].
+fn optional_json_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> ApiResult<Option<Value>> {
+    let bytes = body_bytes(body, limit)?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    require_json(headers)?;
+    parse_body(&bytes).map(Some)
+}
+
+/// A JSON value as the typed body `T`, or 422 saying what was expected.
+fn typed_body<T: DeserializeOwned>(v: Value, expected: &str) -> ApiResult<T> {
+    serde_json::from_value(v).map_err(|e| {
+        ApiError::at(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the body is not valid",
+            "$",
+            format!("{e}; expected {expected}"),
+        )
+    })
+}
+
 // ---------------------------------------------------------------- auth
 
 /// The holder of the request's bearer token.
@@ -425,26 +492,12 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// The caller, if their role may do `action` (403 otherwise). Handlers call this before
+/// they look at the body, so a caller without the role learns that first.
 fn require(caller: &Caller, action: Action) -> ApiResult<&Actor> {
     let actor = &caller.0;
-    if role_may(actor.role, action) {
-        return Ok(actor);
-    }
-    let who: Vec<&str> = Role::ALL
-        .into_iter()
-        .filter(|r| role_may(*r, action))
-        .map(Role::as_str)
-        .collect();
-    Err(ApiError::new(
-        StatusCode::FORBIDDEN,
-        format!(
-            "`{}` holds a token with role {}, which may not {}; that needs role {}",
-            actor.name,
-            actor.role,
-            action.as_str(),
-            who.join(" or ")
-        ),
-    ))
+    permit(actor, action).map_err(|r| ApiError::from(Error::from(r)))?;
+    Ok(actor)
 }
 
 // ---------------------------------------------------------------- client endpoints
@@ -544,13 +597,16 @@ impl tower_service::Service<Request> for Served {
 }
 
 /// Status reports from a pilot. Idempotent on `(client, seq)`; answered only once durable.
+/// Only reports on flights that were ever live on this tower are taken, and only reports
+/// stored now (not resends) move progress.
 #[utoipa::path(post, path = "/api/v1/reports", tag = "client",
-    request_body(content = Object, description = "`{\"client\": \"<uuid>\", \"reports\": [{\"seq\", \"flight\", \"version\", \"arm\", \"status\", \"step\", \"at\", \"detail\"}]}`"),
+    request_body(content = Object, content_type = "application/json", description = "`{\"client\": \"<uuid>\", \"reports\": [{\"seq\", \"flight\", \"version\", \"arm\", \"status\", \"step\", \"at\", \"detail\"}]}`"),
     responses(
         (status = 200, description = "Stored (durably)", body = Ingested),
         (status = 400, description = "Not JSON", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 422, description = "Not a valid batch; every problem with its path", body = ErrorBody),
+        (status = 415, description = "The body is not declared `Content-Type: application/json`", body = ErrorBody),
+        (status = 422, description = "Not a valid batch, or a batch with reports on flights that were never live on this tower (`reports[i].flight` names each); every problem with its path. Nothing of the batch is stored: a batch is taken whole or not at all", body = ErrorBody),
         (status = 429, description = "Too many requests from this address; see Retry-After", body = ErrorBody),
     ))]
 async fn post_reports(State(s): State<AppState>, req: Request) -> ApiResult<Json<Ingested>> {
@@ -569,9 +625,14 @@ async fn post_reports(State(s): State<AppState>, req: Request) -> ApiResult<Json
         return Err(e);
     }
     let limits = s.config.limits;
-    let body = body_bytes(Bytes::from_request(req, &s).await, limits.max_body_bytes)?;
+    let headers = req.headers().clone();
     let rejected = || Metrics::inc(&s.metrics.report_batches_rejected, 1);
-    let v = parse_body(&body).inspect_err(|_| rejected())?;
+    let v = json_body(
+        &headers,
+        Bytes::from_request(req, &s).await,
+        limits.max_body_bytes,
+    )
+    .inspect_err(|_| rejected())?;
     let batch = ReportBatch::from_json(&v, limits.max_reports).map_err(|d| {
         rejected();
         ApiError::invalid(
@@ -580,7 +641,15 @@ async fn post_reports(State(s): State<AppState>, req: Request) -> ApiResult<Json
         )
     })?;
     let n = batch.reports.len() as u64;
-    let r = s.ingest.submit(batch).await?;
+    let r = s
+        .ingest
+        .submit(batch, s.index.current().serial)
+        .await
+        .inspect_err(|e| {
+            if matches!(e, Error::Invalid { .. }) {
+                rejected();
+            }
+        })?;
     Metrics::inc(&s.metrics.report_batches, 1);
     Metrics::inc(&s.metrics.reports_accepted, r.accepted);
     Metrics::inc(&s.metrics.reports_duplicate, n - r.accepted);
@@ -591,28 +660,30 @@ async fn post_reports(State(s): State<AppState>, req: Request) -> ApiResult<Json
 
 /// Creates a flight or a new draft revision of it. The tower assigns `version`.
 #[utoipa::path(post, path = "/api/v1/flights", tag = "flights", security(("token" = [])),
-    request_body(content = Object, description = "A flight spec (DESIGN §3)"),
+    request_body(content = Object, description = "A flight spec (DESIGN §3)", content_type = "application/json"),
     responses(
         (status = 201, description = "A new revision", body = Outcome),
         (status = 200, description = "Identical to the newest revision: nothing changed", body = Outcome),
+        (status = 403, description = "The token's role may not push", body = ErrorBody),
         (status = 409, description = "The flight is killed or ended", body = ErrorBody),
+        (status = 415, description = "The body is not declared `Content-Type: application/json`", body = ErrorBody),
         (status = 422, description = "Not a valid flight; every problem with its path", body = ErrorBody),
     ))]
 async fn push_flight(
     State(s): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Outcome>)> {
     let actor = require(&caller, Action::Push)?;
-    let v = parse_body(&body_bytes(body, s.config.limits.max_body_bytes)?)?;
+    let v = json_body(&headers, body, s.config.limits.max_body_bytes)?;
     let flight = Flight::from_json(&v).map_err(|d| {
         ApiError::invalid(
             format!("the flight is not valid ({} problems)", d.len()),
             &d,
         )
     })?;
-    let out = s.store.push(actor, &flight, s.clock.now()).await?;
-    Metrics::inc(&s.metrics.management_actions, u64::from(!out.unchanged));
+    let out = crate::actions::push(&s, actor, &flight).await?;
     let status = if out.unchanged {
         StatusCode::OK
     } else {
@@ -785,104 +856,134 @@ pub struct ActionBody {
     pub reason: Option<String>,
 }
 
-fn action_body(body: Result<Bytes, BytesRejection>, limit: usize) -> ApiResult<ActionBody> {
-    let bytes = body_bytes(body, limit)?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(ActionBody::default());
-    }
-    let v = parse_body(&bytes)?;
-    serde_json::from_value(v).map_err(|e| {
-        ApiError::at(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "the body is not valid",
-            "$",
-            format!("{e}; expected {{\"version\"?: n, \"reason\"?: \"...\"}}"),
-        )
-    })
+/// The body of send-back.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendBackBody {
+    /// Why it goes back: what the author reads (required, at most 4000 characters). A
+    /// missing one is refused with the path `comment`, like a blank one.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub comment: String,
+    /// The revision meant; refused unless it is the one under review.
+    pub version: Option<u64>,
 }
 
-async fn act(
+/// The caller if their role may do `action`, then the optional body: in that order.
+fn action_request<'c, T: DeserializeOwned + Default>(
     s: &AppState,
-    caller: &Caller,
+    caller: &'c Caller,
     action: Action,
-    name: &str,
-    body: ActionBody,
-) -> ApiResult<Json<Outcome>> {
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    expected: &str,
+) -> ApiResult<(&'c Actor, T)> {
     let actor = require(caller, action)?;
-    let now = s.clock.now();
-    let store = &s.store;
-    let out = match action {
-        Action::Review => store.review(actor, name, body.version, now).await?,
-        Action::Approve => {
-            store
-                .approve(actor, name, body.version, s.config.single_user, now)
-                .await?
-        }
-        Action::Kill => store.kill(actor, name, body.reason.as_deref(), now).await?,
-        _ => store.end(actor, name, body.reason.as_deref(), now).await?,
+    let body = match optional_json_body(headers, body, s.config.limits.max_body_bytes)? {
+        None => T::default(),
+        Some(v) => typed_body(v, expected)?,
     };
-    Metrics::inc(&s.metrics.management_actions, 1);
-    if out.serial.is_some() {
-        // Serve the new index from this tower before answering; other towers hear NOTIFY.
-        s.refresh_index().await?;
-    }
-    Ok(Json(out))
+    Ok((actor, body))
 }
+
+const ACTION_BODY: &str = "{\"version\"?: n, \"reason\"?: \"...\"}";
 
 /// Sends the newest revision (a draft) for review.
 #[utoipa::path(post, path = "/api/v1/flights/{studyname}/review", tag = "flights", security(("token" = [])),
-    params(("studyname" = String, Path)), request_body(content = Option<ActionBody>),
-    responses((status = 200, body = Outcome), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    params(("studyname" = String, Path)), request_body(content = Option<ActionBody>, content_type = "application/json"),
+    responses((status = 200, body = Outcome), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn review_flight(
     State(s): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Outcome>> {
-    let body = action_body(body, s.config.limits.max_body_bytes)?;
-    act(&s, &caller, Action::Review, &name, body).await
+    let (actor, b) =
+        action_request::<ActionBody>(&s, &caller, Action::Review, &headers, body, ACTION_BODY)?;
+    Ok(Json(
+        crate::actions::review(&s, actor, &name, b.version).await?,
+    ))
 }
 
-/// Approves the revision under review: it goes live, into the index. Not by its author.
+/// Approves the revision under review: it goes live, into the index. Not by anyone who
+/// pushed a revision of the flight since it was last live (names compare without case).
 #[utoipa::path(post, path = "/api/v1/flights/{studyname}/approve", tag = "flights", security(("token" = [])),
-    params(("studyname" = String, Path)), request_body(content = Option<ActionBody>),
-    responses((status = 200, body = Outcome), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    params(("studyname" = String, Path)), request_body(content = Option<ActionBody>, content_type = "application/json"),
+    responses((status = 200, body = Outcome), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn approve_flight(
     State(s): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Outcome>> {
-    let body = action_body(body, s.config.limits.max_body_bytes)?;
-    act(&s, &caller, Action::Approve, &name, body).await
+    let (actor, b) =
+        action_request::<ActionBody>(&s, &caller, Action::Approve, &headers, body, ACTION_BODY)?;
+    Ok(Json(
+        crate::actions::approve(&s, actor, &name, b.version).await?,
+    ))
+}
+
+/// Sends the revision under review back to its author as a draft, with a comment that the
+/// audit log keeps (`sendback`). A live revision keeps running.
+#[utoipa::path(post, path = "/api/v1/flights/{studyname}/send-back", tag = "flights", security(("token" = [])),
+    params(("studyname" = String, Path)), request_body(content = SendBackBody, content_type = "application/json"),
+    responses((status = 200, body = Outcome), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, description = "No comment, or not a valid body", body = ErrorBody)))]
+async fn send_back_flight(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Outcome>> {
+    let (actor, b) = action_request::<SendBackBody>(
+        &s,
+        &caller,
+        Action::SendBack,
+        &headers,
+        body,
+        "{\"comment\": \"why\", \"version\"?: n}",
+    )?;
+    Ok(Json(
+        crate::actions::send_back(&s, actor, &name, b.version, &b.comment).await?,
+    ))
 }
 
 /// Kills a live flight: it stays in the index with `kill: true`.
 #[utoipa::path(post, path = "/api/v1/flights/{studyname}/kill", tag = "flights", security(("token" = [])),
-    params(("studyname" = String, Path)), request_body(content = Option<ActionBody>),
-    responses((status = 200, body = Outcome), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    params(("studyname" = String, Path)), request_body(content = Option<ActionBody>, content_type = "application/json"),
+    responses((status = 200, body = Outcome), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn kill_flight(
     State(s): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Outcome>> {
-    let body = action_body(body, s.config.limits.max_body_bytes)?;
-    act(&s, &caller, Action::Kill, &name, body).await
+    let (actor, b) =
+        action_request::<ActionBody>(&s, &caller, Action::Kill, &headers, body, ACTION_BODY)?;
+    Ok(Json(
+        crate::actions::kill(&s, actor, &name, b.reason.as_deref()).await?,
+    ))
 }
 
 /// Ends a flight: it leaves the index.
 #[utoipa::path(post, path = "/api/v1/flights/{studyname}/end", tag = "flights", security(("token" = [])),
-    params(("studyname" = String, Path)), request_body(content = Option<ActionBody>),
-    responses((status = 200, body = Outcome), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    params(("studyname" = String, Path)), request_body(content = Option<ActionBody>, content_type = "application/json"),
+    responses((status = 200, body = Outcome), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn end_flight(
     State(s): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Outcome>> {
-    let body = action_body(body, s.config.limits.max_body_bytes)?;
-    act(&s, &caller, Action::End, &name, body).await
+    let (actor, b) =
+        action_request::<ActionBody>(&s, &caller, Action::End, &headers, body, ACTION_BODY)?;
+    Ok(Json(
+        crate::actions::end(&s, actor, &name, b.reason.as_deref()).await?,
+    ))
 }
 
 /// The body of `POST /api/v1/tokens`.
@@ -904,10 +1005,12 @@ pub struct CreatedToken {
 
 /// Makes an API token (admin only).
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", security(("token" = [])),
-    request_body = NewToken, responses((status = 201, body = CreatedToken), (status = 403, body = ErrorBody)))]
+    request_body(content = NewToken, content_type = "application/json"),
+    responses((status = 201, body = CreatedToken), (status = 403, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_token(
     State(s): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(
     StatusCode,
@@ -915,17 +1018,11 @@ async fn create_token(
     Json<CreatedToken>,
 )> {
     let actor = require(&caller, Action::ManageTokens)?;
-    let v = parse_body(&body_bytes(body, s.config.limits.max_body_bytes)?)?;
-    let req: NewToken = serde_json::from_value(v).map_err(|e| {
-        ApiError::at(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "the body is not valid",
-            "$",
-            format!(
-                "{e}; expected {{\"role\": \"author\"|\"approver\"|\"admin\", \"name\"?: \"...\"}}"
-            ),
-        )
-    })?;
+    let v = json_body(&headers, body, s.config.limits.max_body_bytes)?;
+    let req: NewToken = typed_body(
+        v,
+        "{\"role\": \"author\"|\"approver\"|\"admin\", \"name\"?: \"...\"}",
+    )?;
     let token = crate::auth::new_secret()?;
     let info = s
         .store
@@ -1010,9 +1107,9 @@ impl utoipa::Modify for BearerAuth {
 #[openapi(
     info(title = "Test Pilot control tower", description = "Flights' lifecycle and approval, the signed index, reports and progress."),
     paths(get_index, post_reports, push_flight, list_flights, get_flight, flight_diff, flight_progress, flight_errors,
-          review_flight, approve_flight, kill_flight, end_flight, audit_log, create_token, list_tokens, healthz, metrics),
+          review_flight, approve_flight, send_back_flight, kill_flight, end_flight, audit_log, create_token, list_tokens, healthz, metrics),
     components(schemas(ErrorBody, Problem, Outcome, FlightSummary, FlightDetail, Revision, AuditEntry, Pending, Progress,
-                       ProgressRow, DailyPoint, ErrorReport, Ingested, TokenInfo, NewToken, CreatedToken, ActionBody)),
+                       ProgressRow, DailyPoint, ErrorReport, Ingested, TokenInfo, NewToken, CreatedToken, ActionBody, SendBackBody)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

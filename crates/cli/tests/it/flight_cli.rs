@@ -68,6 +68,31 @@ fn validate_prints_one_line_per_problem_and_exits_1() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("cannot read the file"));
 }
 
+/// Regression: `flight validate` on a flight whose expression is `1+1+…+1` with 20,000 terms
+/// aborted with a stack overflow (SIGABRT). Now it exits 1 with one clear line.
+#[test]
+fn validate_refuses_a_huge_expression_with_one_line() {
+    let dir = std::env::temp_dir().join(format!("tp-flight-huge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("huge.json");
+    let flight = serde_json::json!({
+        "studyname": "huge", "author": "a", "description": "d",
+        "filter": {"expression": format!("1{}", "+1".repeat(19_999))},
+        "flightplan": [{"action": "log", "text": "x"}]
+    });
+    std::fs::write(&file, flight.to_string()).unwrap();
+    let out = tp(&["flight", "validate", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        text,
+        format!(
+            "{}: filter.expression: the expression is 39999 bytes long; the limit is 8192 bytes\n",
+            file.display()
+        )
+    );
+}
+
 /// `explain --json` agrees with the independently computed §5 vectors.
 #[test]
 fn explain_json_agrees_with_vectors() {

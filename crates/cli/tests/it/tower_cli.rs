@@ -77,6 +77,40 @@ async fn flight_from_push_to_kill(engine: Engine) {
         stderr(&bad_token)
     );
 
+    // Send-back: a comment is required; the revision returns to draft; the author sends it
+    // for review again.
+    let no_comment = tp_env(&["flight", "send-back", "hello"], &as_bob);
+    assert_eq!(no_comment.status.code(), Some(2), "{}", stderr(&no_comment));
+    assert!(stderr(&no_comment).contains("--comment"));
+    let blank = tp_env(&["flight", "send-back", "hello", "--comment", " "], &as_bob);
+    assert_eq!(blank.status.code(), Some(1));
+    assert!(stderr(&blank).contains("say why"), "{}", stderr(&blank));
+    let back = tp_env(
+        &[
+            "flight",
+            "send-back",
+            "hello",
+            "--comment",
+            "log the channel too",
+        ],
+        &as_bob,
+    );
+    assert!(back.status.success(), "{}", stderr(&back));
+    assert!(
+        stdout(&back).contains("the flight is draft"),
+        "{}",
+        stdout(&back)
+    );
+    let shown = tp_env(&["flight", "status", "hello"], &as_alice);
+    assert!(
+        stdout(&shown).contains("sendback v1  (comment: log the channel too)"),
+        "{}",
+        stdout(&shown)
+    );
+    assert!(tp_env(&["flight", "review", "hello"], &as_alice)
+        .status
+        .success());
+
     let approved = tp_env(&["flight", "approve", "hello", "--version", "1"], &as_bob);
     assert!(approved.status.success(), "{}", stderr(&approved));
     let index = reqwest::get(format!("{base}/control/index.json"))
@@ -104,7 +138,10 @@ async fn flight_from_push_to_kill(engine: Engine) {
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
-    assert_eq!(steps, ["push", "review", "approve", "kill"]);
+    assert_eq!(
+        steps,
+        ["push", "review", "sendback", "review", "approve", "kill"]
+    );
     assert_eq!(v["progress"]["clients"], 0);
 
     // An invalid flight: the same lines as `flight validate`, exit 1, nothing sent.

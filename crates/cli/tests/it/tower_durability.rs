@@ -65,6 +65,17 @@ async fn generate(url: String, acked: Arc<Mutex<Vec<(String, u64)>>>) {
 async fn killed_tower_keeps_acknowledged_reports(engine: Engine) {
     let db = TestDb::new(engine).await.unwrap();
     let data = scratch(&format!("durability-{engine:?}"));
+    // A tower takes reports only on flights that were ever live.
+    let store = Store::open(&db.url).await.unwrap();
+    let spec = testpilot_tower::dashboard::fixtures::flight_json("durable", "durability");
+    testpilot_tower::dashboard::fixtures::live_flight(
+        &store,
+        &spec,
+        testpilot_flight::Timestamp(1_776_902_400_000),
+    )
+    .await
+    .unwrap();
+    store.close().await;
     let tower = spawn_tower(&db.url, &data);
     let url = tower.url.clone();
     let acked = Arc::new(Mutex::new(Vec::new()));

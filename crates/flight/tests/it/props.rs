@@ -65,6 +65,41 @@ fn arb_json() -> impl Strategy<Value = Value> {
     })
 }
 
+/// Expressions that are deep, long or both: nested brackets, long operator and transform
+/// chains, long strings, and any mix of them (most are past the limits, some just inside).
+fn arb_expression() -> impl Strategy<Value = String> {
+    let atom = prop_oneof![
+        Just("1".to_string()),
+        Just("person.os".to_string()),
+        "'[a-z \\n\u{1b}é]{0,12}'",
+        (0usize..12_000).prop_map(|n| format!("'{}'", "x".repeat(n))),
+    ];
+    atom.prop_recursive(4, 32, 3, |inner| {
+        prop_oneof![
+            (inner.clone(), prop::sample::select(OPERATORS), 0usize..300)
+                .prop_map(|(e, op, k)| format!("{e}{}", format!(" {op} 1").repeat(k))),
+            (inner.clone(), 0usize..40).prop_map(|(e, k)| format!(
+                "{}{e}{}",
+                "(".repeat(k),
+                ")".repeat(k)
+            )),
+            (inner.clone(), 0usize..40).prop_map(|(e, k)| format!(
+                "{}{e}{}",
+                "[".repeat(k),
+                "]".repeat(k)
+            )),
+            (inner.clone(), 0usize..300).prop_map(|(e, k)| format!("{e}{}", "|length".repeat(k))),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a} ? {b} : ({a})")),
+            (inner.clone(), inner)
+                .prop_map(|(a, b)| format!("[person.tags[.n == ({a})], {{k: {b}}}]")),
+        ]
+    })
+}
+
+const OPERATORS: &[&str] = &[
+    "+", "-", "*", "/", "//", "%", "^", "==", "!=", "<", ">=", "in", "&&", "||",
+];
+
 /// Deterministic, well-spread person ids (SplitMix64 over the index, as UUID text).
 fn person_id(i: u64) -> String {
     let mut z = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -97,6 +132,21 @@ proptest! {
     ) {
         let v = json!({"studyname": "p", "author": "a", "description": "d", "flightplan": plan, "filter": filter, "arms": arms});
         let _ = Flight::from_json(&v);
+    }
+
+    /// Regression: deep or long expressions overflowed the stack (a 20,000-term `1+…+1`
+    /// aborted the tower). Validation, checking and evaluation of any of them return, on a
+    /// thread with a small stack.
+    #[test]
+    fn deep_and_long_expressions_never_panic(text in arb_expression()) {
+        let flight = json!({"studyname": "p", "author": "a", "description": "d",
+            "filter": {"expression": text.clone()}, "flightplan": [{"action": "log", "text": "x"}]});
+        let run = std::thread::Builder::new().stack_size(256 * 1024).spawn(move || {
+            let _ = Flight::from_json(&flight);
+            let person = Person::new("p").with("os", "linux").with("tags", json!([{"n": 1}]));
+            let _ = crate::expression::eval_for(&person, &text);
+        }).unwrap();
+        prop_assert!(run.join().is_ok());
     }
 
     #[test]

@@ -86,3 +86,74 @@ fn hostile_shapes_do_not_panic() {
         let _ = Flight::from_json(&v);
     }
 }
+
+/// Regression: a 20,000-term `1+1+…+1` expression (40 KB) overflowed the stack of whoever
+/// validated it (the tower's worker, `testpilot flight validate`). It is one diagnostic at
+/// `filter.expression` that says the limit.
+#[test]
+fn a_huge_expression_is_one_diagnostic_saying_the_limit() {
+    let expression = format!("1{}", "+1".repeat(19_999));
+    let v = serde_json::json!({
+        "studyname": "huge", "author": "a", "description": "d",
+        "filter": {"expression": expression},
+        "flightplan": [{"action": "log", "text": "x"}]
+    });
+    let d = Flight::from_json(&v).unwrap_err();
+    let d: Vec<_> = d.iter().collect();
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].path.as_str(), "filter.expression");
+    assert_eq!(
+        d[0].message,
+        "the expression is 39999 bytes long; the limit is 8192 bytes"
+    );
+}
+
+/// Regression: add-on ids `registry.json` and `registry.json.tmp` were accepted and then
+/// overwrote the reference host's registry (undo stuck forever). Real-world ids still pass;
+/// ids that are not one safe folder name, or that name the host's own files, never do.
+#[test]
+fn addon_ids_are_safe_folder_names() {
+    use testpilot_flight::spec::addon_id_problem;
+    for ok in [
+        "helper@example.com",
+        "name@example.com",
+        "{6b1e4b2a-1f4e-4a43-9a0c-2d4b5c6d7e8f}",
+        "uBlock0@raymondhill.net",
+        "jid1-MnnxcxisBPnSXQ@jetpack",
+        "a+b_c-d.e",
+        "registry",
+        "registry.jsonx",
+        "console",
+        "com10",
+    ] {
+        assert_eq!(addon_id_problem(ok), None, "{ok:?} should be accepted");
+    }
+    let long = "x".repeat(201);
+    for bad in [
+        "",
+        ".",
+        "..",
+        ".backup",
+        "a/b",
+        "a\\b",
+        "a\0b",
+        "a\nb",
+        "a\u{1b}[2J",
+        long.as_str(),
+        "registry.json",
+        "Registry.JSON",
+        "registry.json.tmp",
+        "nul",
+        "COM1",
+        "lpt9.txt",
+        "trailing.",
+        "a b",
+        "a..b",
+        "é@example.com",
+    ] {
+        let problem = addon_id_problem(bad);
+        assert!(problem.is_some(), "{bad:?} should be refused");
+        assert!(!problem.unwrap().contains('\n'));
+    }
+    assert_eq!(addon_id_problem(&"x".repeat(200)), None);
+}

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod actions;
 mod connections;
 mod hardening;
 mod index;
