@@ -1,6 +1,7 @@
 //! `testpilot flight validate|explain|schema`, and the tower commands from `cmd_remote`.
 
 use crate::cmd_remote;
+use crate::term::{self, outln};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -45,10 +46,7 @@ pub fn run(c: FlightCmd) -> anyhow::Result<ExitCode> {
             json,
         } => explain(&file, &person, now.as_deref(), json),
         FlightCmd::Schema => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&schema::flight_schema())?
-            );
+            term::print_json(&schema::flight_schema())?;
             Ok(ExitCode::SUCCESS)
         }
         FlightCmd::Remote(r) => cmd_remote::run(r),
@@ -74,13 +72,13 @@ fn validate(files: &[PathBuf]) -> ExitCode {
         match read_json(f) {
             Err(e) => {
                 ok = false;
-                println!("{name}: $: {e}");
+                outln!("{name}: $: {e}");
             }
             Ok(v) => {
                 if let Err(diags) = Flight::from_json(&v) {
                     ok = false;
                     for d in diags {
-                        println!("{name}: {}: {}", d.path, d.message);
+                        outln!("{name}: {}: {}", d.path, d.message);
                     }
                 }
             }
@@ -98,7 +96,7 @@ fn load_flight(file: &Path) -> anyhow::Result<Flight> {
     Flight::from_json(&v).map_err(|d| {
         let lines: Vec<String> = d
             .iter()
-            .map(|d| format!("{}: {}: {}", file.display(), d.path, d.message))
+            .map(|d| term::safe(&format!("{}: {}: {}", file.display(), d.path, d.message)))
             .collect();
         anyhow::anyhow!("the flight is not valid:\n{}", lines.join("\n"))
     })
@@ -124,20 +122,20 @@ fn explain(file: &Path, person: &Path, now: Option<&str>, json: bool) -> anyhow:
     };
     let e = enrollment::explain(&flight, &person, now);
     if json {
-        println!("{}", serde_json::to_string_pretty(&e)?);
+        term::print_json(&e)?;
     } else {
         let yes = |b: bool| if b { "yes" } else { "no" };
-        println!("flight     {}", e.studyname);
-        println!("person     {}", person.personid());
-        println!("at         {now}");
-        println!("eligible   {}", yes(e.eligible));
-        println!("sampled    {}", yes(e.sampled));
-        println!("arm        {}", e.arm.as_deref().unwrap_or("-"));
-        println!("bucket     {} (key `{}`)", e.bucket, e.keyname);
-        println!("enrolled   {}", yes(e.enrolled));
-        println!("because");
+        outln!("flight     {}", e.studyname);
+        outln!("person     {}", person.personid());
+        outln!("at         {now}");
+        outln!("eligible   {}", yes(e.eligible));
+        outln!("sampled    {}", yes(e.sampled));
+        outln!("arm        {}", e.arm.as_deref().unwrap_or("-"));
+        outln!("bucket     {} (key `{}`)", e.bucket, e.keyname);
+        outln!("enrolled   {}", yes(e.enrolled));
+        outln!("because");
         for r in &e.reasons {
-            println!("  - {r}");
+            outln!("  - {r}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,6 +1,7 @@
 //! `testpilot pilot run|observe`, `log`, `later`, `optout`: the client side. Thin: the work is
 //! in `testpilot-pilot`.
 
+use crate::term::{self, errln, outln};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -126,7 +127,7 @@ pub fn run(c: PilotCmd) -> anyhow::Result<ExitCode> {
         } => {
             let mut j = open_journal(&profile)?;
             let id = j.record_event(&topic, subject.as_deref(), SystemClock.now())?;
-            println!(
+            outln!(
                 "recorded event {id}: {topic}{}",
                 subject.map(|s| format!(" {s}")).unwrap_or_default()
             );
@@ -159,7 +160,7 @@ fn run_agent(a: RunArgs) -> anyhow::Result<ExitCode> {
         other => other.clone(),
     };
     if a.insecure_unsigned {
-        eprintln!("WARNING: --insecure-unsigned: this pilot accepts UNSIGNED indexes from {}. Anyone who can change them can run flights on this machine. Use it for development only.", a.tower);
+        errln!("WARNING: --insecure-unsigned: this pilot accepts UNSIGNED indexes from {}. Anyone who can change them can run flights on this machine. Use it for development only.", a.tower);
     }
     let config = AgentConfig {
         profile: a.profile,
@@ -223,20 +224,21 @@ pub fn log(a: LogArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&flights)?);
+        term::print_json(&flights)?;
     } else {
         let notes = if a.flight.is_some() {
             Vec::new()
         } else {
             flightlog::pilot_notes(&j)?
         };
-        print!(
-            "{}",
-            flightlog::render_text(&flights, &notes, j.outbox_pending()?).replace(
-                "--profile PROFILE",
-                &format!("--profile {}", a.profile.display())
-            )
-        );
+        // Flight descriptions, prompt texts, request bodies and notes come from indexes
+        // and towers: every string is made safe before it is laid out in lines.
+        let safe = |v: Vec<serde_json::Value>| v.iter().map(term::safe_json).collect::<Vec<_>>();
+        let text = flightlog::render_text(&safe(flights), &safe(notes), j.outbox_pending()?);
+        term::out_lines(&text.replace(
+            "--profile PROFILE",
+            &format!("--profile {}", a.profile.display()),
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -247,13 +249,13 @@ pub fn later(a: LaterArgs) -> anyhow::Result<ExitCode> {
         LaterAction::List { json } => {
             let prompts = flightlog::pending_prompts(&j)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&prompts)?);
+                term::print_json(&prompts)?;
             } else if prompts.is_empty() {
-                println!("Nothing is waiting for you.");
+                outln!("Nothing is waiting for you.");
             } else {
                 for p in prompts {
                     let s = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
-                    println!(
+                    outln!(
                         "{}  [{}] {} ({}){}",
                         p["id"],
                         s("type"),
@@ -266,13 +268,13 @@ pub fn later(a: LaterArgs) -> anyhow::Result<ExitCode> {
                         }
                     );
                     if !s("text").is_empty() {
-                        println!("    {}", s("text"));
+                        outln!("    {}", s("text"));
                     }
                     if !s("url").is_empty() {
-                        println!("    {}", s("url"));
+                        outln!("    {}", s("url"));
                     }
                 }
-                println!(
+                outln!(
                     "Answer with `testpilot later --profile {} ok|no|later ID`.",
                     a.profile.display()
                 );
@@ -285,11 +287,11 @@ pub fn later(a: LaterArgs) -> anyhow::Result<ExitCode> {
     };
     match j.answer_prompt(id, answer, SystemClock.now()) {
         Ok(p) => {
-            println!("prompt {id} \"{}\": {answer}", p.title);
+            outln!("prompt {id} \"{}\": {answer}", p.title);
             Ok(ExitCode::SUCCESS)
         }
         Err(Error::Usage(msg)) => {
-            eprintln!("error: {msg}");
+            errln!("error: {msg}");
             Ok(ExitCode::from(1))
         }
         Err(e) => Err(e.into()),
@@ -302,13 +304,13 @@ pub fn optout(a: OptoutArgs) -> anyhow::Result<ExitCode> {
     if let Some(f) = &flight {
         match j.flight(f)? {
             None => {
-                eprintln!(
+                errln!(
                     "error: this profile knows no flight named `{f}`; `testpilot log` lists them"
                 );
                 return Ok(ExitCode::from(1));
             }
             Some(row) if row.status != "running" => {
-                println!("{f} is not running (it is {}); nothing to do", row.status);
+                outln!("{f} is not running (it is {}); nothing to do", row.status);
                 return Ok(ExitCode::SUCCESS);
             }
             Some(_) => {}
@@ -340,7 +342,7 @@ pub fn optout(a: OptoutArgs) -> anyhow::Result<ExitCode> {
             let deadline = std::time::Instant::now() + Duration::from_secs(60);
             while !j.request_done(req)? {
                 if std::time::Instant::now() > deadline {
-                    println!("The running agent was asked to end the flight(s) and will clean up shortly; see `testpilot log`.");
+                    outln!("The running agent was asked to end the flight(s) and will clean up shortly; see `testpilot log`.");
                     return Ok(ExitCode::SUCCESS);
                 }
                 std::thread::sleep(Duration::from_millis(100));
@@ -363,7 +365,7 @@ pub fn optout(a: OptoutArgs) -> anyhow::Result<ExitCode> {
 fn report_optout(j: &Journal, ended: &[String], all: bool) -> anyhow::Result<ExitCode> {
     for name in ended {
         if let Some(f) = j.flight(name)? {
-            println!(
+            outln!(
                 "{name}: {}{}",
                 f.status,
                 if f.cleaned_up {
@@ -375,9 +377,9 @@ fn report_optout(j: &Journal, ended: &[String], all: bool) -> anyhow::Result<Exi
         }
     }
     if all {
-        println!("Opted out of all flights: no new ones will start in this profile.");
+        outln!("Opted out of all flights: no new ones will start in this profile.");
     } else if ended.is_empty() {
-        println!("No running flight was ended.");
+        outln!("No running flight was ended.");
     }
     Ok(ExitCode::SUCCESS)
 }

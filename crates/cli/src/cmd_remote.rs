@@ -1,10 +1,14 @@
-//! `testpilot flight push|review|approve|kill|end|status`: an author's and approver's side
-//! of a tower, over its HTTP API.
+//! `testpilot flight push|review|approve|send-back|kill|end|status`: an author's and
+//! approver's side of a tower, over its HTTP API.
 
+use crate::term::{self, errln, outln};
 use anyhow::Context;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// How many of a flight's newest error reports `status` shows.
+const RECENT_ERRORS: u32 = 5;
 
 /// Which tower, and who.
 #[derive(clap::Args, Clone)]
@@ -44,6 +48,19 @@ pub enum RemoteCmd {
         #[command(flatten)]
         to: TowerArgs,
     },
+    /// Send the revision under review back to its author as a draft, saying why. A live
+    /// revision keeps running.
+    SendBack {
+        name: String,
+        /// Why it goes back: what the author reads (kept in the audit log).
+        #[arg(long)]
+        comment: String,
+        /// The revision you reviewed (refused unless it is the one under review).
+        #[arg(long)]
+        version: Option<u64>,
+        #[command(flatten)]
+        to: TowerArgs,
+    },
     /// Kill a live flight: every pilot ends it and undoes what it did.
     Kill {
         name: String,
@@ -62,10 +79,10 @@ pub enum RemoteCmd {
         #[command(flatten)]
         to: TowerArgs,
     },
-    /// Show a flight: state, revisions, audit log and progress.
+    /// Show a flight: state, revisions, audit log, progress and the newest error reports.
     Status {
         name: String,
-        /// Print one JSON object: {"flight": ..., "progress": ...}.
+        /// Print one JSON object: {"flight": ..., "progress": ..., "errors": [...]}.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -163,7 +180,7 @@ fn refused(a: &Answer, what: &str, prefix: &str) -> ExitCode {
         s if s >= 500 => "the tower failed",
         _ => "refused",
     };
-    eprintln!("{what}: {why} ({}): {msg}", a.status);
+    errln!("{what}: {why} ({}): {msg}", a.status);
     for p in a
         .body
         .get("problems")
@@ -173,7 +190,7 @@ fn refused(a: &Answer, what: &str, prefix: &str) -> ExitCode {
     {
         let path = p.get("path").and_then(Value::as_str).unwrap_or("$");
         let message = p.get("message").and_then(Value::as_str).unwrap_or("");
-        println!("{prefix}: {path}: {message}");
+        outln!("{prefix}: {path}: {message}");
     }
     ExitCode::from(1)
 }
@@ -194,6 +211,20 @@ async fn run_async(c: RemoteCmd) -> anyhow::Result<ExitCode> {
         RemoteCmd::Approve { name, version, to } => {
             action(&to, &name, "approve", json!({"version": version})).await
         }
+        RemoteCmd::SendBack {
+            name,
+            comment,
+            version,
+            to,
+        } => {
+            action(
+                &to,
+                &name,
+                "send-back",
+                json!({"comment": comment, "version": version}),
+            )
+            .await
+        }
         RemoteCmd::Kill { name, reason, to } => {
             action(&to, &name, "kill", json!({"reason": reason})).await
         }
@@ -209,14 +240,14 @@ async fn push(file: &std::path::Path, to: &TowerArgs) -> anyhow::Result<ExitCode
     let v = match crate::cmd_flight::read_json(file) {
         Ok(v) => v,
         Err(e) => {
-            println!("{shown}: $: {e}");
+            outln!("{shown}: $: {e}");
             return Ok(ExitCode::from(1));
         }
     };
     // Validate here first: the same lines as `flight validate`, without a round trip.
     if let Err(d) = testpilot_flight::Flight::from_json(&v) {
         for p in d {
-            println!("{shown}: {}: {}", p.path, p.message);
+            outln!("{shown}: {}: {}", p.path, p.message);
         }
         return Ok(ExitCode::from(1));
     }
@@ -234,7 +265,7 @@ async fn push(file: &std::path::Path, to: &TowerArgs) -> anyhow::Result<ExitCode
         .unwrap_or("?");
     let version = a.body.get("version").and_then(Value::as_u64).unwrap_or(0);
     if a.body.get("unchanged").and_then(Value::as_bool) == Some(true) {
-        println!("{name}: unchanged; revision {version} is already this flight");
+        outln!("{name}: unchanged; revision {version} is already this flight");
     } else {
         let n = a
             .body
@@ -246,7 +277,7 @@ async fn push(file: &std::path::Path, to: &TowerArgs) -> anyhow::Result<ExitCode
         } else {
             format!("{n} changes")
         };
-        println!("{name}: revision {version} pushed as a draft ({what}); next: testpilot flight review {name}");
+        outln!("{name}: revision {version} pushed as a draft ({what}); next: testpilot flight review {name}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -275,9 +306,9 @@ async fn action(to: &TowerArgs, name: &str, verb: &str, body: Value) -> anyhow::
         .and_then(Value::as_u64)
         .map(|s| format!("; index serial {s}"))
         .unwrap_or_default();
-    println!("{name}: {verb} done on revision {version}; the flight is {state}{serial}");
+    outln!("{name}: {verb} done on revision {version}; the flight is {state}{serial}");
     if let Some(w) = a.body.get("warning").and_then(Value::as_str) {
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -304,11 +335,22 @@ async fn status(to: &TowerArgs, name: &str, as_json: bool) -> anyhow::Result<Exi
     if !p.status.is_success() {
         return Ok(refused(&p, &format!("progress {name}"), name));
     }
+    // The newest reports that said why (a failure's detail), as the dashboard shows them.
+    let e = client
+        .send(
+            reqwest::Method::GET,
+            &format!(
+                "/api/v1/flights/{}/errors?limit={RECENT_ERRORS}",
+                segment(name)
+            ),
+            None,
+        )
+        .await?;
+    if !e.status.is_success() {
+        return Ok(refused(&e, &format!("errors {name}"), name));
+    }
     if as_json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({"flight": f.body, "progress": p.body}))?
-        );
+        term::print_json(&json!({"flight": f.body, "progress": p.body, "errors": e.body}))?;
         return Ok(ExitCode::SUCCESS);
     }
     let s = |v: &Value, k: &str| {
@@ -321,7 +363,7 @@ async fn status(to: &TowerArgs, name: &str, as_json: bool) -> anyhow::Result<Exi
             .unwrap_or_default()
     };
     let fb = &f.body;
-    println!("flight      {}", s(fb, "studyname"));
+    outln!("flight      {}", s(fb, "studyname"));
     let mut state = s(fb, "state");
     if let Some(v) = fb.get("liveVersion").and_then(Value::as_u64) {
         state.push_str(&format!(" (live revision {v})"));
@@ -333,16 +375,16 @@ async fn status(to: &TowerArgs, name: &str, as_json: bool) -> anyhow::Result<Exi
             s(p, "state")
         ));
     }
-    println!("state       {state}");
-    println!("author      {}", s(fb, "author"));
-    println!("revisions");
+    outln!("state       {state}");
+    outln!("author      {}", s(fb, "author"));
+    outln!("revisions");
     for r in fb
         .get("revisions")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
     {
-        println!(
+        outln!(
             "  {:>4}  {:<10}  by {:<16}  {}",
             s(r, "version"),
             s(r, "state"),
@@ -350,7 +392,7 @@ async fn status(to: &TowerArgs, name: &str, as_json: bool) -> anyhow::Result<Exi
             s(r, "createdAt")
         );
     }
-    println!("audit");
+    outln!("audit");
     for e in fb
         .get("audit")
         .and_then(Value::as_array)
@@ -385,7 +427,7 @@ async fn status(to: &TowerArgs, name: &str, as_json: bool) -> anyhow::Result<Exi
         } else {
             format!("  ({})", extra.join("; "))
         };
-        println!(
+        outln!(
             "  {}  {:<16}  {}{version}{extra}",
             s(e, "at"),
             s(e, "actor"),
@@ -404,13 +446,32 @@ async fn status(to: &TowerArgs, name: &str, as_json: bool) -> anyhow::Result<Exi
             })
             .unwrap_or_default()
     };
-    println!(
+    outln!(
         "progress    {} clients, {} reports",
         s(pb, "clients"),
         s(pb, "reports")
     );
-    println!("  by status {}", counts("byStatus"));
-    println!("  by step   {}", counts("byStep"));
-    println!("  by arm    {}", counts("byArm"));
+    outln!("  by status {}", counts("byStatus"));
+    outln!("  by step   {}", counts("byStep"));
+    outln!("  by arm    {}", counts("byArm"));
+    let errors = e.body.as_array().map(Vec::as_slice).unwrap_or_default();
+    if !errors.is_empty() {
+        outln!("recent errors");
+    }
+    for r in errors {
+        let arm = r
+            .get("arm")
+            .and_then(Value::as_str)
+            .map(|a| format!(", arm {a}"))
+            .unwrap_or_default();
+        outln!(
+            "  {}  {} at step {} (v{}{arm}): {}",
+            s(r, "at"),
+            s(r, "status"),
+            s(r, "step"),
+            s(r, "version"),
+            s(r, "detail")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

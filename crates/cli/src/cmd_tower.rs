@@ -1,5 +1,6 @@
 //! `testpilot tower serve|token|pubkey|export`.
 
+use crate::term::{self, errln, outln};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -7,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use testpilot_flight::Clock;
 use testpilot_tower::api::{ApiConfig, ClientLimits};
+use testpilot_tower::connections::ConnectionLimits;
 use testpilot_tower::index::IndexTiming;
 use testpilot_tower::{Role, Store, SystemClock, TowerConfig};
 
@@ -102,6 +104,45 @@ pub struct ServeArgs {
     /// Cache-Control max-age of the index, in seconds.
     #[arg(long, default_value_t = 60)]
     pub index_max_age: u32,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
+}
+
+/// Time and count limits on clients' connections, so slow or numerous clients cannot hold
+/// the tower.
+#[derive(clap::Args)]
+pub struct ConnectionArgs {
+    /// Seconds a client has to send a request's headers, from connecting or from the previous
+    /// answer (so also how long an idle keep-alive connection stays open).
+    #[arg(long, default_value_t = ConnectionLimits::default().header_timeout.as_secs(), value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout: u64,
+    /// Seconds a client has to send a request's whole body once its headers are in (else 408).
+    #[arg(long, default_value_t = ConnectionLimits::default().body_timeout.as_secs(), value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout: u64,
+    /// Seconds without a byte moving, while the tower waits on the client, before the
+    /// connection is closed (a client that stops reading an answer, a stalled body).
+    #[arg(long, default_value_t = ConnectionLimits::default().idle_timeout.as_secs(), value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: u64,
+    /// Connections one IP address may hold open; more are answered 503 and closed.
+    #[arg(long, default_value_t = ConnectionLimits::default().per_address as u64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections_per_address: u64,
+    /// Connections open in all; more are answered 503 and closed. Keep it under the
+    /// process's open-file limit (`ulimit -n`).
+    #[arg(long, default_value_t = ConnectionLimits::default().total as u64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+}
+
+impl ConnectionArgs {
+    fn limits(&self) -> ConnectionLimits {
+        let secs = std::time::Duration::from_secs;
+        ConnectionLimits {
+            header_timeout: secs(self.header_timeout),
+            body_timeout: secs(self.body_timeout),
+            idle_timeout: secs(self.idle_timeout),
+            per_address: usize::try_from(self.max_connections_per_address).unwrap_or(usize::MAX),
+            total: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+        }
+    }
 }
 
 /// Logs to standard error; `RUST_LOG` overrides `default`.
@@ -144,17 +185,18 @@ pub fn run(c: TowerCmd) -> anyhow::Result<ExitCode> {
             let info = store
                 .create_token(role, name.as_deref(), &token, "cli", SystemClock.now())
                 .await?;
-            eprintln!(
+            errln!(
                 "made an {} token for `{}` (shown only this once)",
-                info.role, info.name
+                info.role,
+                info.name
             );
-            println!("{token}");
+            outln!("{token}");
             Ok(ExitCode::SUCCESS)
         }),
         TowerCmd::Token(TokenCmd::List(db)) => runtime()?.block_on(async {
             let store = open(&db).await?;
             for t in store.list_tokens().await? {
-                println!("{}\t{}\t{}\t{}", t.id, t.role, t.name, t.created_at);
+                term::out_row(&[&t.id, &t.role, &t.name, &t.created_at]);
             }
             Ok(ExitCode::SUCCESS)
         }),
@@ -163,7 +205,7 @@ pub fn run(c: TowerCmd) -> anyhow::Result<ExitCode> {
             let key = store
                 .signing_key(testpilot_tower::auth::random_bytes()?, SystemClock.now())
                 .await?;
-            println!(
+            outln!(
                 "{}",
                 testpilot_flight::index::public_key_to_base64(&key.verifying_key())
             );
@@ -177,7 +219,7 @@ pub fn run(c: TowerCmd) -> anyhow::Result<ExitCode> {
                 .await?;
             let timing = timing(&index_ttl, 60)?;
             let doc = testpilot_tower::index::export(&store, &key, timing, now, &out).await?;
-            eprintln!(
+            errln!(
                 "wrote {} (serial {}, {} flights, expires {})",
                 out.join("control").join("index.json").display(),
                 doc.serial,
@@ -224,24 +266,25 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         index: timing(&a.index_ttl, a.index_max_age)?,
     };
+    config.connections = a.connections.limits();
     runtime()?.block_on(async move {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let tower = testpilot_tower::start(config, clock)
             .await
             .with_context(|| format!("starting the tower on {} with {}", a.listen, redact(&url)))?;
-        eprintln!(
+        errln!(
             "tower listening on {}  (database {})",
             tower.url,
             redact(&url)
         );
-        eprintln!("public key (pilots pin it): {}", tower.public_key);
+        errln!("public key (pilots pin it): {}", tower.public_key);
         if a.single_user {
-            eprintln!(
+            errln!(
                 "SINGLE-USER MODE: a revision's own author may approve it. Not for shared towers."
             );
         }
         shutdown_signal().await;
-        eprintln!("stopping…");
+        errln!("stopping…");
         tower.stop().await?;
         Ok(ExitCode::SUCCESS)
     })

@@ -3,6 +3,7 @@
 //! resumes from the same data.
 
 use crate::cmd_tower::{describe_data, init_logs, shutdown_signal};
+use crate::term::{errln, outln};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -79,7 +80,8 @@ pub fn run(a: UpArgs) -> anyhow::Result<ExitCode> {
             report_pilot_end(r);
             shutdown_signal().await;
         }
-        println!("\nstopping… (run `testpilot up` again to resume)");
+        outln!();
+        outln!("stopping… (run `testpilot up` again to resume)");
         let _ = stop_pilot.send(());
         if pilot_result.is_none() {
             report_pilot_end(&pilot.await);
@@ -92,8 +94,8 @@ pub fn run(a: UpArgs) -> anyhow::Result<ExitCode> {
 fn report_pilot_end(r: &Result<Result<(), testpilot_pilot::Error>, tokio::task::JoinError>) {
     match r {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => eprintln!("the local pilot stopped: {e}"),
-        Err(e) => eprintln!("the local pilot stopped abnormally: {e}"),
+        Ok(Err(e)) => errln!("the local pilot stopped: {e}"),
+        Err(e) => errln!("the local pilot stopped abnormally: {e}"),
     }
 }
 
@@ -121,24 +123,24 @@ fn local_pilot_config(profile: &std::path::Path, local: &LocalTower) -> AgentCon
 
 fn print_welcome(a: &UpArgs, local: &LocalTower, profile: &std::path::Path) {
     let url = &local.tower.url;
-    println!("Test Pilot is up — LOCAL, SINGLE-USER MODE: a flight's own author may approve it.");
-    println!();
-    println!("  tower       {url}");
-    println!("  dashboard   {url}/ui/  (sign in with the token below)");
-    println!("  index       {url}/control/index.json");
-    println!("  public key  {}", local.tower.public_key);
-    println!("  data        {}", describe_data(&a.data));
-    println!(
+    outln!("Test Pilot is up — LOCAL, SINGLE-USER MODE: a flight's own author may approve it.");
+    outln!();
+    outln!("  tower       {url}");
+    outln!("  dashboard   {url}/ui/  (sign in with the token below)");
+    outln!("  index       {url}/control/index.json");
+    outln!("  public key  {}", local.tower.public_key);
+    outln!("  data        {}", describe_data(&a.data));
+    outln!(
         "  pilot       profile {} (a beta-channel person on this machine, pinned to the key above)",
         profile.display()
     );
-    println!(
+    outln!(
         "  token       {}  (admin; kept in {})",
         local.token,
         a.data.join("local-token").display()
     );
     if local.examples.is_empty() {
-        println!(
+        outln!(
             "  flights     none loaded (no flights in {})",
             a.examples.display()
         );
@@ -147,7 +149,7 @@ fn print_welcome(a: &UpArgs, local: &LocalTower, profile: &std::path::Path) {
         let label = if i == 0 { "flights" } else { "" };
         let name = e.studyname.as_deref().unwrap_or("-");
         let version = e.live_version.map(|v| format!(" v{v}")).unwrap_or_default();
-        println!(
+        outln!(
             "  {label:<11} {name}{version}: {}  ({})",
             e.note,
             e.file.display()
@@ -158,32 +160,32 @@ fn print_welcome(a: &UpArgs, local: &LocalTower, profile: &std::path::Path) {
         .iter()
         .find_map(|e| e.live_version.and(e.studyname.clone()));
     let first = first.as_deref().unwrap_or("NAME");
-    println!();
-    println!("Try next:");
-    println!("  curl -s {url}/control/index.json");
-    println!(
+    outln!();
+    outln!("Try next:");
+    outln!("  curl -s {url}/control/index.json");
+    outln!(
         "  export TESTPILOT_TOWER={url} TESTPILOT_TOKEN={}",
         local.token
     );
-    println!("  testpilot flight status {first}");
-    println!("  testpilot flight push MY-FLIGHT.json && testpilot flight review NAME && testpilot flight approve NAME");
-    println!("  testpilot flight kill {first}");
-    println!(
+    outln!("  testpilot flight status {first}");
+    outln!("  testpilot flight push MY-FLIGHT.json && testpilot flight review NAME && testpilot flight approve NAME");
+    outln!("  testpilot flight kill {first}");
+    outln!(
         "  testpilot log --profile {}            # what the local pilot did",
         profile.display()
     );
-    println!(
+    outln!(
         "  testpilot later --profile {}          # prompts waiting for an answer",
         profile.display()
     );
-    println!(
+    outln!(
         "  testpilot pilot observe page-opened --profile {}",
         profile.display()
     );
-    println!(
+    outln!(
         "  testpilot pilot run --tower {url} --profile ./my-profile --public-key {}",
         local.tower.public_key
     );
-    println!();
-    println!("Ctrl-C stops it; `testpilot up` again resumes where it was.");
+    outln!();
+    outln!("Ctrl-C stops it; `testpilot up` again resumes where it was.");
 }

@@ -1,11 +1,17 @@
 //! `testpilot`: the one binary. Thin: parsing arguments and printing; the work is in the
 //! library crates. Each command family lives in its own module.
+//!
+//! Every print goes through `term`, which makes what came from outside safe for a
+//! terminal; printing around it is denied here.
+
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod cmd_flight;
 mod cmd_pilot;
 mod cmd_remote;
 mod cmd_tower;
 mod cmd_up;
+mod term;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -57,7 +63,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            term::print_error(&e);
             ExitCode::from(2)
         }
     }

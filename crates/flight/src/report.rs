@@ -22,10 +22,13 @@ pub enum Status {
     Withdrawn,
     Ineligible,
     Unsampled,
+    /// The pilot's last index expired and no newer one could be fetched: a pilot cut off from
+    /// its tower cannot hear a kill, so its flights end and are undone (docs/index.md).
+    IndexExpired,
 }
 
 impl Status {
-    pub const ALL: [Status; 11] = [
+    pub const ALL: [Status; 12] = [
         Status::Running,
         Status::Completed,
         Status::Declined,
@@ -37,6 +40,7 @@ impl Status {
         Status::Withdrawn,
         Status::Ineligible,
         Status::Unsampled,
+        Status::IndexExpired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +56,7 @@ impl Status {
             Status::Withdrawn => "withdrawn",
             Status::Ineligible => "ineligible",
             Status::Unsampled => "unsampled",
+            Status::IndexExpired => "indexexpired",
         }
     }
 
@@ -102,6 +107,13 @@ pub struct ReportBatch {
 }
 
 const BATCH_FIELDS: &[&str] = &["client", "reports"];
+
+/// The largest `seq`, `version` and `step` a report may carry: stores keep them as signed
+/// 64-bit integers, so anything larger would come back negative.
+pub const MAX_NUMBER: u64 = i64::MAX as u64;
+/// The range of `at`: 1970-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z. Outside it a time
+/// has no calendar day to count it under (and `i64::MIN` wrapped in the daily series).
+pub const AT_RANGE: std::ops::RangeInclusive<i64> = 0..=253_402_300_799_999;
 const REPORT_FIELDS: &[&str] = &[
     "seq", "flight", "version", "arm", "status", "step", "at", "detail",
 ];
@@ -160,11 +172,21 @@ impl ReportBatch {
     }
 }
 
+/// A whole number from 0 to [`MAX_NUMBER`].
+fn bounded(r: &mut Reader, x: &Value, path: &JsonPath) -> Option<u64> {
+    let n = r.integer(x, path, 0)?;
+    if n > MAX_NUMBER {
+        r.error(path, format!("{n} is too large; at most {MAX_NUMBER}"));
+        return None;
+    }
+    Some(n)
+}
+
 fn read_report(r: &mut Reader, v: &Value, path: &JsonPath) -> Option<Report> {
     let o = r.object(v, path, "a report", REPORT_FIELDS)?;
     let seq = r
         .required(&o, "seq", "the report's sequence number")
-        .and_then(|x| r.integer(x, &path.key("seq"), 0));
+        .and_then(|x| bounded(r, x, &path.key("seq")));
     let flight = r.req_string(&o, "flight", "the flight's studyname");
     if flight
         .as_deref()
@@ -174,7 +196,7 @@ fn read_report(r: &mut Reader, v: &Value, path: &JsonPath) -> Option<Report> {
     }
     let version = r
         .required(&o, "version", "the flight's version")
-        .and_then(|x| r.integer(x, &path.key("version"), 0));
+        .and_then(|x| bounded(r, x, &path.key("version")));
     let arm = match o.map.get("arm") {
         None | Some(Value::Null) => None,
         Some(x) => r.string(x, &path.key("arm")),
@@ -188,11 +210,21 @@ fn read_report(r: &mut Reader, v: &Value, path: &JsonPath) -> Option<Report> {
         .and_then(Status::parse);
     let step = r
         .required(&o, "step", "the flightplan step")
-        .and_then(|x| r.integer(x, &path.key("step"), 0));
+        .and_then(|x| bounded(r, x, &path.key("step")));
     let at = r
         .required(&o, "at", "when it happened")
         .and_then(|x| match parse_dateish(x) {
-            Ok(d) => Some(d.at),
+            Ok(d) if AT_RANGE.contains(&d.at.0) => Some(d.at),
+            Ok(_) => {
+                r.error(
+                    &path.key("at"),
+                    format!(
+                        "{} is outside the years 1970 to 9999; send the time of the change",
+                        crate::reader::short(x)
+                    ),
+                );
+                None
+            }
             Err(e) => {
                 r.error(&path.key("at"), e);
                 None

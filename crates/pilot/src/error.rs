@@ -56,3 +56,13 @@ impl Error {
         matches!(self, Error::Crash { .. })
     }
 }
+
+/// A size as a person reads it: `8 MiB`, `64 KiB`, or `1234 bytes`.
+pub(crate) fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 && n % (1 << 30) == 0 => format!("{} GiB", n >> 30),
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+        n => format!("{n} bytes"),
+    }
+}

@@ -1,7 +1,9 @@
 //! Requests sent off the machine. The engine and sync see only the [`Net`] trait, so tests
 //! answer requests themselves and the flight log can show every request (URL and body).
 
+use crate::error::bytes;
 use crate::Error;
+use std::io::Write;
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -10,6 +12,39 @@ pub struct Request {
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
+    /// How much of the answer's body the caller takes: every body is bounded, so a hostile or
+    /// broken server cannot make the pilot hold more than this.
+    pub answer: Answer,
+}
+
+/// How much of an answer's body is read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Answer {
+    /// The body is needed whole: it is read, but the answer is refused (an error that is not
+    /// retried) as soon as its `Content-Length` or the bytes received pass `max`.
+    Whole { what: &'static str, max: u64 },
+    /// Only the status matters: at most the first [`PEEK`] bytes are kept (for messages) and
+    /// the rest is dropped unread.
+    Status,
+}
+
+/// The bytes of an [`Answer::Status`] body that are kept.
+pub const PEEK: usize = 4096;
+
+impl Answer {
+    /// Refuses a body of `len` bytes (received, or declared) that passes the bound.
+    pub fn check(&self, url: &str, len: u64) -> Result<(), Error> {
+        match *self {
+            Answer::Whole { what, max } if len > max => Err(Error::Net {
+                msg: format!(
+                    "{url}: the {what} answer is larger than {}; refused",
+                    bytes(max)
+                ),
+                retryable: false,
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -30,8 +65,27 @@ impl Response {
 
 /// Sends HTTP requests. Blocking: the engine runs on its own thread.
 pub trait Net: Send + Sync {
-    /// Any HTTP answer is `Ok`; `Err` is for requests that got none (retryable).
+    /// Any HTTP answer is `Ok`; `Err` is for requests that got none (retryable), or whose
+    /// body passed the bound of `req.answer`.
     fn send(&self, req: &Request) -> Result<Response, Error>;
+
+    /// Like [`Net::send`], but a 2xx answer's body goes into `sink` as it arrives, bounded by
+    /// `req.answer`, instead of into the response; other answers keep their first [`PEEK`]
+    /// bytes in it. An error of `sink` stops the transfer.
+    ///
+    /// The default buffers through [`Net::send`], which is fine for answers made up in tests.
+    fn send_to(&self, req: &Request, sink: &mut dyn Write) -> Result<Response, Error> {
+        let mut resp = self.send(req)?;
+        if (200..300).contains(&resp.status) {
+            let body = std::mem::take(&mut resp.body);
+            req.answer.check(&req.url, body.len() as u64)?;
+            sink.write_all(&body).map_err(|e| Error::Net {
+                msg: format!("{}: cannot keep the answer: {e}", req.url),
+                retryable: false,
+            })?;
+        }
+        Ok(resp)
+    }
 }
 
 /// A machine without network: every request fails (used by `testpilot optout` when it cleans
@@ -79,8 +133,10 @@ impl HttpNet {
     }
 }
 
-impl Net for HttpNet {
-    fn send(&self, req: &Request) -> Result<Response, Error> {
+impl HttpNet {
+    /// Sends `req`; a 2xx body goes to `sink` when there is one, every other body is read as
+    /// `req.answer` says into the response.
+    fn exchange(&self, req: &Request, sink: Option<&mut dyn Write>) -> Result<Response, Error> {
         let method =
             reqwest::Method::from_bytes(req.method.as_bytes()).map_err(|_| Error::Net {
                 msg: format!("bad method {}", req.method),
@@ -93,33 +149,90 @@ impl Net for HttpNet {
         if let Some(body) = &req.body {
             b = b.body(body.clone());
         }
-        let url = req.url.clone();
         self.rt.block_on(async move {
-            let resp = b.send().await.map_err(|e| Error::Net {
-                msg: format!("{url}: {}", describe(&e)),
-                retryable: true,
-            })?;
-            let status = resp.status().as_u16();
-            let headers = resp
-                .headers()
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().to_string(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect();
-            let body = resp.bytes().await.map_err(|e| Error::Net {
-                msg: format!("{url}: {}", describe(&e)),
-                retryable: true,
-            })?;
-            Ok(Response {
-                status,
-                headers,
-                body: body.to_vec(),
-            })
+            let answer = receive(b, req, sink).await;
+            // An answer dropped before its end (refused, or only peeked at) leaves its
+            // connection to a task of this runtime; let it run now, so the socket closes at
+            // once rather than at the next request while the server stays blocked on it.
+            for _ in 0..8 {
+                tokio::task::yield_now().await;
+            }
+            answer
         })
+    }
+}
+
+/// Sends the request and reads its answer as [`HttpNet::exchange`] says.
+async fn receive(
+    b: reqwest::RequestBuilder,
+    req: &Request,
+    sink: Option<&mut dyn Write>,
+) -> Result<Response, Error> {
+    let url = req.url.as_str();
+    let failed = |e: reqwest::Error| Error::Net {
+        msg: format!("{url}: {}", describe(&e)),
+        retryable: true,
+    };
+    let mut resp = b.send().await.map_err(failed)?;
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let mut body = Vec::new();
+    // Only a success's body is the thing asked for; an error page is kept for messages.
+    let success = (200..300).contains(&status);
+    if success && matches!(req.answer, Answer::Whole { .. }) {
+        // Refused before a byte is read when the server says how long it is.
+        if let Some(len) = resp.content_length() {
+            req.answer.check(url, len)?;
+        }
+        let out: &mut dyn Write = match sink {
+            Some(s) => s,
+            None => &mut body,
+        };
+        let mut received = 0u64;
+        while let Some(chunk) = resp.chunk().await.map_err(failed)? {
+            received += chunk.len() as u64;
+            req.answer.check(url, received)?;
+            out.write_all(&chunk).map_err(|e| Error::Net {
+                msg: format!("{url}: cannot keep the answer: {e}"),
+                retryable: false,
+            })?;
+        }
+    } else {
+        // Only the status counts: keep a little for messages, drop the connection
+        // rather than read the rest.
+        while body.len() < PEEK {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    let n = chunk.len().min(PEEK - body.len());
+                    body.extend_from_slice(&chunk[..n]);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+impl Net for HttpNet {
+    fn send(&self, req: &Request) -> Result<Response, Error> {
+        self.exchange(req, None)
+    }
+
+    fn send_to(&self, req: &Request, sink: &mut dyn Write) -> Result<Response, Error> {
+        self.exchange(req, Some(sink))
     }
 }
 

@@ -1,9 +1,10 @@
 //! The seed's core loop, minus attempting flights (that is [`crate::Pilot::tick`]): download
 //! the index, verify and parse it, set up flights; and upload the outbox of status reports.
 
-use crate::net::Request;
+use crate::net::{Answer, Request};
 use crate::{Error, Pilot};
 use serde_json::{json, Value};
+use std::io::Read;
 use std::path::PathBuf;
 use testpilot_flight::index::{accept, Trust};
 
@@ -132,7 +133,7 @@ pub fn sync(pilot: &mut Pilot, tower: &TowerSource, trust: &Trust) -> Result<Syn
         );
         pilot.journal.note("", now, "index", &what, None)?;
     }
-    pilot.apply_index(&payload.flights, payload.serial)?;
+    pilot.apply_accepted(&payload)?;
     pilot
         .journal
         .set_meta("last_serial", &payload.serial.to_string())?;
@@ -144,6 +145,14 @@ pub fn sync(pilot: &mut Pilot, tower: &TowerSource, trust: &Trust) -> Result<Syn
         flights: payload.flights.len(),
     })
 }
+
+/// Most bytes of an index (real ones with a few hundred flights are well under 1 MiB).
+pub const MAX_INDEX: u64 = 8 << 20;
+
+const INDEX_ANSWER: Answer = Answer::Whole {
+    what: "index",
+    max: MAX_INDEX,
+};
 
 /// The index text and its ETag, or `None` when the tower says it has not changed.
 fn fetch(
@@ -162,9 +171,21 @@ fn fetch(
             } else {
                 p.clone()
             };
-            let text = std::fs::read_to_string(&path).map_err(|e| Error::Net {
-                msg: format!("cannot read {}: {e}", path.display()),
+            let shown = path.display().to_string();
+            let cant = |e: std::io::Error| Error::Net {
+                msg: format!("cannot read {shown}: {e}"),
                 retryable: true,
+            };
+            let mut body = Vec::new();
+            std::fs::File::open(&path)
+                .map_err(cant)?
+                .take(MAX_INDEX + 1)
+                .read_to_end(&mut body)
+                .map_err(cant)?;
+            INDEX_ANSWER.check(&shown, body.len() as u64)?;
+            let text = String::from_utf8(body).map_err(|_| Error::Net {
+                msg: format!("{shown}: the index is not UTF-8 text"),
+                retryable: false,
             })?;
             Ok(Some((text, None)))
         }
@@ -180,15 +201,18 @@ fn fetch(
                 url: index.clone(),
                 headers,
                 body: None,
+                answer: INDEX_ANSWER,
             })?;
             match resp.status {
                 304 => Ok(None),
                 200..=299 => {
-                    let text = String::from_utf8(resp.body.clone()).map_err(|_| Error::Net {
+                    INDEX_ANSWER.check(index, resp.body.len() as u64)?;
+                    let etag = resp.header("etag").map(str::to_string);
+                    let text = String::from_utf8(resp.body).map_err(|_| Error::Net {
                         msg: format!("{index}: the index is not UTF-8 text"),
                         retryable: false,
                     })?;
-                    Ok(Some((text, resp.header("etag").map(str::to_string))))
+                    Ok(Some((text, etag)))
                 }
                 s => Err(Error::Net {
                     msg: format!("{index} answered {s}"),
@@ -234,6 +258,7 @@ pub fn upload_reports(pilot: &mut Pilot, tower: &TowerSource) -> Result<usize, E
             url: url.clone(),
             headers: vec![("Content-Type".into(), "application/json".into())],
             body: Some(body.to_string().into_bytes()),
+            answer: Answer::Status,
         };
         let resp = pilot.net().send(&req)?;
         if !(200..300).contains(&resp.status) {

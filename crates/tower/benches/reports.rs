@@ -3,6 +3,9 @@
 //! the reports answered 2xx — each of which is committed (SQLite `synchronous=FULL`,
 //! PostgreSQL default `synchronous_commit=on`).
 //!
+//! The reports are on one live flight, `bench` (a tower takes reports only on flights that
+//! were ever live).
+//!
 //! `cargo bench -p testpilot-tower --bench reports` (release profile). Environment:
 //! `BENCH_ENGINES` (`sqlite,postgres`), `BENCH_SECONDS` (10), `BENCH_BATCH` (reports per
 //! request, 500), `BENCH_CLIENTS` (concurrent requests, 16), `TESTPILOT_TEST_PG`.
@@ -12,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use testpilot_flight::Clock;
+use testpilot_tower::dashboard::fixtures;
 use testpilot_tower::store::Engine;
 use testpilot_tower::testing::TestDb;
 use testpilot_tower::{ClientLimits, SystemClock, TowerConfig};
@@ -45,9 +49,14 @@ async fn run(engine: Engine, seconds: u64, batch: u64, clients: usize) {
         burst: 1.0,
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let tower = testpilot_tower::start(config, clock)
+    let tower = testpilot_tower::start(config, clock.clone())
         .await
         .expect("a tower");
+    let spec = fixtures::flight_json("bench", "the reports benchmark's flight");
+    fixtures::live_flight(&tower.state.store, &spec, clock.now())
+        .await
+        .expect("a live flight");
+    tower.state.refresh_index().await.expect("the index");
     let acked = Arc::new(AtomicU64::new(0));
     let requests = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -113,6 +122,10 @@ async fn run_store(engine: Engine, seconds: u64, batch: u64, clients: usize) {
     let db = TestDb::new(engine).await.expect("a database");
     let store = testpilot_tower::Store::open(&db.url).await.unwrap();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let spec = fixtures::flight_json("bench", "the reports benchmark's flight");
+    fixtures::live_flight(&store, &spec, clock.now())
+        .await
+        .expect("a live flight");
     let writers = if engine == Engine::Sqlite { 1 } else { 4 };
     let ingest = testpilot_tower::ingest::Ingest::start(
         store.clone(),
@@ -136,7 +149,8 @@ async fn run_store(engine: Engine, seconds: u64, batch: u64, clients: usize) {
                     .map(|s| json!({"seq": s, "flight": "bench", "version": 1, "arm": "control", "status": "running", "step": s % 5, "at": 1_776_902_400_000u64 + s * 1000}))
                     .collect();
                 let b = ReportBatch::from_json(&json!({"client": client, "reports": reports}), batch as usize).unwrap();
-                let r = ingest.submit(b).await.unwrap();
+                // Serial 0: the set of flights ever live is read once, on the first batch.
+                let r = ingest.submit(b, 0).await.unwrap();
                 acked.fetch_add(r.accepted, Ordering::Relaxed);
                 seq += batch;
             }

@@ -11,7 +11,7 @@
 use crate::error::Error;
 use crate::index::{etag_matches, IndexCache, IndexTiming};
 use crate::ingest::{Ingest, IngestConfig};
-use crate::lifecycle::{role_may, Action, Actor, Role};
+use crate::lifecycle::{permit, Action, Actor, Role};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::store::{
@@ -30,6 +30,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -160,6 +161,10 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/flights/{studyname}/errors", get(flight_errors))
         .route("/api/v1/flights/{studyname}/review", post(review_flight))
         .route("/api/v1/flights/{studyname}/approve", post(approve_flight))
+        .route(
+            "/api/v1/flights/{studyname}/send-back",
+            post(send_back_flight),
+        )
         .route("/api/v1/flights/{studyname}/kill", post(kill_flight))
         .route("/api/v1/flights/{studyname}/end", post(end_flight))
         .route("/api/v1/audit", get(audit_log))
@@ -170,6 +175,7 @@ pub fn app(state: AppState) -> Router {
         .merge(crate::dashboard::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(log_requests))
         // The index is the hot path (every pilot, every poll): outside the request log.
         .route("/control/index.json", get(get_index))
@@ -291,6 +297,58 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// Puts every 4xx of the API in the error shape, whoever made it: axum answers a query
+/// string that does not parse, a path that is not UTF-8 and a method a route does not take
+/// in plain text or with no body. The dashboard (`/ui`) keeps its own HTML pages.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path();
+    let dashboard = path == "/ui" || path.starts_with("/ui/");
+    let res = next.run(req).await;
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if dashboard || !status.is_client_error() || is_json {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    // axum's rejections are short texts; anything longer is not one of them.
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let mut e = if status == StatusCode::METHOD_NOT_ALLOWED {
+        let allow = parts
+            .headers
+            .get(header::ALLOW)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        ApiError::new(
+            status,
+            format!("this endpoint does not answer {method}; it answers {allow}"),
+        )
+    } else if let Some(why) = text.strip_prefix("Failed to deserialize query string: ") {
+        ApiError::at(status, "the query string is not valid", "query", why)
+    } else if let Some(why) = text.strip_prefix("Invalid URL: ") {
+        ApiError::at(status, "the URL's path is not valid", "path", why)
+    } else if text.is_empty() {
+        ApiError::new(status, status.canonical_reason().unwrap_or("refused"))
+    } else {
+        ApiError::new(status, text)
+    };
+    e.retry_after = parts
+        .headers
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let mut res = e.into_response();
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        res.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    res
+}
+
 async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
@@ -306,10 +364,26 @@ fn body_bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> ApiResult<By
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the body is larger than this tower accepts ({limit} bytes)"),
             )
+        } else if let Some(t) = cause::<crate::connections::BodyTimeout>(&r) {
+            ApiError::new(StatusCode::REQUEST_TIMEOUT, t.to_string())
         } else {
             ApiError::new(r.status(), r.body_text())
         }
     })
+}
+
+/// The first error of type `T` in `e`'s chain of sources.
+fn cause<'e, T: std::error::Error + 'static>(
+    e: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e T> {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(t) = e.downcast_ref::<T>() {
+            return Some(t);
+        }
+        next = e.source();
+    }
+    None
 }
 
 fn parse_body(bytes: &[u8]) -> ApiResult<Value> {
@@ -319,6 +393,68 @@ fn parse_body(bytes: &[u8]) -> ApiResult<Value> {
             "the body is not valid JSON",
             "$",
             format!("line {}, column {}: {e}", e.line(), e.column()),
+        )
+    })
+}
+
+/// Refuses (415) a body not declared as JSON. Browsers send `text/plain` and form bodies
+/// from any web page without asking first (no CORS preflight), so a page a tower's user
+/// visits could otherwise post reports or flights to a tower that browser can reach.
+pub(crate) fn require_json(headers: &HeaderMap) -> ApiResult<()> {
+    let given = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("(not text)"));
+    let essence = given.and_then(|v| v.split(';').next()).map(str::trim);
+    if essence.is_some_and(|e| e.eq_ignore_ascii_case("application/json")) {
+        return Ok(());
+    }
+    let said = match given {
+        None => "the request has no Content-Type".to_string(),
+        Some(v) => format!(
+            "the request says `Content-Type: {}`",
+            v.chars().take(100).collect::<String>()
+        ),
+    };
+    Err(ApiError::at(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "this endpoint takes a JSON body: send it with `Content-Type: application/json`",
+        "$",
+        said,
+    ))
+}
+
+/// A required JSON body: declared as JSON, within the size limit, and parsed.
+fn json_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> ApiResult<Value> {
+    require_json(headers)?;
+    parse_body(&body_bytes(body, limit)?)
+}
+
+/// An optional JSON body: `None` when empty; otherwise as [`json_body`].
+fn optional_json_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> ApiResult<Option<Value>> {
+    let bytes = body_bytes(body, limit)?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    require_json(headers)?;
+    parse_body(&bytes).map(Some)
+}
+
+/// A JSON value as the typed body `T`, or 422 saying what was expected.
+fn typed_body<T: DeserializeOwned>(v: Value, expected: &str) -> ApiResult<T> {
+    serde_json::from_value(v).map_err(|e| {
+        ApiError::at(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the body is not valid",
+            "$",
+            format!("{e}; expected {expected}"),
         )
     })
 }
@@ -356,26 +492,12 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// The caller, if their role may do `action` (403 otherwise). Handlers call this before
+/// they look at the body, so a caller without the role learns that first.
 fn require(caller: &Caller, action: Action) -> ApiResult<&Actor> {
     let actor = &caller.0;
-    if role_may(actor.role, action) {
-        return Ok(actor);
-    }
-    let who: Vec<&str> = Role::ALL
-        .into_iter()
-        .filter(|r| role_may(*r, action))
-        .map(Role::as_str)
-        .collect();
-    Err(ApiError::new(
-        StatusCode::FORBIDDEN,
-        format!(
-            "`{}` holds a token with role {}, which may not {}; that needs role {}",
-            actor.name,
-            actor.role,
-            action.as_str(),
-            who.join(" or ")
-        ),
-    ))
+    permit(actor, action).map_err(|r| ApiError::from(Error::from(r)))?;
+    Ok(actor)
 }
 
 // ---------------------------------------------------------------- client endpoints
@@ -438,6 +560,19 @@ impl Served {
     }
 }
 
+impl Served {
+    /// The answer from memory, when `req` asks for the index.
+    pub fn from_memory<B>(&self, req: &axum::http::Request<B>) -> Option<Response> {
+        (req.method() == axum::http::Method::GET && req.uri().path() == "/control/index.json")
+            .then(|| index_response(&self.state, req.headers()))
+    }
+
+    /// Any other request, through the router.
+    pub fn route(&self, req: Request) -> <Router as tower_service::Service<Request>>::Future {
+        tower_service::Service::call(&mut self.router.clone(), req)
+    }
+}
+
 impl tower_service::Service<Request> for Served {
     type Response = Response;
     type Error = std::convert::Infallible;
@@ -454,24 +589,24 @@ impl tower_service::Service<Request> for Served {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        if req.method() == axum::http::Method::GET && req.uri().path() == "/control/index.json" {
-            return futures_util::future::Either::Left(std::future::ready(Ok(index_response(
-                &self.state,
-                req.headers(),
-            ))));
+        match self.from_memory(&req) {
+            Some(res) => futures_util::future::Either::Left(std::future::ready(Ok(res))),
+            None => futures_util::future::Either::Right(self.route(req)),
         }
-        futures_util::future::Either::Right(tower_service::Service::call(&mut self.router, req))
     }
 }
 
 /// Status reports from a pilot. Idempotent on `(client, seq)`; answered only once durable.
+/// Only reports on flights that were ever live on this tower are taken, and only reports
+/// stored now (not resends) move progress.
 #[utoipa::path(post, path = "/api/v1/reports", tag = "client",
-    request_body(content = Object, description = "`{\"client\": \"<uuid>\", \"reports\": [{\"seq\", \"flight\", \"version\", \"arm\", \"status\", \"step\", \"at\", \"detail\"}]}`"),
+    request_body(content = Object, content_type = "application/json", description = "`{\"client\": \"<uuid>\", \"reports\": [{\"seq\", \"flight\", \"version\", \"arm\", \"status\", \"step\", \"at\", \"detail\"}]}`"),
     responses(
         (status = 200, description = "Stored (durably)", body = Ingested),
         (status = 400, description = "Not JSON", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 422, description = "Not a valid batch; every problem with its path", body = ErrorBody),
+        (status = 415, description = "The body is not declared `Content-Type: application/json`", body = ErrorBody),
+        (status = 422, description = "Not a valid batch, or a batch with reports on flights that were never live on this tower (`reports[i].flight` names each); every problem with its path. Nothing of the batch is stored: a batch is taken whole or not at all", body = ErrorBody),
         (status = 429, description = "Too many requests from this address; see Retry-After", body = ErrorBody),
     ))]
 async fn post_reports(State(s): State<AppState>, req: Request) -> ApiResult<Json<Ingested>> {
@@ -490,17 +625,31 @@ async fn post_reports(State(s): State<AppState>, req: Request) -> ApiResult<Json
         return Err(e);
     }
     let limits = s.config.limits;
-    let body = body_bytes(Bytes::from_request(req, &s).await, limits.max_body_bytes)?;
-    let v = parse_body(&body)?;
+    let headers = req.headers().clone();
+    let rejected = || Metrics::inc(&s.metrics.report_batches_rejected, 1);
+    let v = json_body(
+        &headers,
+        Bytes::from_request(req, &s).await,
+        limits.max_body_bytes,
+    )
+    .inspect_err(|_| rejected())?;
     let batch = ReportBatch::from_json(&v, limits.max_reports).map_err(|d| {
-        Metrics::inc(&s.metrics.reports_rejected, 1);
+        rejected();
         ApiError::invalid(
             format!("the report batch is not valid ({} problems)", d.len()),
             &d,
         )
     })?;
     let n = batch.reports.len() as u64;
-    let r = s.ingest.submit(batch).await?;
+    let r = s
+        .ingest
+        .submit(batch, s.index.current().serial)
+        .await
+        .inspect_err(|e| {
+            if matches!(e, Error::Invalid { .. }) {
+                rejected();
+            }
+        })?;
     Metrics::inc(&s.metrics.report_batches, 1);
     Metrics::inc(&s.metrics.reports_accepted, r.accepted);
     Metrics::inc(&s.metrics.reports_duplicate, n - r.accepted);
@@ -511,28 +660,30 @@ async fn post_reports(State(s): State<AppState>, req: Request) -> ApiResult<Json
 
 /// Creates a flight or a new draft revision of it. The tower assigns `version`.
 #[utoipa::path(post, path = "/api/v1/flights", tag = "flights", security(("token" = [])),
-    request_body(content = Object, description = "A flight spec (DESIGN §3)"),
+    request_body(content = Object, description = "A flight spec (DESIGN §3)", content_type = "application/json"),
     responses(
         (status = 201, description = "A new revision", body = Outcome),
         (status = 200, description = "Identical to the newest revision: nothing changed", body = Outcome),
+        (status = 403, description = "The token's role may not push", body = ErrorBody),
         (status = 409, description = "The flight is killed or ended", body = ErrorBody),
+        (status = 415, description = "The body is not declared `Content-Type: application/json`", body = ErrorBody),
         (status = 422, description = "Not a valid flight; every problem with its path", body = ErrorBody),
     ))]
 async fn push_flight(
     State(s): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Outcome>)> {
     let actor = require(&caller, Action::Push)?;
-    let v = parse_body(&body_bytes(body, s.config.limits.max_body_bytes)?)?;
+    let v = json_body(&headers, body, s.config.limits.max_body_bytes)?;
     let flight = Flight::from_json(&v).map_err(|d| {
         ApiError::invalid(
             format!("the flight is not valid ({} problems)", d.len()),
             &d,
         )
     })?;
-    let out = s.store.push(actor, &flight, s.clock.now()).await?;
-    Metrics::inc(&s.metrics.management_actions, u64::from(!out.unchanged));
+    let out = crate::actions::push(&s, actor, &flight).await?;
     let status = if out.unchanged {
         StatusCode::OK
     } else {
@@ -577,6 +728,7 @@ async fn get_flight(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DiffQuery {
     /// The older revision (default: the one before `to`).
@@ -650,6 +802,7 @@ async fn flight_progress(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct LimitQuery {
     /// At most this many entries (default 100, at most 10000).
@@ -703,104 +856,134 @@ pub struct ActionBody {
     pub reason: Option<String>,
 }
 
-fn action_body(body: Result<Bytes, BytesRejection>, limit: usize) -> ApiResult<ActionBody> {
-    let bytes = body_bytes(body, limit)?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(ActionBody::default());
-    }
-    let v = parse_body(&bytes)?;
-    serde_json::from_value(v).map_err(|e| {
-        ApiError::at(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "the body is not valid",
-            "$",
-            format!("{e}; expected {{\"version\"?: n, \"reason\"?: \"...\"}}"),
-        )
-    })
+/// The body of send-back.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendBackBody {
+    /// Why it goes back: what the author reads (required, at most 4000 characters). A
+    /// missing one is refused with the path `comment`, like a blank one.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub comment: String,
+    /// The revision meant; refused unless it is the one under review.
+    pub version: Option<u64>,
 }
 
-async fn act(
+/// The caller if their role may do `action`, then the optional body: in that order.
+fn action_request<'c, T: DeserializeOwned + Default>(
     s: &AppState,
-    caller: &Caller,
+    caller: &'c Caller,
     action: Action,
-    name: &str,
-    body: ActionBody,
-) -> ApiResult<Json<Outcome>> {
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    expected: &str,
+) -> ApiResult<(&'c Actor, T)> {
     let actor = require(caller, action)?;
-    let now = s.clock.now();
-    let store = &s.store;
-    let out = match action {
-        Action::Review => store.review(actor, name, body.version, now).await?,
-        Action::Approve => {
-            store
-                .approve(actor, name, body.version, s.config.single_user, now)
-                .await?
-        }
-        Action::Kill => store.kill(actor, name, body.reason.as_deref(), now).await?,
-        _ => store.end(actor, name, body.reason.as_deref(), now).await?,
+    let body = match optional_json_body(headers, body, s.config.limits.max_body_bytes)? {
+        None => T::default(),
+        Some(v) => typed_body(v, expected)?,
     };
-    Metrics::inc(&s.metrics.management_actions, 1);
-    if out.serial.is_some() {
-        // Serve the new index from this tower before answering; other towers hear NOTIFY.
-        s.refresh_index().await?;
-    }
-    Ok(Json(out))
+    Ok((actor, body))
 }
+
+const ACTION_BODY: &str = "{\"version\"?: n, \"reason\"?: \"...\"}";
 
 /// Sends the newest revision (a draft) for review.
 #[utoipa::path(post, path = "/api/v1/flights/{studyname}/review", tag = "flights", security(("token" = [])),
-    params(("studyname" = String, Path)), request_body(content = Option<ActionBody>),
-    responses((status = 200, body = Outcome), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    params(("studyname" = String, Path)), request_body(content = Option<ActionBody>, content_type = "application/json"),
+    responses((status = 200, body = Outcome), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn review_flight(
     State(s): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Outcome>> {
-    let body = action_body(body, s.config.limits.max_body_bytes)?;
-    act(&s, &caller, Action::Review, &name, body).await
+    let (actor, b) =
+        action_request::<ActionBody>(&s, &caller, Action::Review, &headers, body, ACTION_BODY)?;
+    Ok(Json(
+        crate::actions::review(&s, actor, &name, b.version).await?,
+    ))
 }
 
-/// Approves the revision under review: it goes live, into the index. Not by its author.
+/// Approves the revision under review: it goes live, into the index. Not by anyone who
+/// pushed a revision of the flight since it was last live (names compare without case).
 #[utoipa::path(post, path = "/api/v1/flights/{studyname}/approve", tag = "flights", security(("token" = [])),
-    params(("studyname" = String, Path)), request_body(content = Option<ActionBody>),
-    responses((status = 200, body = Outcome), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    params(("studyname" = String, Path)), request_body(content = Option<ActionBody>, content_type = "application/json"),
+    responses((status = 200, body = Outcome), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn approve_flight(
     State(s): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Outcome>> {
-    let body = action_body(body, s.config.limits.max_body_bytes)?;
-    act(&s, &caller, Action::Approve, &name, body).await
+    let (actor, b) =
+        action_request::<ActionBody>(&s, &caller, Action::Approve, &headers, body, ACTION_BODY)?;
+    Ok(Json(
+        crate::actions::approve(&s, actor, &name, b.version).await?,
+    ))
+}
+
+/// Sends the revision under review back to its author as a draft, with a comment that the
+/// audit log keeps (`sendback`). A live revision keeps running.
+#[utoipa::path(post, path = "/api/v1/flights/{studyname}/send-back", tag = "flights", security(("token" = [])),
+    params(("studyname" = String, Path)), request_body(content = SendBackBody, content_type = "application/json"),
+    responses((status = 200, body = Outcome), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, description = "No comment, or not a valid body", body = ErrorBody)))]
+async fn send_back_flight(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Outcome>> {
+    let (actor, b) = action_request::<SendBackBody>(
+        &s,
+        &caller,
+        Action::SendBack,
+        &headers,
+        body,
+        "{\"comment\": \"why\", \"version\"?: n}",
+    )?;
+    Ok(Json(
+        crate::actions::send_back(&s, actor, &name, b.version, &b.comment).await?,
+    ))
 }
 
 /// Kills a live flight: it stays in the index with `kill: true`.
 #[utoipa::path(post, path = "/api/v1/flights/{studyname}/kill", tag = "flights", security(("token" = [])),
-    params(("studyname" = String, Path)), request_body(content = Option<ActionBody>),
-    responses((status = 200, body = Outcome), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    params(("studyname" = String, Path)), request_body(content = Option<ActionBody>, content_type = "application/json"),
+    responses((status = 200, body = Outcome), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn kill_flight(
     State(s): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Outcome>> {
-    let body = action_body(body, s.config.limits.max_body_bytes)?;
-    act(&s, &caller, Action::Kill, &name, body).await
+    let (actor, b) =
+        action_request::<ActionBody>(&s, &caller, Action::Kill, &headers, body, ACTION_BODY)?;
+    Ok(Json(
+        crate::actions::kill(&s, actor, &name, b.reason.as_deref()).await?,
+    ))
 }
 
 /// Ends a flight: it leaves the index.
 #[utoipa::path(post, path = "/api/v1/flights/{studyname}/end", tag = "flights", security(("token" = [])),
-    params(("studyname" = String, Path)), request_body(content = Option<ActionBody>),
-    responses((status = 200, body = Outcome), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    params(("studyname" = String, Path)), request_body(content = Option<ActionBody>, content_type = "application/json"),
+    responses((status = 200, body = Outcome), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn end_flight(
     State(s): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Outcome>> {
-    let body = action_body(body, s.config.limits.max_body_bytes)?;
-    act(&s, &caller, Action::End, &name, body).await
+    let (actor, b) =
+        action_request::<ActionBody>(&s, &caller, Action::End, &headers, body, ACTION_BODY)?;
+    Ok(Json(
+        crate::actions::end(&s, actor, &name, b.reason.as_deref()).await?,
+    ))
 }
 
 /// The body of `POST /api/v1/tokens`.
@@ -822,24 +1005,24 @@ pub struct CreatedToken {
 
 /// Makes an API token (admin only).
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", security(("token" = [])),
-    request_body = NewToken, responses((status = 201, body = CreatedToken), (status = 403, body = ErrorBody)))]
+    request_body(content = NewToken, content_type = "application/json"),
+    responses((status = 201, body = CreatedToken), (status = 403, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_token(
     State(s): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+) -> ApiResult<(
+    StatusCode,
+    [(header::HeaderName, HeaderValue); 1],
+    Json<CreatedToken>,
+)> {
     let actor = require(&caller, Action::ManageTokens)?;
-    let v = parse_body(&body_bytes(body, s.config.limits.max_body_bytes)?)?;
-    let req: NewToken = serde_json::from_value(v).map_err(|e| {
-        ApiError::at(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "the body is not valid",
-            "$",
-            format!(
-                "{e}; expected {{\"role\": \"author\"|\"approver\"|\"admin\", \"name\"?: \"...\"}}"
-            ),
-        )
-    })?;
+    let v = json_body(&headers, body, s.config.limits.max_body_bytes)?;
+    let req: NewToken = typed_body(
+        v,
+        "{\"role\": \"author\"|\"approver\"|\"admin\", \"name\"?: \"...\"}",
+    )?;
     let token = crate::auth::new_secret()?;
     let info = s
         .store
@@ -851,7 +1034,12 @@ async fn create_token(
             s.clock.now(),
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(CreatedToken { token, info })))
+    // The answer carries a secret: no cache (browser, proxy) may keep it.
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        Json(CreatedToken { token, info }),
+    ))
 }
 
 /// Every token (never their secrets; admin only).
@@ -919,13 +1107,13 @@ impl utoipa::Modify for BearerAuth {
 #[openapi(
     info(title = "Test Pilot control tower", description = "Flights' lifecycle and approval, the signed index, reports and progress."),
     paths(get_index, post_reports, push_flight, list_flights, get_flight, flight_diff, flight_progress, flight_errors,
-          review_flight, approve_flight, kill_flight, end_flight, audit_log, create_token, list_tokens, healthz, metrics),
+          review_flight, approve_flight, send_back_flight, kill_flight, end_flight, audit_log, create_token, list_tokens, healthz, metrics),
     components(schemas(ErrorBody, Problem, Outcome, FlightSummary, FlightDetail, Revision, AuditEntry, Pending, Progress,
-                       ProgressRow, DailyPoint, ErrorReport, Ingested, TokenInfo, NewToken, CreatedToken, ActionBody)),
+                       ProgressRow, DailyPoint, ErrorReport, Ingested, TokenInfo, NewToken, CreatedToken, ActionBody, SendBackBody)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
 
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+async fn openapi() -> Json<&'static Value> {
+    Json(crate::openapi::document())
 }

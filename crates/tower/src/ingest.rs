@@ -1,13 +1,103 @@
 //! Durable report writing with group commit: handlers hand batches to writer tasks, which
 //! store everything queued at that moment in one transaction and answer each batch only
 //! after the commit. Many small batches thus cost one fsync, and a 2xx always means durable.
+//!
+//! Only reports on flights that were ever live on this tower are taken ([`EverLive`]),
+//! checked from memory: nobody can make up progress for a name the tower never served.
 
 use crate::error::{Error, Result};
 use crate::store::{Ingested, Store};
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
 use testpilot_flight::report::ReportBatch;
-use testpilot_flight::Clock;
+use testpilot_flight::{Clock, Diagnostics, JsonPath};
 use tokio::sync::{mpsc, oneshot, Mutex};
+
+/// The names of the flights that were ever live, kept in memory. A flight goes live only
+/// in a transaction that bumps the index serial, so the set is reloaded (one query) only
+/// when a report names a flight it does not hold *and* the index has moved since it was
+/// loaded: a flood of reports on made-up names costs no database work.
+pub struct EverLive {
+    /// The index serial the names were read at (`None`: not read yet), and the names.
+    names: RwLock<(Option<u64>, Arc<HashSet<String>>)>,
+    reload: Mutex<()>,
+}
+
+impl EverLive {
+    fn new() -> EverLive {
+        EverLive {
+            names: RwLock::new((None, Arc::new(HashSet::new()))),
+            reload: Mutex::new(()),
+        }
+    }
+
+    fn snapshot(&self) -> (Option<u64>, Arc<HashSet<String>>) {
+        let g = self.names.read().unwrap_or_else(|e| e.into_inner());
+        (g.0, g.1.clone())
+    }
+
+    /// The names in `batch` of flights that were never live, given the serial of the index
+    /// this tower serves now.
+    async fn never_live<'b>(
+        &self,
+        store: &Store,
+        batch: &'b ReportBatch,
+        index_serial: u64,
+    ) -> Result<Vec<&'b str>> {
+        let unknown = |names: &HashSet<String>| -> Vec<&'b str> {
+            let mut out: Vec<&str> = batch
+                .reports
+                .iter()
+                .map(|r| r.flight.as_str())
+                .filter(|f| !names.contains(*f))
+                .collect();
+            out.sort_unstable();
+            out.dedup();
+            out
+        };
+        let (at, names) = self.snapshot();
+        let missing = unknown(&names);
+        if missing.is_empty() || at.is_some_and(|s| s >= index_serial) {
+            return Ok(missing);
+        }
+        let _one = self.reload.lock().await;
+        let (at, mut names) = self.snapshot();
+        if at.is_none_or(|s| s < index_serial) {
+            // Read after the serial we compare with, so nothing that went live up to that
+            // serial is missed.
+            names = Arc::new(store.ever_live().await?);
+            *self.names.write().unwrap_or_else(|e| e.into_inner()) =
+                (Some(index_serial), names.clone());
+        }
+        Ok(unknown(&names))
+    }
+}
+
+/// The refusal of a batch with reports on flights that were never live: the whole batch
+/// is refused (nothing stored), with one problem per such report.
+fn never_live_error(batch: &ReportBatch, names: &[&str]) -> Error {
+    let mut problems = Diagnostics::default();
+    let reports = JsonPath::root().key("reports");
+    for (i, r) in batch.reports.iter().enumerate() {
+        if names.contains(&r.flight.as_str()) {
+            problems.push(
+                &reports.index(i).key("flight"),
+                format!(
+                    "`{}` was never live on this tower; it takes reports only on flights it has served in its index",
+                    r.flight
+                ),
+            );
+        }
+    }
+    let listed: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    Error::Invalid {
+        message: format!(
+            "no report of this batch was stored: it has reports on flights that were never live on this tower: {}",
+            listed.join(", ")
+        ),
+        problems,
+    }
+}
 
 struct Job {
     batch: ReportBatch,
@@ -18,6 +108,8 @@ struct Job {
 #[derive(Clone)]
 pub struct Ingest {
     tx: mpsc::Sender<Job>,
+    store: Store,
+    ever_live: Arc<EverLive>,
 }
 
 /// How the writers group work.
@@ -35,6 +127,8 @@ impl Ingest {
     pub fn start(store: Store, clock: Arc<dyn Clock>, config: IngestConfig) -> Ingest {
         let (tx, rx) = mpsc::channel::<Job>(4096);
         let rx = Arc::new(Mutex::new(rx));
+        let ever_live = Arc::new(EverLive::new());
+        let keep = store.clone();
         for _ in 0..config.writers.max(1) {
             let (store, clock, rx) = (store.clone(), clock.clone(), rx.clone());
             tokio::spawn(async move {
@@ -72,11 +166,26 @@ impl Ingest {
                 }
             });
         }
-        Ingest { tx }
+        Ingest {
+            tx,
+            store: keep,
+            ever_live,
+        }
     }
 
-    /// Stores a batch; returns once it is committed.
-    pub async fn submit(&self, batch: ReportBatch) -> Result<Ingested> {
+    /// Stores a batch; returns once it is committed. `index_serial` is the serial of the
+    /// index this tower serves now. A batch with any report on a flight that was never
+    /// live is refused whole ([`Error::Invalid`], naming each such report): a pilot keeps
+    /// the reports of a refused batch and sends them again, so a flight that went live on
+    /// another tower a moment ago is taken on the next try, and nothing is dropped.
+    pub async fn submit(&self, batch: ReportBatch, index_serial: u64) -> Result<Ingested> {
+        let never = self
+            .ever_live
+            .never_live(&self.store, &batch, index_serial)
+            .await?;
+        if !never.is_empty() {
+            return Err(never_live_error(&batch, &never));
+        }
         let (done, wait) = oneshot::channel();
         self.tx
             .send(Job { batch, done })

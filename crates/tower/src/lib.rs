@@ -2,16 +2,22 @@
 //! index that pilots read, reports and progress — on SQLite (the default) or PostgreSQL.
 //!
 //! - [`store`]: the persistence API (flights, revisions, audit, tokens, reports, progress).
-//! - [`lifecycle`]: the pure rules: roles, states and transitions.
+//! - [`lifecycle`]: the pure rules: roles, states, transitions and the two-person rule.
+//! - [`actions`]: push, review, approve, send back, kill and end, as one service that the
+//!   API, the dashboard and [`local`] call.
 //! - [`index`]: building, signing and serving the index from memory.
 //! - [`ingest`]: durable, batched report writing (group commit).
 //! - [`api`]: the HTTP API; [`app`] builds the router without a socket.
 //! - [`server`]: starting a tower: config, background tasks, graceful shutdown.
+//! - [`connections`]: accepting HTTP connections with time and count limits.
 //! - [`local`]: what `testpilot up` needs: example flights, a local token.
+//! - `testing` (the `testing` feature, for tests and benchmarks only): private databases.
 
+pub mod actions;
 pub mod api;
 pub mod auth;
 pub mod clock;
+pub mod connections;
 pub mod dashboard;
 pub mod diff;
 pub mod error;
@@ -20,9 +26,11 @@ pub mod ingest;
 pub mod lifecycle;
 pub mod local;
 pub mod metrics;
+pub mod openapi;
 pub mod ratelimit;
 pub mod server;
 pub mod store;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use api::{app, AppState};

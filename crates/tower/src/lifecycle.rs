@@ -1,5 +1,6 @@
-//! The rules of a flight's life (DESIGN §6), pure: which role may do what, and which state
-//! each action leads to. The store applies them inside its transactions.
+//! The rules of a flight's life (DESIGN §6), pure: which role may do what, which state each
+//! action leads to, and the two-person rule. [`crate::actions`] and the store apply them
+//! (the store inside its transactions, against the stored state).
 //!
 //! A flight goes `draft → review → live → killed | ended`. Every push makes an immutable
 //! revision; a new revision of a live flight goes through review again while the live one
@@ -49,18 +50,31 @@ pub enum Action {
     Push,
     Review,
     Approve,
+    /// Return the revision under review to its author as a draft, with a comment.
+    SendBack,
     Kill,
     End,
     ManageTokens,
 }
 
 impl Action {
+    pub const ALL: [Action; 8] = [
+        Action::Read,
+        Action::Push,
+        Action::Review,
+        Action::Approve,
+        Action::SendBack,
+        Action::Kill,
+        Action::End,
+        Action::ManageTokens,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Read => "read",
             Action::Push => "push",
             Action::Review => "review",
             Action::Approve => "approve",
+            Action::SendBack => "send back",
             Action::Kill => "kill",
             Action::End => "end",
             Action::ManageTokens => "manage tokens",
@@ -69,15 +83,108 @@ impl Action {
 }
 
 /// The role matrix: admin may do everything; an author pushes and asks for review; an
-/// approver approves, kills and ends. Every role may read.
+/// approver approves (or sends back), kills and ends. Every role may read.
 pub fn role_may(role: Role, action: Action) -> bool {
     matches!(
         (role, action),
         (Role::Admin, _)
             | (_, Action::Read)
             | (Role::Author, Action::Push | Action::Review)
-            | (Role::Approver, Action::Approve | Action::Kill | Action::End)
+            | (
+                Role::Approver,
+                Action::Approve | Action::SendBack | Action::Kill | Action::End
+            )
     )
+}
+
+/// Why an action is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The actor's role may not do this at all (403).
+    Role(String),
+    /// The two-person rule: this person may not approve this revision (403).
+    SamePerson(String),
+    /// The flight's state does not allow it (409).
+    State(String),
+}
+
+impl From<Refusal> for crate::Error {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Role(m) | Refusal::SamePerson(m) => crate::Error::Forbidden(m),
+            Refusal::State(m) => crate::Error::Conflict(m),
+        }
+    }
+}
+
+/// Whether `actor`'s role allows `action`; the refusal names the roles that do.
+pub fn permit(actor: &Actor, action: Action) -> Result<(), Refusal> {
+    if role_may(actor.role, action) {
+        return Ok(());
+    }
+    let who: Vec<&str> = Role::ALL
+        .into_iter()
+        .filter(|r| role_may(*r, action))
+        .map(Role::as_str)
+        .collect();
+    Err(Refusal::Role(format!(
+        "`{}` has role {}, which may not {}; that needs role {}",
+        actor.name,
+        actor.role,
+        action.as_str(),
+        who.join(" or ")
+    )))
+}
+
+/// The role first, then the state: the flight's state after `actor` does `action`, or why
+/// not. `latest` is the state of the flight's newest revision.
+pub fn decide(
+    actor: &Actor,
+    action: Action,
+    flight: FlightState,
+    latest: RevisionState,
+) -> Result<FlightState, Refusal> {
+    permit(actor, action)?;
+    after(action, flight, latest).map_err(Refusal::State)
+}
+
+/// Whether two names are one person: token names compare without regard to case, so
+/// `Alice` cannot approve what `alice` pushed.
+pub fn same_person(a: &str, b: &str) -> bool {
+    a.trim().to_lowercase() == b.trim().to_lowercase()
+}
+
+/// The two-person rule: `approver` may not approve a flight's newest revision if they
+/// pushed any revision since the flight was last live — every revision newer than `live`
+/// (its live revision), or every revision when it never was. So a second person changing
+/// one character of a draft does not let its first author approve it. `revisions` are
+/// `(version, pushed by)`. With `single_user` the rule is lifted: `Ok(true)` says this is
+/// a self-approval, which the audit log records.
+pub fn two_person<'a>(
+    approver: &str,
+    revisions: impl IntoIterator<Item = (u64, &'a str)>,
+    live: Option<u64>,
+    single_user: bool,
+) -> Result<bool, Refusal> {
+    let mut own: Vec<(u64, &str)> = revisions
+        .into_iter()
+        .filter(|(v, by)| live.is_none_or(|l| *v > l) && same_person(by, approver))
+        .collect();
+    own.sort_unstable();
+    let Some((version, by)) = own.last() else {
+        return Ok(false);
+    };
+    if single_user {
+        return Ok(true);
+    }
+    let since = if live.is_some() {
+        "since it was last live"
+    } else {
+        "before it ever went live"
+    };
+    Err(Refusal::SamePerson(format!(
+        "`{by}` pushed revision {version} of this flight {since}, so `{approver}` cannot approve it: approval needs someone else"
+    )))
 }
 
 /// Who acts: a token's holder. `name` is the person's identity (two tokens with one name are
@@ -215,6 +322,11 @@ pub fn after(
             }
             _ => Err("there is no revision under review".into()),
         },
+        Action::SendBack if flight.is_final() => Err(format!("the flight is {}", flight.as_str())),
+        Action::SendBack => match latest {
+            RevisionState::Review => Ok(live_or(FlightState::Draft)),
+            _ => Err("there is no revision under review to send back".into()),
+        },
         Action::Kill => match flight {
             FlightState::Live => Ok(FlightState::Killed),
             FlightState::Killed => Err("the flight is already killed".into()),
@@ -234,51 +346,149 @@ pub fn after(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use Action::*;
+    use FlightState as F;
+    use RevisionState as R;
 
+    /// What an action leads to: the new flight state, or which kind of refusal.
+    #[derive(Debug, PartialEq)]
+    enum Want {
+        To(FlightState),
+        Role,
+        State,
+    }
+    use Want::{Role as NoRole, State as NoState, To};
+
+    /// (flight state, newest revision's state, action, role) → result. Every row holds for
+    /// the roles named; `Au` = author, `Ap` = approver, `Ad` = admin.
     #[test]
-    fn role_matrix() {
-        use Action::*;
-        let table = [
-            (
-                Role::Author,
-                [Read, Push, Review],
-                [Approve, Kill, End, ManageTokens].as_slice(),
-            ),
-            (
-                Role::Approver,
-                [Read, Approve, Kill],
-                [Push, Review, ManageTokens].as_slice(),
-            ),
+    fn state_action_role_table() {
+        const AU: Role = Role::Author;
+        const AP: Role = Role::Approver;
+        const AD: Role = Role::Admin;
+        #[rustfmt::skip]
+        let table: &[(F, R, Action, &[Role], Want)] = &[
+            // push: authors and admins; never on a final flight
+            (F::Draft,  R::Draft,  Push, &[AU, AD], To(F::Draft)),
+            (F::Review, R::Review, Push, &[AU, AD], To(F::Draft)),
+            (F::Live,   R::Live,   Push, &[AU, AD], To(F::Live)),
+            (F::Live,   R::Review, Push, &[AU, AD], To(F::Live)),
+            (F::Draft,  R::Draft,  Push, &[AP],     NoRole),
+            (F::Killed, R::Live,   Push, &[AU, AD], NoState),
+            (F::Ended,  R::Superseded, Push, &[AU, AD], NoState),
+            (F::Killed, R::Live,   Push, &[AP],     NoRole),
+            // review: a draft goes to review; a live flight stays live meanwhile
+            (F::Draft,  R::Draft,  Review, &[AU, AD], To(F::Review)),
+            (F::Live,   R::Draft,  Review, &[AU, AD], To(F::Live)),
+            (F::Review, R::Review, Review, &[AU, AD], NoState),
+            (F::Live,   R::Live,   Review, &[AU, AD], NoState),
+            (F::Killed, R::Live,   Review, &[AU, AD], NoState),
+            (F::Draft,  R::Draft,  Review, &[AP],     NoRole),
+            // approve: only what is under review
+            (F::Review, R::Review, Approve, &[AP, AD], To(F::Live)),
+            (F::Live,   R::Review, Approve, &[AP, AD], To(F::Live)),
+            (F::Draft,  R::Draft,  Approve, &[AP, AD], NoState),
+            (F::Live,   R::Live,   Approve, &[AP, AD], NoState),
+            (F::Killed, R::Live,   Approve, &[AP, AD], NoState),
+            (F::Ended,  R::Superseded, Approve, &[AP, AD], NoState),
+            (F::Review, R::Review, Approve, &[AU],     NoRole),
+            (F::Draft,  R::Draft,  Approve, &[AU],     NoRole),
+            // send back: what is under review returns to draft; a live flight stays live
+            (F::Review, R::Review, SendBack, &[AP, AD], To(F::Draft)),
+            (F::Live,   R::Review, SendBack, &[AP, AD], To(F::Live)),
+            (F::Draft,  R::Draft,  SendBack, &[AP, AD], NoState),
+            (F::Live,   R::Live,   SendBack, &[AP, AD], NoState),
+            (F::Killed, R::Live,   SendBack, &[AP, AD], NoState),
+            (F::Review, R::Review, SendBack, &[AU],     NoRole),
+            // kill: only a live flight
+            (F::Live,   R::Live,   Kill, &[AP, AD], To(F::Killed)),
+            (F::Live,   R::Draft,  Kill, &[AP, AD], To(F::Killed)),
+            (F::Draft,  R::Draft,  Kill, &[AP, AD], NoState),
+            (F::Review, R::Review, Kill, &[AP, AD], NoState),
+            (F::Killed, R::Live,   Kill, &[AP, AD], NoState),
+            (F::Ended,  R::Live,   Kill, &[AP, AD], NoState),
+            (F::Live,   R::Live,   Kill, &[AU],     NoRole),
+            // end: anything not ended yet
+            (F::Draft,  R::Draft,  End, &[AP, AD], To(F::Ended)),
+            (F::Review, R::Review, End, &[AP, AD], To(F::Ended)),
+            (F::Live,   R::Live,   End, &[AP, AD], To(F::Ended)),
+            (F::Killed, R::Live,   End, &[AP, AD], To(F::Ended)),
+            (F::Ended,  R::Live,   End, &[AP, AD], NoState),
+            (F::Live,   R::Live,   End, &[AU],     NoRole),
+            // tokens: admins only, whatever the flight
+            (F::Live,   R::Live,   ManageTokens, &[AD],     To(F::Live)),
+            (F::Live,   R::Live,   ManageTokens, &[AU, AP], NoRole),
+            // reading: everyone
+            (F::Ended,  R::Live,   Read, &[AU, AP, AD], To(F::Ended)),
         ];
-        for (role, may, may_not) in table {
-            for a in may {
-                assert!(role_may(role, a), "{role} should {}", a.as_str());
-            }
-            for a in may_not {
-                assert!(!role_may(role, *a), "{role} should not {}", a.as_str());
+        for (flight, latest, action, roles, want) in table {
+            for role in *roles {
+                let actor = Actor::new("someone", *role);
+                let got = match decide(&actor, *action, *flight, *latest) {
+                    Ok(s) => To(s),
+                    Err(Refusal::Role(_)) => NoRole,
+                    Err(Refusal::State(_) | Refusal::SamePerson(_)) => NoState,
+                };
+                assert_eq!(
+                    &got,
+                    want,
+                    "{} on a {} flight (newest revision {}) by role {role}",
+                    action.as_str(),
+                    flight.as_str(),
+                    latest.as_str()
+                );
             }
         }
-        assert!(role_may(Role::Approver, End));
-        for a in [Read, Push, Review, Approve, Kill, End, ManageTokens] {
-            assert!(role_may(Role::Admin, a));
+        // Every (action, role) pair appears, so the role matrix is covered by the table.
+        for action in Action::ALL {
+            for role in Role::ALL {
+                assert!(
+                    table
+                        .iter()
+                        .any(|(_, _, a, rs, _)| *a == action && rs.contains(&role)),
+                    "no row for {} by {role}",
+                    action.as_str()
+                );
+            }
         }
     }
 
     #[test]
-    fn transitions() {
-        use FlightState as F;
-        use RevisionState as R;
-        assert_eq!(after(Action::Push, F::Live, R::Live), Ok(F::Live));
-        assert_eq!(after(Action::Push, F::Review, R::Review), Ok(F::Draft));
-        assert!(after(Action::Push, F::Killed, R::Live).is_err());
-        assert_eq!(after(Action::Review, F::Draft, R::Draft), Ok(F::Review));
-        assert_eq!(after(Action::Review, F::Live, R::Draft), Ok(F::Live));
-        assert!(after(Action::Review, F::Live, R::Live).is_err());
-        assert_eq!(after(Action::Approve, F::Review, R::Review), Ok(F::Live));
-        assert!(after(Action::Approve, F::Draft, R::Draft).is_err());
-        assert_eq!(after(Action::Kill, F::Live, R::Live), Ok(F::Killed));
-        assert!(after(Action::Kill, F::Draft, R::Draft).is_err());
-        assert_eq!(after(Action::End, F::Killed, R::Live), Ok(F::Ended));
-        assert!(after(Action::End, F::Ended, R::Live).is_err());
+    fn a_role_refusal_names_who_may() {
+        let e = permit(&Actor::new("alice", Role::Author), Action::Approve).unwrap_err();
+        assert_eq!(
+            e,
+            Refusal::Role(
+                "`alice` has role author, which may not approve; that needs role approver or admin"
+                    .into()
+            )
+        );
+    }
+
+    // Issue 8, item 11: alice pushes v1, carol changes one character as v2, alice approves
+    // v2 — allowed before, because only v2's pusher was compared.
+    #[test]
+    fn two_person_rule_covers_every_revision_since_live() {
+        let never_live = [(1, "alice"), (2, "carol")];
+        let e = two_person("alice", never_live, None, false).unwrap_err();
+        assert!(
+            matches!(&e, Refusal::SamePerson(m) if m.contains("revision 1") && m.contains("needs someone else")),
+            "{e:?}"
+        );
+        assert_eq!(two_person("bob", never_live, None, false), Ok(false));
+        // Names compare without regard to case.
+        assert!(two_person("ALICE", never_live, None, false).is_err());
+        assert!(two_person("Carol", never_live, None, false).is_err());
+        // Only revisions since the flight was last live count: alice's v1 went live, then
+        // carol pushed v2 and v3; alice may approve v3.
+        let after_live = [(1, "alice"), (2, "carol"), (3, "carol")];
+        assert_eq!(two_person("alice", after_live, Some(1), false), Ok(false));
+        assert!(two_person("carol", after_live, Some(1), false).is_err());
+        // A superseded revision since live counts too.
+        let superseded = [(1, "bob"), (2, "alice"), (3, "carol")];
+        assert!(two_person("alice", superseded, Some(1), false).is_err());
+        // Single-user mode lifts the rule and says it was a self-approval.
+        assert_eq!(two_person("alice", never_live, None, true), Ok(true));
+        assert_eq!(two_person("bob", never_live, None, true), Ok(false));
     }
 }

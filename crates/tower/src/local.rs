@@ -2,6 +2,7 @@
 //! directory, a token kept in that directory, and the example flights loaded and live.
 //! The CLI prints; this module does the work and says what it did.
 
+use crate::actions;
 use crate::api::{ApiConfig, AppState};
 use crate::error::{Error, Result};
 use crate::lifecycle::{Actor, FlightState, RevisionState};
@@ -110,7 +111,7 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
 }
 
 /// Pushes, reviews and approves every valid flight in `dir` (sorted by file name), as
-/// `actor` on a single-user tower. Already-live identical flights are left alone; killed or
+/// `actor` on a single-user tower, through [`crate::actions`] as any other caller. Already-live identical flights are left alone; killed or
 /// ended ones are not revived.
 pub async fn load_examples(
     state: &AppState,
@@ -166,31 +167,26 @@ pub async fn load_examples(
 }
 
 async fn make_live(state: &AppState, flight: &Flight, actor: &Actor) -> Result<(u64, String)> {
-    let store = &state.store;
-    let now = state.clock.now();
-    let pushed = store.push(actor, flight, now).await?;
+    let pushed = actions::push(state, actor, flight).await?;
     let name = &flight.studyname;
     if pushed.unchanged && pushed.revision_state == RevisionState::Live {
         return Ok((pushed.version, "already live".into()));
     }
     if pushed.revision_state == RevisionState::Draft {
-        store.review(actor, name, Some(pushed.version), now).await?;
+        actions::review(state, actor, name, Some(pushed.version)).await?;
     }
-    let approved = store
-        .approve(actor, name, Some(pushed.version), true, now)
-        .await?;
+    let approved = actions::approve(state, actor, name, Some(pushed.version)).await?;
     debug_assert_eq!(approved.state, FlightState::Live);
     // An example that says `"kill": true` shows a killed flight: kill it, so the tower's
     // state says so too (not "live" with a kill switch inside).
     if flight.kill {
-        store
-            .kill(
-                actor,
-                name,
-                Some("the example's spec says \"kill\": true"),
-                now,
-            )
-            .await?;
+        actions::kill(
+            state,
+            actor,
+            name,
+            Some("the example's spec says \"kill\": true"),
+        )
+        .await?;
         return Ok((
             approved.version,
             "killed (its spec says \"kill\": true)".into(),

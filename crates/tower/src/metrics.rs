@@ -8,10 +8,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Metrics {
     pub index_full: AtomicU64,
     pub index_not_modified: AtomicU64,
+    /// Report batches stored.
     pub report_batches: AtomicU64,
+    /// Report batches refused for what they hold (not JSON, not a valid batch); their
+    /// reports are not counted anywhere, as a refused batch may not even have a list.
+    pub report_batches_rejected: AtomicU64,
     pub reports_accepted: AtomicU64,
     pub reports_duplicate: AtomicU64,
-    pub reports_rejected: AtomicU64,
     pub rate_limited: AtomicU64,
     pub management_actions: AtomicU64,
     pub auth_failures: AtomicU64,
@@ -37,24 +40,24 @@ impl Metrics {
                 &self.index_not_modified,
             ),
             (
-                "testpilot_report_batches_total",
-                "Report batches stored.",
+                "testpilot_report_batches_total{result=\"stored\"}",
+                "Report batches (requests): stored, or rejected as not JSON or not a valid batch.",
                 &self.report_batches,
             ),
             (
+                "testpilot_report_batches_total{result=\"rejected\"}",
+                "",
+                &self.report_batches_rejected,
+            ),
+            (
                 "testpilot_reports_total{result=\"accepted\"}",
-                "Reports received.",
+                "Reports in stored batches: new, or a resend of one already stored.",
                 &self.reports_accepted,
             ),
             (
                 "testpilot_reports_total{result=\"duplicate\"}",
                 "",
                 &self.reports_duplicate,
-            ),
-            (
-                "testpilot_reports_total{result=\"rejected\"}",
-                "",
-                &self.reports_rejected,
             ),
             (
                 "testpilot_rate_limited_total",

@@ -3,9 +3,9 @@
 //! and for SQLite shared by several processes).
 
 use crate::api::{ApiConfig, AppState, Served};
+use crate::connections::ConnectionLimits;
 use crate::error::{Error, Result};
 use crate::store::{Engine, Store, NOTIFY_CHANNEL};
-use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +26,8 @@ pub struct TowerConfig {
     pub api: ApiConfig,
     /// How often to check the database for index changes made elsewhere, in ms.
     pub poll_ms: u64,
+    /// Timeouts and connection counts.
+    pub connections: ConnectionLimits,
 }
 
 impl TowerConfig {
@@ -35,6 +37,7 @@ impl TowerConfig {
             listen,
             api: ApiConfig::default(),
             poll_ms: 1000,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -73,17 +76,23 @@ impl RunningTower {
 pub async fn start(config: TowerConfig, clock: Arc<dyn Clock>) -> Result<RunningTower> {
     let store = Store::open(&config.db_url).await?;
     let state = AppState::new(store, clock, config.api).await?;
-    serve(state, config.listen, config.poll_ms).await
+    serve_with(state, config.listen, config.poll_ms, config.connections).await
+}
+
+/// Serves an already opened tower with the default connection limits.
+pub async fn serve(state: AppState, listen: SocketAddr, poll_ms: u64) -> Result<RunningTower> {
+    serve_with(state, listen, poll_ms, ConnectionLimits::default()).await
 }
 
 /// Serves an already opened tower.
-pub async fn serve(state: AppState, listen: SocketAddr, poll_ms: u64) -> Result<RunningTower> {
+pub async fn serve_with(
+    state: AppState,
+    listen: SocketAddr,
+    poll_ms: u64,
+    limits: ConnectionLimits,
+) -> Result<RunningTower> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    // Answers are written whole; do not let Nagle hold back their last segment.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     let (tx, rx) = oneshot::channel::<()>();
     let mut background = vec![tokio::spawn(poll_index(state.clone(), poll_ms))];
     if state.store.engine() == Engine::Postgres {
@@ -92,19 +101,15 @@ pub async fn serve(state: AppState, listen: SocketAddr, poll_ms: u64) -> Result<
     let service = Served::new(state.clone());
     let st = state.clone();
     let task = tokio::spawn(async move {
-        let make = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
-            SocketAddr,
-        >(service);
-        let served = axum::serve(listener, make)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await;
+        crate::connections::serve(listener, service, limits, async {
+            let _ = rx.await;
+        })
+        .await;
         for b in background {
             b.abort();
         }
         st.store.close().await;
-        served.map_err(Error::Io)
+        Ok(())
     });
     tracing::info!(%addr, "tower listening");
     Ok(RunningTower {

@@ -1,22 +1,8 @@
 //! `testpilot flight validate|explain|schema` as a user runs them.
 
+use crate::support::{root, scratch, tp};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-const BIN: &str = env!("CARGO_BIN_EXE_testpilot");
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn tp(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .current_dir(root())
-        .args(args)
-        .output()
-        .unwrap()
-}
+use std::path::Path;
 
 fn json_files(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(root().join(dir))
@@ -63,8 +49,7 @@ fn validate_prints_one_line_per_problem_and_exits_1() {
     assert_eq!(text, want);
 
     // Not JSON at all: the line and column are named, and nothing else is printed.
-    let dir = std::env::temp_dir().join(format!("tp-flight-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("flight-cli");
     let broken = dir.join("broken.json");
     std::fs::write(&broken, "{\n  \"studyname\": \"x\",\n  oops\n}").unwrap();
     let out = tp(&["flight", "validate", broken.to_str().unwrap()]);
@@ -111,8 +96,7 @@ fn validate_refuses_a_huge_expression_with_one_line() {
 /// `explain --json` agrees with the independently computed §5 vectors.
 #[test]
 fn explain_json_agrees_with_vectors() {
-    let dir = std::env::temp_dir().join(format!("tp-explain-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("explain");
     for case_file in json_files(Path::new("crates/flight/tests/data/explain")) {
         let case: Value =
             serde_json::from_str(&std::fs::read_to_string(root().join(&case_file)).unwrap())
@@ -180,8 +164,7 @@ fn explain_says_why_in_words() {
     );
     assert!(text.contains("enrolled   no"), "{text}");
     // A bad person file is refused with the field named.
-    let dir = std::env::temp_dir().join(format!("tp-explain-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("explain-bad");
     std::fs::write(dir.join("p.json"), r#"{"os": 3}"#).unwrap();
     let out = tp(&[
         "flight",

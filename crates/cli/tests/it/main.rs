@@ -1,9 +1,12 @@
 //! Integration tests of the `testpilot` binary, as one test binary (one link, not six).
 //! Each module runs the real binary as a person or a script would.
 
+mod docs;
 mod flight_cli;
 mod pilot_agent;
 mod pilot_sigkill;
+mod support;
+mod terminal;
 mod tower_cli;
 mod tower_durability;
 mod up;

@@ -2,61 +2,13 @@
 //! `testpilot later`, an event through `testpilot pilot observe`, one agent per profile, a
 //! clean stop on SIGTERM, and the profile left exactly as it was.
 
+use crate::support::{command, run, scratch, snapshot, tp, tp_json, until};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_testpilot");
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tp-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn tp(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().unwrap()
-}
-
-fn tp_json(args: &[&str]) -> Value {
-    let out = tp(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn snapshot(profile: &Path) -> BTreeMap<String, String> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            if rel.starts_with("journal.sqlite")
-                || rel == "agent.lock"
-                || rel == "notifications.jsonl"
-            {
-                continue;
-            }
-            if p.is_dir() {
-                out.insert(format!("{rel}/"), String::new());
-                walk(root, &p, out);
-            } else {
-                out.insert(rel, std::fs::read_to_string(&p).unwrap_or_default());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(profile, profile, &mut out);
-    out
-}
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 
 fn agent(index: &Path, profile: &Path) -> Child {
-    Command::new(BIN)
+    command()
         .args([
             "pilot",
             "run",
@@ -72,21 +24,6 @@ fn agent(index: &Path, profile: &Path) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-/// Polls until `f` returns something, for at most two minutes (a slow machine only waits longer).
-fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(x) = f() {
-            return x;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "gave up waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -137,7 +74,7 @@ fn a_flight_runs_through_the_agent_and_leaves_the_profile_as_it_was() {
     assert!(!profile.join("addons/e2e@x").exists());
 
     // One agent per profile.
-    let second = Command::new(BIN)
+    let second = run(command()
         .args([
             "pilot",
             "run",
@@ -147,9 +84,7 @@ fn a_flight_runs_through_the_agent_and_leaves_the_profile_as_it_was() {
             p,
             "--tower",
         ])
-        .arg(format!("file://{}", index.display()))
-        .output()
-        .unwrap();
+        .arg(format!("file://{}", index.display())));
     assert!(!second.status.success());
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(
@@ -243,13 +178,11 @@ fn optout_cleans_up_without_an_agent_and_bad_profiles_say_why() {
     let flight = json!({"studyname": "long", "author": "t", "description": "d", "version": 1, "flightplan": plan});
     let index = dir.join("index.json");
     std::fs::write(&index, json!({"serial": 1, "generatedAt": 0, "expiresAt": 4_102_444_800_000i64, "flights": [flight]}).to_string()).unwrap();
-    let out = Command::new(BIN)
+    let out = run(command()
         .args(["pilot", "run", "--insecure-unsigned", "--once", "--profile"])
         .arg(&profile)
         .arg("--tower")
-        .arg(format!("file://{}", index.display()))
-        .output()
-        .unwrap();
+        .arg(format!("file://{}", index.display())));
     assert!(
         out.status.success(),
         "{}",
@@ -291,18 +224,15 @@ fn optout_cleans_up_without_an_agent_and_bad_profiles_say_why() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = Command::new(BIN)
-        .args([
-            "pilot",
-            "run",
-            "--once",
-            "--profile",
-            p,
-            "--tower",
-            "file:///nowhere.json",
-        ])
-        .output()
-        .unwrap();
+    let out = tp(&[
+        "pilot",
+        "run",
+        "--once",
+        "--profile",
+        p,
+        "--tower",
+        "file:///nowhere.json",
+    ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--public-key"));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -353,5 +283,93 @@ fn optout_while_the_agent_runs_is_carried_out_by_the_agent() {
     assert!(!profile.join("features.json").exists());
     a.kill().unwrap();
     a.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `pilot run --once` fails (exit 2, a message that says why) when it refused the index:
+/// unsigned where a key is pinned, a rollback, an expired one; and an expired index ends the
+/// flights it started (`indexexpired`), undone.
+#[test]
+fn pilot_run_once_fails_when_it_refuses_the_index() {
+    let dir = scratch("once-refused");
+    let profile = dir.join("profile");
+    let p = profile.to_str().unwrap();
+    let index = dir.join("index.json");
+    let plan = json!([{"action": "feature", "id": "x", "value": {"on": true}}, {"action": "wait", "for": "30d"}]);
+    let flight = json!({"studyname": "long", "author": "t", "description": "d", "version": 1, "flightplan": plan});
+    let write = |serial: u64, expires_at: i64| {
+        let doc = json!({"serial": serial, "generatedAt": 0, "expiresAt": expires_at, "flights": [flight]});
+        std::fs::write(&index, doc.to_string()).unwrap();
+    };
+    let once = |extra: &[&str]| {
+        command()
+            .args(["pilot", "run", "--once", "--profile", p])
+            .args(extra)
+            .arg("--tower")
+            .arg(format!("file://{}", index.display()))
+            .output()
+            .unwrap()
+    };
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let expires = now_ms() + 8_000;
+    write(2, expires);
+
+    // Unsigned while a key is pinned (the Ed25519 base point, a valid key).
+    let key = "WGZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmY=";
+    let out = once(&["--public-key", key]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("refused the index from file://"), "{err}");
+    assert!(err.contains("not signed"), "{err}");
+
+    let out = once(&["--insecure-unsigned"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = tp_json(&["log", "--profile", p, "--json"]);
+    assert_eq!(log[0]["status"], "running");
+
+    // A rollback: refused, and the flight runs on.
+    write(1, expires);
+    let out = once(&["--insecure-unsigned"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("a rollback"), "{err}");
+    assert_eq!(
+        tp_json(&["log", "--profile", p, "--json"])[0]["status"],
+        "running"
+    );
+
+    // Past its expiry the same index is refused, and the flight it started ends, undone.
+    write(2, expires);
+    while now_ms() <= expires {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = once(&["--insecure-unsigned"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("refused the index"), "{err}");
+    assert!(err.contains("the index expired at"), "{err}");
+    let log = tp_json(&["log", "--profile", p, "--json"]);
+    assert_eq!(log[0]["status"], "indexexpired", "{log:#}");
+    assert_eq!(log[0]["cleanedUp"], true);
+    let text = String::from_utf8_lossy(&tp(&["log", "--profile", p]).stdout).into_owned();
+    assert!(
+        text.contains("ended indexexpired: the index expired at")
+            && text.contains("no newer one could be fetched"),
+        "{text}"
+    );
+    let features = std::fs::read_to_string(profile.join("features.json")).unwrap_or_default();
+    assert!(
+        !features.contains("\"on\": true"),
+        "the feature is undone: {features}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

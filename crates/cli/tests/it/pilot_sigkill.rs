@@ -2,48 +2,12 @@
 //! prompts, events, a notification and waits — restart it each time, and check that the flight
 //! still ends cleanly: nothing left installed or changed, nothing applied twice.
 
+use crate::support::{command, scratch, snapshot, tp};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_testpilot");
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tp-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn tp(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().unwrap()
-}
-
-fn snapshot(profile: &Path) -> BTreeMap<String, String> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            if rel.starts_with("journal.sqlite")
-                || rel == "agent.lock"
-                || rel == "notifications.jsonl"
-            {
-                continue;
-            }
-            if p.is_dir() {
-                out.insert(format!("{rel}/"), String::new());
-                walk(root, &p, out);
-            } else {
-                out.insert(rel, std::fs::read_to_string(&p).unwrap_or_default());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(profile, profile, &mut out);
-    out
-}
 
 /// A small deterministic generator; the seed is printed so a failure can be replayed with
 /// TP_SIGKILL_SEED.
@@ -63,7 +27,7 @@ impl Rng {
 fn start(index: &Path, profile: &Path, time_scale: &str) -> Child {
     // A person file next to the index, when there is one.
     let person = index.with_file_name("person.json");
-    let mut cmd = Command::new(BIN);
+    let mut cmd = command();
     cmd.env("TESTPILOT_TIME_SCALE", time_scale)
         .args([
             "pilot",
@@ -243,8 +207,9 @@ fn sigkill_at_random_moments_leaves_nothing_behind() {
     // What was there before: a feature and an add-on of the person's own.
     std::fs::create_dir_all(profile.join("addons/own@x")).unwrap();
     std::fs::write(profile.join("addons/own@x/main.js"), "mine").unwrap();
+    std::fs::create_dir_all(profile.join("addon-host")).unwrap();
     std::fs::write(
-        profile.join("addons/registry.json"),
+        profile.join("addon-host/registry.json"),
         "{\n  \"own@x\": {\n    \"owner\": \"person\"\n  }\n}",
     )
     .unwrap();

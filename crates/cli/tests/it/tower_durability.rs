@@ -2,50 +2,15 @@
 //! still has, after a restart, every report it answered 2xx. Runs the real `testpilot`
 //! binary, on SQLite and on PostgreSQL.
 
+use crate::support::{scratch, Engine, TestDb, Tower};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use testpilot_tower::store::Engine;
-use testpilot_tower::testing::TestDb;
 use testpilot_tower::Store;
 
-/// Starts `testpilot tower serve` on a free port and returns it with its URL.
-fn spawn_tower(db_url: &str, data: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_testpilot"))
-        .args([
-            "tower",
-            "serve",
-            "--db",
-            db_url,
-            "--listen",
-            "127.0.0.1:0",
-            "--report-rate",
-            "0",
-        ])
-        .arg("--data")
-        .arg(data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run testpilot");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    let url = loop {
-        let Some(Ok(line)) = lines.next() else {
-            let _ = child.kill();
-            panic!("the tower exited before listening:\n{}", seen.join("\n"));
-        };
-        if let Some(rest) = line.strip_prefix("tower listening on ") {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-        seen.push(line);
-    };
-    // Keep draining its standard error so that it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    (child, url)
+/// The tower under load: no rate limit on reports.
+fn spawn_tower(db_url: &str, data: &std::path::Path) -> Tower {
+    Tower::serve(db_url, data, &["--report-rate", "0"])
 }
 
 fn uuid() -> String {
@@ -99,8 +64,20 @@ async fn generate(url: String, acked: Arc<Mutex<Vec<(String, u64)>>>) {
 
 async fn killed_tower_keeps_acknowledged_reports(engine: Engine) {
     let db = TestDb::new(engine).await.unwrap();
-    let data = testpilot_tower::testing::temp_dir("testpilot-durability");
-    let (mut tower, url) = spawn_tower(&db.url, &data);
+    let data = scratch(&format!("durability-{engine:?}"));
+    // A tower takes reports only on flights that were ever live.
+    let store = Store::open(&db.url).await.unwrap();
+    let spec = testpilot_tower::dashboard::fixtures::flight_json("durable", "durability");
+    testpilot_tower::dashboard::fixtures::live_flight(
+        &store,
+        &spec,
+        testpilot_flight::Timestamp(1_776_902_400_000),
+    )
+    .await
+    .unwrap();
+    store.close().await;
+    let tower = spawn_tower(&db.url, &data);
+    let url = tower.url.clone();
     let acked = Arc::new(Mutex::new(Vec::new()));
     let workers: Vec<_> = (0..WORKERS)
         .map(|_| tokio::spawn(generate(url.clone(), acked.clone())))
@@ -115,15 +92,15 @@ async fn killed_tower_keeps_acknowledged_reports(engine: Engine) {
         tokio::time::sleep(Duration::from_millis(10)).await;
         waited += Duration::from_millis(10);
     }
-    tower.kill().expect("SIGKILL the tower");
-    tower.wait().unwrap();
+    tower.kill();
     for w in workers {
         w.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
 
     // Restart on the same database; everything acknowledged is there.
-    let (mut again, url2) = spawn_tower(&db.url, &data);
+    let again = spawn_tower(&db.url, &data);
+    let url2 = again.url.clone();
     let health: Value = reqwest::get(format!("{url2}/healthz"))
         .await
         .unwrap()
@@ -152,8 +129,7 @@ async fn killed_tower_keeps_acknowledged_reports(engine: Engine) {
         acked.len()
     );
     store.close().await;
-    again.kill().unwrap();
-    again.wait().unwrap();
+    again.kill();
     let _ = std::fs::remove_dir_all(&data);
     db.cleanup().await;
 }

@@ -1,31 +1,18 @@
 //! `testpilot up` as a newcomer runs it: a tower with the examples live and a local pilot
 //! that runs them; SIGTERM stops both cleanly; a second run resumes from the same data.
 
+use crate::support::{command, examples, free_port, now_ms, run, scratch, tp, until};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use testpilot_flight::index::{accept, parse_public_key, Trust};
 use testpilot_flight::Timestamp;
 
-const BIN: &str = env!("CARGO_BIN_EXE_testpilot");
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts `up` and reads its welcome text up to the last line.
 fn up(data: &Path, port: u16) -> (Child, String) {
-    let mut child = Command::new(BIN)
+    let mut child = command()
         .args([
             "up",
             "--data",
@@ -62,10 +49,7 @@ fn field<'a>(welcome: &'a str, label: &str) -> &'a str {
 }
 
 fn log_json(profile: &Path) -> Option<Value> {
-    let out = Command::new(BIN)
-        .args(["log", "--profile", profile.to_str().unwrap(), "--json"])
-        .output()
-        .ok()?;
+    let out = tp(&["log", "--profile", profile.to_str().unwrap(), "--json"]);
     out.status
         .success()
         .then(|| serde_json::from_slice(&out.stdout).ok())
@@ -73,25 +57,13 @@ fn log_json(profile: &Path) -> Option<Value> {
 }
 
 fn wait_for_flight(profile: &Path, name: &str, status: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(log) = log_json(profile) {
-            if let Some(f) = log
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|f| f["studyname"] == name && f["status"] == status)
-            {
-                return f.clone();
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} never reached {status}: {:?}",
-            log_json(profile)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    until(&format!("{name} to be {status}"), || {
+        log_json(profile)?
+            .as_array()?
+            .iter()
+            .find(|f| f["studyname"] == name && f["status"] == status)
+            .cloned()
+    })
 }
 
 fn stop(mut child: Child) {
@@ -114,8 +86,8 @@ fn stop(mut child: Child) {
 
 #[test]
 fn up_runs_tower_examples_and_pilot_and_resumes() {
-    let data = std::env::temp_dir().join(format!("tp-up-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
+    let dir = scratch("up");
+    let data = dir.join("data");
     let port = free_port();
     let (child, welcome) = up(&data, port);
     assert!(welcome.contains("LOCAL, SINGLE-USER MODE"), "{welcome}");
@@ -134,7 +106,7 @@ fn up_runs_tower_examples_and_pilot_and_resumes() {
             .await
             .unwrap()
     });
-    let now = Timestamp(chrono::Utc::now().timestamp_millis());
+    let now = Timestamp(now_ms());
     let index = accept(&body, &Trust::Pinned(&key), None, now).unwrap();
     assert!(index.flights.len() >= 6);
 
@@ -144,7 +116,7 @@ fn up_runs_tower_examples_and_pilot_and_resumes() {
     assert_eq!(tour["cleanedUp"], false);
 
     // A second `up` on the same data refuses at once instead of starting a second tower.
-    let second = Command::new(BIN)
+    let second = run(command()
         .args([
             "up",
             "--data",
@@ -152,9 +124,7 @@ fn up_runs_tower_examples_and_pilot_and_resumes() {
             "--listen",
             &format!("127.0.0.1:{}", free_port()),
         ])
-        .args(["--examples", examples().to_str().unwrap()])
-        .output()
-        .unwrap();
+        .args(["--examples", examples().to_str().unwrap()]));
     assert_eq!(second.status.code(), Some(2));
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains("already running"), "{err}");
@@ -167,5 +137,5 @@ fn up_runs_tower_examples_and_pilot_and_resumes() {
     assert_eq!(field(&welcome, "token"), token);
     wait_for_flight(&profile, "welcome-tour-1", "running");
     stop(child);
-    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_dir_all(&dir);
 }

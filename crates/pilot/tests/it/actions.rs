@@ -73,7 +73,7 @@ fn addon_zip_install_and_undo() {
             "go()"
         );
         let reg: Value = serde_json::from_str(
-            &std::fs::read_to_string(rig.profile.join("addons/registry.json")).unwrap(),
+            &std::fs::read_to_string(rig.profile.join("addon-host/registry.json")).unwrap(),
         )
         .unwrap();
         assert!(reg["helper@x"]["owner"].as_str().unwrap().starts_with("f."));

@@ -83,7 +83,7 @@ pub fn serve(handler: Arc<Handler>) -> (String, Arc<Mutex<Vec<Seen>>>) {
     (format!("http://{addr}"), seen)
 }
 
-fn http_pilot(rig: &Rig) -> Pilot {
+pub fn http_pilot(rig: &Rig) -> Pilot {
     let host = ReferenceHost::new(&rig.profile, Faults::default());
     let config = PilotConfig {
         profile: rig.profile.clone(),

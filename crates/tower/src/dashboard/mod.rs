@@ -3,9 +3,10 @@
 //! charts, one vendored stylesheet and one small polling script, all served from memory.
 //!
 //! Invariants:
-//! - The dashboard reads and acts only through [`crate::store::Store`] — the same functions
-//!   as the HTTP API, so the lifecycle rules (roles, two-person approval, states) hold here
-//!   exactly as there. It holds no state of its own.
+//! - The dashboard acts only through [`crate::actions`] and reads through
+//!   [`crate::store::Store`] — the same functions as the HTTP API, so the lifecycle rules
+//!   (roles, two-person approval, states), the audit log, the metrics and the index refresh
+//!   hold here exactly as there. It holds no state of its own.
 //! - Sign-in keeps the API token in an `HttpOnly`, `SameSite=Strict` cookie scoped to `/ui`.
 //!   Every state-changing request is a POST that must come from this origin
 //!   (`Sec-Fetch-Site`/`Origin`) and carry a CSRF field derived from the token.
@@ -15,14 +16,16 @@
 //! - Nothing is loaded from another origin.
 
 mod charts;
+#[cfg(any(test, feature = "testing"))]
 pub mod fixtures;
 mod pages;
 mod readable;
 mod snapshots;
 
+use crate::actions;
 use crate::api::AppState;
 use crate::error::Error;
-use crate::lifecycle::{role_may, Action, Actor, FlightState, RevisionState};
+use crate::lifecycle::{permit, role_may, Action, Actor, FlightState, RevisionState};
 use crate::store::FlightDetail;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Query, State};
@@ -307,26 +310,22 @@ fn checked_form(session: &Session, headers: &HeaderMap, body: &[u8]) -> Result<F
     Ok(form)
 }
 
+/// Refuses (403) a session whose role may not do `action`; checked before the form is read.
 fn require(session: &Session, action: Action, back: &str) -> Result<(), PageError> {
-    if session.may(action) {
-        return Ok(());
-    }
-    Err(PageError::new(
-        StatusCode::FORBIDDEN,
-        format!(
-            "`{}` is signed in with role {}, which may not {}",
-            session.actor.name,
-            session.actor.role,
-            action.as_str()
-        ),
-    )
-    .back(back))
+    permit(&session.actor, action).map_err(|r| PageError::from(Error::from(r)).back(back))
 }
 
-/// A safe place to go after signing in: a dashboard path, never another site.
+/// A safe place to go after signing in: a dashboard path of visible ASCII (it goes into a
+/// `Location` header, where CR/LF or other bytes would break the answer), never another site.
 fn safe_next(next: Option<&String>) -> String {
     match next {
-        Some(n) if n.starts_with("/ui/") && !n.starts_with("//") && !n.contains('\\') => n.clone(),
+        Some(n)
+            if n.starts_with("/ui/")
+                && !n.contains('\\')
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            n.clone()
+        }
         _ => "/ui/".into(),
     }
 }
@@ -626,8 +625,8 @@ async fn push(
     headers: HeaderMap,
     body: Bytes,
 ) -> PageResult {
-    let form = checked_form(&session, &headers, &body)?;
     require(&session, Action::Push, "/ui/")?;
+    let form = checked_form(&session, &headers, &body)?;
     let text = form.get("spec").cloned().unwrap_or_default();
     let problems: Vec<(String, String)> = match serde_json::from_str(&text) {
         Err(e) => vec![(
@@ -644,7 +643,7 @@ async fn push(
                 .map(|x| (x.path.to_string(), x.message.clone()))
                 .collect(),
             Ok(flight) => {
-                let out = s.store.push(&session.actor, &flight, s.clock.now()).await?;
+                let out = actions::push(&s, &session.actor, &flight).await?;
                 return Ok(see_other(&format!("/ui/flights/{}", out.studyname)));
             }
         },
@@ -667,11 +666,10 @@ async fn submit(
     body: Bytes,
 ) -> PageResult {
     let back = format!("/ui/flights/{name}");
-    let form = checked_form(&session, &headers, &body)?;
     require(&session, Action::Review, &back)?;
+    let form = checked_form(&session, &headers, &body)?;
     let version = version_field(&form, &name)?;
-    s.store
-        .review(&session.actor, &name, version, s.clock.now())
+    actions::review(&s, &session.actor, &name, version)
         .await
         .map_err(|e| PageError::from(e).back(&back))?;
     Ok(see_other(&back))
@@ -685,20 +683,12 @@ async fn approve(
     body: Bytes,
 ) -> PageResult {
     let back = format!("/ui/flights/{name}");
-    let form = checked_form(&session, &headers, &body)?;
     require(&session, Action::Approve, &back)?;
+    let form = checked_form(&session, &headers, &body)?;
     let version = version_field(&form, &name)?;
-    s.store
-        .approve(
-            &session.actor,
-            &name,
-            version,
-            s.config.single_user,
-            s.clock.now(),
-        )
+    actions::approve(&s, &session.actor, &name, version)
         .await
         .map_err(|e| PageError::from(e).back(format!("{back}/review")))?;
-    s.refresh_index().await?;
     Ok(see_other(&back))
 }
 
@@ -710,19 +700,11 @@ async fn send_back(
     body: Bytes,
 ) -> PageResult {
     let back = format!("/ui/flights/{name}");
+    require(&session, Action::SendBack, &back)?;
     let form = checked_form(&session, &headers, &body)?;
-    require(&session, Action::Approve, &back)?;
     let version = version_field(&form, &name)?;
-    let comment = form.get("comment").map(|c| c.trim()).unwrap_or("");
-    if comment.is_empty() {
-        return Err(PageError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "say why you send it back: the comment is what the author reads",
-        )
-        .back(format!("{back}/review")));
-    }
-    s.store
-        .send_back(&session.actor, &name, version, comment, s.clock.now())
+    let comment = form.get("comment").map(String::as_str).unwrap_or("");
+    actions::send_back(&s, &session.actor, &name, version, comment)
         .await
         .map_err(|e| PageError::from(e).back(format!("{back}/review")))?;
     Ok(see_other(&back))
@@ -801,8 +783,8 @@ async fn finish(
     how: Ending,
 ) -> PageResult {
     let back = format!("/ui/flights/{name}");
-    let form = checked_form(session, headers, body)?;
     require(session, how.action(), &back)?;
+    let form = checked_form(session, headers, body)?;
     let d = detail(s, name).await?;
     if form.get("confirm").map(|c| c.trim()) != Some(name) {
         let affected = affected(s, name).await?;
@@ -817,19 +799,12 @@ async fn finish(
             ),
         ));
     }
-    let reason = form
-        .get("reason")
-        .map(|r| r.trim())
-        .filter(|r| !r.is_empty());
-    let now = s.clock.now();
-    let done = match how {
-        Ending::Kill => s.store.kill(&session.actor, name, reason, now).await,
-        Ending::End => s.store.end(&session.actor, name, reason, now).await,
+    let reason = form.get("reason").map(String::as_str);
+    match how {
+        Ending::Kill => actions::kill(s, &session.actor, name, reason).await,
+        Ending::End => actions::end(s, &session.actor, name, reason).await,
     }
     .map_err(|e| PageError::from(e).back(&back))?;
-    if done.serial.is_some() {
-        s.refresh_index().await?;
-    }
     Ok(see_other(&back))
 }
 

@@ -3,7 +3,7 @@
 use super::charts::{self, n, status_label, Day, STATUSES};
 use super::readable;
 use super::{Ending, ListQuery, Session, POLL_MS};
-use crate::lifecycle::{Action, FlightState, RevisionState};
+use crate::lifecycle::{two_person, Action, FlightState, RevisionState};
 use crate::store::{AuditEntry, ErrorReport, FlightDetail, FlightSummary, Progress, Revision};
 use axum::http::StatusCode;
 use maud::{html, Markup, DOCTYPE};
@@ -675,17 +675,23 @@ pub fn review(
                     (diff(live.map(|l| &l.spec), Some(&r.spec)))
                     h2 { "Decision" }
                     @if s.may(Action::Approve) {
-                        @let own = r.created_by == s.actor.name;
+                        @let own = two_person(
+                            &s.actor.name,
+                            d.revisions.iter().map(|x| (x.version, x.created_by.as_str())),
+                            f.live_version,
+                            s.single_user,
+                        );
+                        @let own = !matches!(own, Ok(false));
                         div.decide {
                             form method="post" action={(base) "/approve"} {
                                 (csrf(s))
                                 input type="hidden" name="version" value=(r.version);
                                 @if own && !s.single_user {
                                     button.primary #approve type="submit" disabled { "Approve v" (r.version) }
-                                    p.muted #own-revision { "You pushed this revision, so someone else must approve it." }
+                                    p.muted #own-revision { "You pushed a revision of this flight since it was last live, so someone else must approve it." }
                                 } @else {
                                     button.primary #approve type="submit" { "Approve v" (r.version) " and make it live" }
-                                    @if own { p.warn { "Single-user mode: you are approving your own revision; the audit log will say so." } }
+                                    @if own { p.warn { "Single-user mode: you are approving a revision you pushed; the audit log will say so." } }
                                 }
                             }
                             form method="post" action={(base) "/sendback"} {

@@ -3,7 +3,7 @@
 use super::{parse_json, rfc3339, Engine, Store, NOTIFY_CHANNEL};
 use crate::diff::{diff, Change};
 use crate::error::{Error, Result};
-use crate::lifecycle::{after, Action, Actor, FlightState, RevisionState};
+use crate::lifecycle::{decide, permit, two_person, Action, Actor, FlightState, RevisionState};
 use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::any::AnyRow;
@@ -117,7 +117,6 @@ struct FlightRow {
     latest: u64,
     live: Option<u64>,
     latest_state: RevisionState,
-    latest_by: String,
     latest_spec: String,
 }
 
@@ -138,7 +137,7 @@ impl Store {
         name: &str,
     ) -> Result<Option<FlightRow>> {
         let row = sqlx::query(
-            "SELECT f.state, f.latest_version, f.live_version, r.state, r.created_by, r.spec FROM flights f \
+            "SELECT f.state, f.latest_version, f.live_version, r.state, r.spec FROM flights f \
              JOIN revisions r ON r.studyname = f.studyname AND r.version = f.latest_version WHERE f.studyname = $1",
         )
         .bind(name)
@@ -153,8 +152,7 @@ impl Store {
             live: row.try_get::<Option<i64>, _>(2)?.map(|v| v as u64),
             latest_state: RevisionState::parse(&latest_state)
                 .ok_or_else(|| bad_state(&latest_state))?,
-            latest_by: row.try_get(4)?,
-            latest_spec: row.try_get(5)?,
+            latest_spec: row.try_get(4)?,
         }))
     }
 
@@ -204,6 +202,7 @@ impl Store {
     /// says `unchanged`. Refused for killed and ended flights. A draft or review revision that
     /// a push replaces becomes `superseded`.
     pub async fn push(&self, actor: &Actor, flight: &Flight, now: Timestamp) -> Result<Outcome> {
+        permit(actor, Action::Push)?;
         let name = flight.studyname.as_str();
         let body = without_version(flight.to_json());
         let mut tx = self.write.begin().await?;
@@ -226,8 +225,7 @@ impl Store {
                 (1, FlightState::Draft, Vec::new(), None)
             }
             Some(cur) => {
-                let state =
-                    after(Action::Push, cur.state, cur.latest_state).map_err(Error::Conflict)?;
+                let state = decide(actor, Action::Push, cur.state, cur.latest_state)?;
                 let old = without_version(parse_json(&cur.latest_spec)?);
                 if old == body {
                     return Ok(Outcome {
@@ -341,7 +339,7 @@ impl Store {
         let mut tx = self.write.begin().await?;
         let cur = self.load(&mut tx, name).await?;
         Self::check_version(&cur, version)?;
-        let state = after(Action::Review, cur.state, cur.latest_state).map_err(Error::Conflict)?;
+        let state = decide(actor, Action::Review, cur.state, cur.latest_state)?;
         self.set_revision(
             &mut tx,
             name,
@@ -368,8 +366,9 @@ impl Store {
     }
 
     /// Approves the revision under review, which goes live (the previously live revision
-    /// retires) and into the index. The approver must not be the revision's author unless
-    /// `single_user` is set, in which case the audit log and the answer say so.
+    /// retires) and into the index. The approver must not have pushed any revision since the
+    /// flight was last live ([`two_person`]) unless `single_user` is set, in which case the
+    /// audit log and the answer say so.
     pub async fn approve(
         &self,
         actor: &Actor,
@@ -381,14 +380,20 @@ impl Store {
         let mut tx = self.write.begin().await?;
         let cur = self.load(&mut tx, name).await?;
         Self::check_version(&cur, version)?;
-        let state = after(Action::Approve, cur.state, cur.latest_state).map_err(Error::Conflict)?;
-        let own = cur.latest_by == actor.name;
-        if own && !single_user {
-            return Err(Error::Forbidden(format!(
-                "`{}` pushed revision {} of `{name}`, so `{}` cannot approve it: approval needs someone else",
-                cur.latest_by, cur.latest, actor.name
-            )));
-        }
+        let state = decide(actor, Action::Approve, cur.state, cur.latest_state)?;
+        let pushed = sqlx::query("SELECT version, created_by FROM revisions WHERE studyname = $1")
+            .bind(name)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get::<i64, _>(0)? as u64, r.try_get::<String, _>(1)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let own = two_person(
+            &actor.name,
+            pushed.iter().map(|(v, by)| (*v, by.as_str())),
+            cur.live,
+            single_user,
+        )?;
         if let Some(live) = cur.live {
             self.set_revision(
                 &mut tx,
@@ -450,7 +455,7 @@ impl Store {
     ) -> Result<Outcome> {
         let mut tx = self.write.begin().await?;
         let cur = self.load(&mut tx, name).await?;
-        let state = after(Action::Kill, cur.state, cur.latest_state).map_err(Error::Conflict)?;
+        let state = decide(actor, Action::Kill, cur.state, cur.latest_state)?;
         self.set_flight(&mut tx, name, &cur, state, cur.live, now)
             .await?;
         // A killed flight is final: a pending draft or review revision will never go live.
@@ -495,7 +500,7 @@ impl Store {
     ) -> Result<Outcome> {
         let mut tx = self.write.begin().await?;
         let cur = self.load(&mut tx, name).await?;
-        let state = after(Action::End, cur.state, cur.latest_state).map_err(Error::Conflict)?;
+        let state = decide(actor, Action::End, cur.state, cur.latest_state)?;
         self.set_flight(&mut tx, name, &cur, state, cur.live, now)
             .await?;
         sqlx::query("UPDATE revisions SET state = 'superseded' WHERE studyname = $1 AND state IN ('draft', 'review')")
@@ -688,6 +693,15 @@ impl Store {
         Ok(out)
     }
 
+    /// The names of every flight that was ever live: those with a live revision (which
+    /// stays set after kill and end). Reports are taken only for these.
+    pub async fn ever_live(&self) -> Result<std::collections::HashSet<String>> {
+        let rows = sqlx::query("SELECT studyname FROM flights WHERE live_version IS NOT NULL")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
     /// Records an action that is not about one flight (e.g. a token created).
     pub async fn record(
         &self,
@@ -761,8 +775,8 @@ pub struct Glance {
     pub live_since: Option<Timestamp>,
 }
 
-// Added for the dashboard (`crate::dashboard`): reads over every flight in one query each,
-// and the approver's "send back" action.
+// Reads over every flight in one query each (for the dashboard), and the approver's "send
+// back" action.
 impl Store {
     /// Per flight: clients by status and when its live revision went live. Two grouped
     /// queries for all flights, so that a list of hundreds of flights stays one round trip.
@@ -826,22 +840,7 @@ impl Store {
         let mut tx = self.write.begin().await?;
         let cur = self.load(&mut tx, name).await?;
         Self::check_version(&cur, version)?;
-        if cur.state.is_final() {
-            return Err(Error::Conflict(format!(
-                "the flight is {}",
-                cur.state.as_str()
-            )));
-        }
-        if cur.latest_state != RevisionState::Review {
-            return Err(Error::Conflict(
-                "there is no revision under review to send back".into(),
-            ));
-        }
-        let state = if cur.state == FlightState::Live {
-            FlightState::Live
-        } else {
-            FlightState::Draft
-        };
+        let state = decide(actor, Action::SendBack, cur.state, cur.latest_state)?;
         self.set_revision(
             &mut tx,
             name,

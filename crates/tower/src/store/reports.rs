@@ -9,7 +9,7 @@ use crate::error::Result;
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::{Any, Row, Transaction};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use testpilot_flight::report::{Report, ReportBatch};
 use testpilot_flight::Timestamp;
 
@@ -39,11 +39,13 @@ pub struct Progress {
     pub reports: u64,
     /// Status → clients whose latest report has that status.
     pub by_status: BTreeMap<String, u64>,
-    /// Step → clients whose latest report is at that step.
+    /// Step → clients whose latest report is at that step (JSON object keys are strings).
+    #[schema(value_type = BTreeMap<String, u64>)]
     pub by_step: BTreeMap<u64, u64>,
     /// Arm → clients whose latest report is in that arm (clients without an arm are not here).
     pub by_arm: BTreeMap<String, u64>,
     /// Version → clients whose latest report is on that version.
+    #[schema(value_type = BTreeMap<String, u64>)]
     pub by_version: BTreeMap<u64, u64>,
     /// Clients by version, arm, status and step together, for any other cut.
     pub breakdown: Vec<ProgressRow>,
@@ -86,7 +88,8 @@ pub struct ErrorReport {
     #[serde(serialize_with = "rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
-    #[schema(value_type = Object)]
+    /// Whatever JSON the pilot sent.
+    #[schema(value_type = Value)]
     pub detail: Value,
 }
 
@@ -110,9 +113,24 @@ fn day_of(at: Timestamp) -> i64 {
     at.0.div_euclid(DAY_MS)
 }
 
+/// The reports of a batch that are new to it: the first of each `seq` (a batch that
+/// repeats a `seq` stores it once, as a resend would).
+fn first_of_each_seq(batch: &ReportBatch) -> Vec<&Report> {
+    let mut seen = std::collections::HashSet::with_capacity(batch.reports.len());
+    batch
+        .reports
+        .iter()
+        .filter(|r| seen.insert(r.seq))
+        .collect()
+}
+
 impl Store {
     /// Stores several batches in one transaction (group commit) and returns, per batch, how
     /// many reports were new. When this returns `Ok`, every report is durable.
+    ///
+    /// Only reports stored now move progress: a resent `(client, seq)` — in an earlier
+    /// request, an earlier batch of this group, or earlier in the same batch — is counted as
+    /// a duplicate and changes nothing, whatever it says.
     pub async fn insert_reports(
         &self,
         batches: &[&ReportBatch],
@@ -120,22 +138,24 @@ impl Store {
     ) -> Result<Vec<Ingested>> {
         let mut tx = self.write.begin().await?;
         let mut out = Vec::with_capacity(batches.len());
+        // Each client's latest newly stored report per flight; the WHERE below keeps a late
+        // older report from moving a client backwards. Sorted, so that concurrent writers on
+        // PostgreSQL lock rows in one order and cannot deadlock.
+        let mut latest: BTreeMap<(&str, &str), &Report> = BTreeMap::new();
         for batch in batches {
-            let accepted = match self.engine {
-                Engine::Sqlite => Self::insert_sqlite(&mut tx, batch, now).await?,
-                Engine::Postgres => Self::insert_values(&mut tx, batch, now).await?,
+            let fresh = first_of_each_seq(batch);
+            let stored = match self.engine {
+                Engine::Sqlite => Self::insert_sqlite(&mut tx, &batch.client, &fresh, now).await?,
+                Engine::Postgres => {
+                    Self::insert_values(&mut tx, &batch.client, &fresh, now).await?
+                }
             };
+            let accepted = stored.len() as u64;
             out.push(Ingested {
                 accepted,
                 duplicates: batch.reports.len() as u64 - accepted,
             });
-        }
-        // Each client's latest report per flight; the WHERE keeps a late or resent older
-        // report from moving a client backwards. Sorted, so that concurrent writers on
-        // PostgreSQL lock rows in one order and cannot deadlock.
-        let mut latest: BTreeMap<(&str, &str), &Report> = BTreeMap::new();
-        for batch in batches {
-            for r in &batch.reports {
+            for r in fresh.into_iter().filter(|r| stored.contains(&r.seq)) {
                 let e = latest
                     .entry((r.flight.as_str(), batch.client.as_str()))
                     .or_insert(r);
@@ -171,20 +191,21 @@ impl Store {
         Ok(out)
     }
 
-    /// SQLite: the whole batch as one JSON text, unpacked by `json_each` inside SQLite —
-    /// one bound parameter instead of eleven per report, several times faster.
+    /// SQLite: the reports as one JSON text, unpacked by `json_each` inside SQLite — one
+    /// bound parameter instead of eleven per report, several times faster. Returns the
+    /// `seq`s stored now (not those already there).
     async fn insert_sqlite(
         tx: &mut Transaction<'static, Any>,
-        batch: &ReportBatch,
+        client: &str,
+        reports: &[&Report],
         now: Timestamp,
-    ) -> Result<u64> {
+    ) -> Result<HashSet<u64>> {
         // Tuples serialize as JSON arrays: `[client, seq, flight, ...]`.
-        let rows: Vec<_> = batch
-            .reports
+        let rows: Vec<_> = reports
             .iter()
             .map(|r| {
                 (
-                    &batch.client,
+                    client,
                     r.seq as i64,
                     &r.flight,
                     r.version as i64,
@@ -200,35 +221,39 @@ impl Store {
             .collect();
         let rows = serde_json::to_string(&rows)
             .map_err(|e| crate::Error::Internal(format!("encoding reports: {e}")))?;
-        let done = sqlx::query(
+        let stored = sqlx::query(
             "INSERT INTO reports (client, seq, flight, version, arm, status, step, at, day, detail, received_at) \
              SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
              value ->> 7, value ->> 8, value ->> 9, value ->> 10 FROM json_each($1) WHERE true \
-             ON CONFLICT (client, seq) DO NOTHING",
+             ON CONFLICT (client, seq) DO NOTHING RETURNING seq",
         )
         .bind(rows)
-        .execute(&mut **tx)
+        .fetch_all(&mut **tx)
         .await?;
-        Ok(done.rows_affected())
+        stored
+            .iter()
+            .map(|r| Ok(r.try_get::<i64, _>(0)? as u64))
+            .collect()
     }
 
-    /// PostgreSQL: multi-row `INSERT ... VALUES`.
+    /// PostgreSQL: multi-row `INSERT ... VALUES`. Returns the `seq`s stored now.
     async fn insert_values(
         tx: &mut Transaction<'static, Any>,
-        batch: &ReportBatch,
+        client: &str,
+        reports: &[&Report],
         now: Timestamp,
-    ) -> Result<u64> {
-        let mut accepted = 0;
-        for chunk in batch.reports.chunks(CHUNK) {
+    ) -> Result<HashSet<u64>> {
+        let mut stored = HashSet::with_capacity(reports.len());
+        for chunk in reports.chunks(CHUNK) {
             let sql = format!(
                 "INSERT INTO reports (client, seq, flight, version, arm, status, step, at, day, detail, received_at) VALUES {} \
-                 ON CONFLICT (client, seq) DO NOTHING",
+                 ON CONFLICT (client, seq) DO NOTHING RETURNING seq",
                 placeholders(chunk.len(), 11)
             );
             let mut q = sqlx::query(&sql).persistent(chunk.len() == CHUNK);
             for r in chunk {
                 q = q
-                    .bind(&batch.client)
+                    .bind(client)
                     .bind(r.seq as i64)
                     .bind(&r.flight)
                     .bind(r.version as i64)
@@ -240,9 +265,11 @@ impl Store {
                     .bind(r.detail.as_ref().map(Value::to_string))
                     .bind(now.0);
             }
-            accepted += q.execute(&mut **tx).await?.rows_affected();
+            for r in q.fetch_all(&mut **tx).await? {
+                stored.insert(r.try_get::<i64, _>(0)? as u64);
+            }
         }
-        Ok(accepted)
+        Ok(stored)
     }
 
     /// Reports stored in all, over every flight (for metrics and tests).
@@ -310,7 +337,7 @@ impl Store {
         let mut days: BTreeMap<i64, DailyPoint> = BTreeMap::new();
         for r in per_day {
             let day: i64 = r.try_get(0)?;
-            let label = Timestamp(day * DAY_MS).to_rfc3339();
+            let label = Timestamp(day.saturating_mul(DAY_MS)).to_rfc3339();
             days.insert(
                 day,
                 DailyPoint {

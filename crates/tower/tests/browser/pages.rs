@@ -638,3 +638,62 @@ async fn progress_is_retaken_when_a_report_arrives() {
     assert_eq!(enrolled(&p), "3");
     t.cleanup().await;
 }
+
+/// Issue 8, item 11 through the dashboard: alice pushes v1, carol changes one character as
+/// v2, and alice — with an approver token under another case of her name — may not approve
+/// v2. The dashboard's approval goes through the same service as the API, so it is counted
+/// in the metrics too (it used to skip them).
+async fn two_person_rule_in_the_dashboard(engine: Engine) {
+    let t = Tower::new(engine).await;
+    let carol = t.token(testpilot_tower::Role::Author, "carol").await;
+    let alice = t.token(testpilot_tower::Role::Approver, "Alice").await;
+    let v1 = flight("pair", "says hello").to_string();
+    let v2 = flight("pair", "says hellO").to_string();
+    let p = t
+        .post("/ui/push", &t.author, "/ui/push", &[("spec", &v1)])
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    t.post("/ui/push", &carol, "/ui/push", &[("spec", &v2)])
+        .await;
+    let from = "/ui/flights/pair";
+    let p = t
+        .post("/ui/flights/pair/submit", &carol, from, &[("version", "2")])
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    let review = t.get("/ui/flights/pair/review", Some(&alice)).await;
+    assert!(
+        review.body.contains("id=\"own-revision\""),
+        "the page says alice cannot approve"
+    );
+    let p = t
+        .post(
+            "/ui/flights/pair/approve",
+            &alice,
+            from,
+            &[("version", "2")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN, "{}", p.body);
+    assert!(p.body.contains("approval needs someone else"), "{}", p.body);
+    let counted = || {
+        t.state
+            .metrics
+            .management_actions
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = counted();
+    let p = t
+        .post(
+            "/ui/flights/pair/approve",
+            &t.approver,
+            from,
+            &[("version", "2")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_eq!(counted(), before + 1, "the dashboard's approval is counted");
+    let s = t.store().flight_summary("pair").await.unwrap().unwrap();
+    assert_eq!(s.live_version, Some(2));
+    t.cleanup().await;
+}
+both!(two_person_rule_in_the_dashboard);

@@ -403,6 +403,7 @@ async fn an_invalid_flight_is_refused_with_paths(engine: Engine) {
         .send(
             axum::http::Request::post("/api/v1/flights")
                 .header("authorization", format!("Bearer {}", t.author))
+                .header("content-type", "application/json")
                 .body(axum::body::Body::from("{\"studyname\": "))
                 .unwrap(),
         )

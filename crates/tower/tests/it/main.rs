@@ -3,7 +3,11 @@
 
 mod support;
 
+mod actions;
+mod connections;
+mod hardening;
 mod index;
 mod lifecycle;
+mod openapi;
 mod replicas;
 mod reports;

@@ -98,6 +98,7 @@ async fn malformed_reports_are_refused_with_paths(engine: Engine) {
     let not_json = t
         .send(
             Request::post("/api/v1/reports")
+                .header("content-type", "application/json")
                 .body(Body::from("{\"client\""))
                 .unwrap(),
         )
@@ -180,10 +181,12 @@ async fn reports_are_rate_limited_per_address() {
         ..ApiConfig::default()
     };
     let t = Tower::with(Engine::Sqlite, config).await;
+    t.make_live(flight("x")).await;
     let from = |ip: &str, seq: u64| {
         let addr: SocketAddr = format!("{ip}:5000").parse().unwrap();
         let body = json!({"client": C1, "reports": [report(seq, "x", None, "running", 0, T0)]});
         Request::post("/api/v1/reports")
+            .header("content-type", "application/json")
             .extension(ConnectInfo(addr))
             .body(Body::from(body.to_string()))
             .unwrap()
@@ -205,5 +208,225 @@ async fn reports_are_rate_limited_per_address() {
         StatusCode::OK,
         "the budget refills with time"
     );
+    t.finish().await;
+}
+
+fn progress_of(p: &Value) -> (u64, Value, Value) {
+    (
+        p["clients"].as_u64().unwrap(),
+        p["byStatus"].clone(),
+        p["byStep"].clone(),
+    )
+}
+
+// Issue 8, item 6: `client_state` was built from every report of a batch, duplicates
+// included, so resending a stored `(client, seq)` with other content moved progress — and
+// 40,000 such duplicates naming another flight made 50 clients appear on it.
+both!(duplicates_never_move_progress);
+async fn duplicates_never_move_progress(engine: Engine) {
+    let t = Tower::new(engine).await;
+    t.make_live(flight_with_arms("real")).await;
+    t.make_live(flight_with_arms("other")).await;
+    let r = send(
+        &t,
+        json!({"client": C1, "reports": [report(1, "real", Some("control"), "running", 0, T0)]}),
+    )
+    .await;
+    assert_eq!(r.json, json!({"accepted": 1, "duplicates": 0}));
+    // The same (client, seq) again, saying something else, on this flight and another.
+    let r = send(
+        &t,
+        json!({"client": C1, "reports": [
+            report(1, "real", Some("control"), "completed", 1, T0 + 5),
+            report(1, "other", Some("control"), "completed", 1, T0 + 5),
+        ]}),
+    )
+    .await;
+    assert_eq!(
+        r.json,
+        json!({"accepted": 0, "duplicates": 2}),
+        "{}",
+        r.json
+    );
+    // Duplicates within one batch: the first of each seq is the report; the rest are
+    // resends and change nothing.
+    let r = send(
+        &t,
+        json!({"client": C2, "reports": [
+            report(7, "real", Some("treatment"), "running", 0, T0),
+            report(7, "real", Some("treatment"), "failed", 1, T0 + 1),
+            report(7, "other", Some("treatment"), "failed", 1, T0 + 1),
+        ]}),
+    )
+    .await;
+    assert_eq!(
+        r.json,
+        json!({"accepted": 1, "duplicates": 2}),
+        "{}",
+        r.json
+    );
+    let real = t.get("/api/v1/flights/real/progress", &t.author).await.json;
+    assert_eq!(
+        progress_of(&real),
+        (2, json!({"running": 2}), json!({"0": 2})),
+        "{real}"
+    );
+    assert_eq!(real["reports"], 2);
+    let other = t
+        .get("/api/v1/flights/other/progress", &t.author)
+        .await
+        .json;
+    assert_eq!(
+        other["clients"], 0,
+        "no client appears through duplicates: {other}"
+    );
+
+    // Duplicates across batches committed together (one group commit): the first batch's
+    // report counts, the second batch's copy does not.
+    use testpilot_flight::report::ReportBatch;
+    let batch = |status: &str, step: u64| {
+        ReportBatch::from_json(
+            &json!({"client": C3, "reports": [report(3, "real", None, status, step, T0)]}),
+            10,
+        )
+        .unwrap()
+    };
+    let (a, b) = (batch("running", 0), batch("completed", 1));
+    let got = t
+        .state
+        .store
+        .insert_reports(&[&a, &b], t.clock_now())
+        .await
+        .unwrap();
+    assert_eq!(
+        got.iter()
+            .map(|g| (g.accepted, g.duplicates))
+            .collect::<Vec<_>>(),
+        [(1, 0), (0, 1)]
+    );
+    let real = t.get("/api/v1/flights/real/progress", &t.author).await.json;
+    assert_eq!(
+        progress_of(&real),
+        (3, json!({"running": 3}), json!({"0": 3})),
+        "{real}"
+    );
+    t.finish().await;
+}
+
+// Issue 8, item 6: reports on any name were taken, so anyone could fake progress for a
+// flight that never went live (or does not exist).
+both!(reports_on_flights_never_live_are_refused);
+async fn reports_on_flights_never_live_are_refused(engine: Engine) {
+    let t = Tower::new(engine).await;
+    t.make_live(flight("live")).await;
+    t.post("/api/v1/flights", &t.author, flight("drafted"))
+        .await;
+    let r = send(
+        &t,
+        json!({"client": C1, "reports": [
+            report(1, "live", None, "running", 0, T0),
+            report(2, "made-up", None, "running", 0, T0),
+            report(3, "drafted", None, "running", 0, T0),
+            report(4, "made-up", None, "completed", 1, T0),
+        ]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.json);
+    let error = r.json["error"].as_str().unwrap();
+    assert!(
+        error.contains("`drafted`, `made-up`") && error.contains("never live"),
+        "{error}"
+    );
+    let paths: Vec<&str> = r.json["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "reports[1].flight",
+            "reports[2].flight",
+            "reports[3].flight"
+        ]
+    );
+    assert_eq!(
+        t.state.store.report_count().await.unwrap(),
+        0,
+        "a batch is taken whole or not at all: the good report is not stored either"
+    );
+    let m = t.call(Method::GET, "/metrics", None, None).await;
+    assert!(String::from_utf8(m.bytes)
+        .unwrap()
+        .contains("testpilot_report_batches_total{result=\"rejected\"} 1"));
+
+    // A flight that goes live behind this tower's back (another tower on the database) is
+    // taken once this tower's index has moved — and not before: the check is from memory.
+    let bob = testpilot_tower::Actor::new("bob", testpilot_tower::Role::Approver);
+    let alice = testpilot_tower::Actor::new("alice", testpilot_tower::Role::Author);
+    let now = t.clock_now();
+    t.state
+        .store
+        .review(&alice, "drafted", None, now)
+        .await
+        .unwrap();
+    t.state
+        .store
+        .approve(&bob, "drafted", None, false, now)
+        .await
+        .unwrap();
+    let on_drafted =
+        json!({"client": C1, "reports": [report(3, "drafted", None, "running", 0, T0)]});
+    let r = send(&t, on_drafted.clone()).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.json);
+    t.state.refresh_index().await.unwrap();
+    let r = send(&t, on_drafted).await;
+    assert_eq!(
+        r.json,
+        json!({"accepted": 1, "duplicates": 0}),
+        "{}",
+        r.json
+    );
+
+    // Killed and ended flights were live: their pilots' last reports are taken.
+    t.post("/api/v1/flights/live/kill", &t.approver, json!({}))
+        .await;
+    t.post("/api/v1/flights/drafted/end", &t.approver, json!({}))
+        .await;
+    let r = send(
+        &t,
+        json!({"client": C2, "reports": [
+            report(1, "live", None, "killed", 0, T0),
+            report(2, "drafted", None, "withdrawn", 0, T0),
+        ]}),
+    )
+    .await;
+    assert_eq!(
+        r.json,
+        json!({"accepted": 2, "duplicates": 0}),
+        "{}",
+        r.json
+    );
+    t.finish().await;
+}
+
+both!(an_index_expired_ending_is_accepted_and_counted);
+/// A pilot whose index expired ends its flights `indexexpired` (docs/reports.md): the tower
+/// takes that status and counts it like any other ending.
+async fn an_index_expired_ending_is_accepted_and_counted(engine: Engine) {
+    let t = Tower::new(engine).await;
+    t.make_live(flight("cut-off")).await;
+    let r = send(
+        &t,
+        json!({"client": C1, "reports": [
+            report(1, "cut-off", None, "running", 0, T0),
+            report(2, "cut-off", None, "indexexpired", 1, T0 + DAY),
+        ]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let p = t.get("/api/v1/flights/cut-off/progress", &t.author).await;
+    assert_eq!(p.json["byStatus"], json!({"indexexpired": 1}), "{}", p.json);
     t.finish().await;
 }
