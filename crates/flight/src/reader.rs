@@ -242,3 +242,8 @@ impl Reader {
         None
     }
 }
+
+/// A value as a message echoes it: [`quote_value`] (kept under this name for its callers).
+pub(crate) fn short(v: &Value) -> String {
+    quote_value(v)
+}
