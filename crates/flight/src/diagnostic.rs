@@ -1,7 +1,55 @@
 //! Problems found in author input, each with the JSON path where it is.
 
 use serde::Serialize;
+use serde_json::Value;
+use std::borrow::Cow;
 use std::fmt;
+
+/// The longest part of a value a message echoes, in characters.
+const ECHO_CHARS: usize = 40;
+
+/// How a message shows a string the author (or a client) wrote: as a JSON string, cut after
+/// 40 characters, so quotes, newlines and terminal escape codes appear escaped and a problem
+/// stays one line. Every diagnostic that echoes input goes through this (or [`quote_value`]).
+pub fn quote(s: &str) -> String {
+    let cut: String = s.chars().take(ECHO_CHARS).collect();
+    let mut q = one_line(&Value::String(cut).to_string()).into_owned();
+    if s.chars().nth(ECHO_CHARS).is_some() {
+        q.push('…');
+    }
+    q
+}
+
+/// [`quote`] for any JSON value: its compact JSON text, cut after 40 characters.
+pub fn quote_value(v: &Value) -> String {
+    let s = v.to_string();
+    let cut: String = s.chars().take(ECHO_CHARS).collect();
+    let mut q = one_line(&cut).into_owned();
+    if s.chars().nth(ECHO_CHARS).is_some() {
+        q.push('…');
+    }
+    q
+}
+
+/// `s` with every control character written as an escape (`\n`, `\u001b`, …): what JSON
+/// quoting leaves (DEL, the C1 controls) and what a message might hold unquoted. Every
+/// diagnostic passes through it, so whatever the input, one problem is one line.
+pub fn one_line(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// A JSON path such as `flightplan[3][1].url`; the empty path is the document itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -62,7 +110,8 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
+        let path = self.path.to_string();
+        write!(f, "{}: {}", one_line(&path), one_line(&self.message))
     }
 }
 
@@ -72,10 +121,17 @@ impl fmt::Display for Diagnostic {
 pub struct Diagnostics(pub Vec<Diagnostic>);
 
 impl Diagnostics {
+    /// Adds a problem. Control characters in `message` are escaped here, so that whoever
+    /// prints `path: message` prints one line.
     pub fn push(&mut self, path: &JsonPath, message: impl Into<String>) {
+        let message = message.into();
+        let message = match one_line(&message) {
+            Cow::Borrowed(_) => message,
+            Cow::Owned(escaped) => escaped,
+        };
         self.0.push(Diagnostic {
             path: path.clone(),
-            message: message.into(),
+            message,
         });
     }
     pub fn is_empty(&self) -> bool {

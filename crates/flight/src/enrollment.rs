@@ -73,8 +73,11 @@ fn choose_arm(flight: &Flight, person: &Person) -> Option<usize> {
     if flight.arms.is_empty() {
         return None;
     }
-    let ratios: Vec<u64> = flight.arms.iter().map(|a| a.ratio).collect();
-    sampling::choose_arm(person.personid(), &flight.studyname, &ratios)
+    sampling::choose_arm_by(
+        person.personid(),
+        &flight.studyname,
+        flight.arms.iter().map(|a| a.ratio),
+    )
 }
 
 /// Decides whether `person` runs `flight` at `now`, and says why.

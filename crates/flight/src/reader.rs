@@ -4,7 +4,7 @@
 //! [`Reader`] walks a `serde_json::Value`, records a [`Diagnostic`] for each problem and
 //! keeps going, so validation reports everything in one pass and never panics.
 
-use crate::diagnostic::{did_you_mean, Diagnostics, JsonPath};
+use crate::diagnostic::{did_you_mean, quote, quote_value, Diagnostics, JsonPath};
 use serde_json::{Map, Value};
 
 /// The JSON type name a person would use in a message.
@@ -54,9 +54,10 @@ impl Reader {
         for key in map.keys() {
             if !fields.contains(&key.as_str()) {
                 let msg = match did_you_mean(key, fields) {
-                    Some(s) => format!("unknown field `{key}`; did you mean `{s}`?"),
+                    Some(s) => format!("unknown field {}; did you mean `{s}`?", quote(key)),
                     None => format!(
-                        "unknown field `{key}`; {what} takes {}",
+                        "unknown field {}; {what} takes {}",
+                        quote(key),
                         fields
                             .iter()
                             .map(|f| format!("`{f}`"))
@@ -150,7 +151,7 @@ impl Reader {
                 } else {
                     "a whole number, 1 or more"
                 };
-                self.error(path, format!("expected {what}, found {}", short(v)));
+                self.error(path, format!("expected {what}, found {}", quote_value(v)));
                 None
             }
         }
@@ -234,20 +235,15 @@ impl Reader {
             .collect::<Vec<_>>()
             .join(", ");
         let msg = match did_you_mean(&s, choices) {
-            Some(c) => format!("`{s}` is not one of {list}; did you mean `{c}`?"),
-            None => format!("`{s}` is not one of {list}"),
+            Some(c) => format!("{} is not one of {list}; did you mean `{c}`?", quote(&s)),
+            None => format!("{} is not one of {list}", quote(&s)),
         };
         self.error(path, msg);
         None
     }
 }
 
-/// A short rendering of a value for messages.
+/// A value as a message echoes it: [`quote_value`] (kept under this name for its callers).
 pub(crate) fn short(v: &Value) -> String {
-    let s = v.to_string();
-    if s.chars().count() > 40 {
-        format!("{}…", s.chars().take(40).collect::<String>())
-    } else {
-        s
-    }
+    quote_value(v)
 }

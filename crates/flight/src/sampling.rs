@@ -25,8 +25,29 @@ pub fn hash48<T: Serialize + ?Sized>(x: &T) -> u64 {
         hasher = Sha256::new();
         hasher.update(b"null");
     }
+    first48(hasher)
+}
+
+fn first48(hasher: Sha256) -> u64 {
     let d = hasher.finalize();
     u64::from_be_bytes([0, 0, d[0], d[1], d[2], d[3], d[4], d[5]])
+}
+
+/// Feeds the JSON text of the string `s` without its quotes, as `serde_json` (and
+/// JavaScript's `JSON.stringify`) write it: only `"`, `\` and control characters are escaped,
+/// so text without them goes in as it is, with no copy. The hot paths below hash their
+/// inputs this way, piece by piece, instead of formatting and serializing a value.
+fn update_json_contents(hasher: &mut Sha256, s: &str) {
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        hasher.update(s.as_bytes());
+        return;
+    }
+    let quoted = serde_json::Value::from(s).to_string();
+    let inner = quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or(&quoted);
+    hasher.update(inner.as_bytes());
 }
 
 /// `floor(f × (2^48 − 1))`, with `f` clamped into `[0, 1]`.
@@ -61,9 +82,15 @@ pub fn deploy_bucket(personid: &str, keyname: &str) -> Bucket {
     truncated_hash(&[personid, keyname])
 }
 
-/// [`deploy_bucket`] as a number.
+/// [`deploy_bucket`] as a number: the same bytes hashed, without building them.
 pub fn deploy_hash48(personid: &str, keyname: &str) -> u64 {
-    hash48(&[personid, keyname])
+    let mut h = Sha256::new();
+    h.update(b"[\"");
+    update_json_contents(&mut h, personid);
+    h.update(b"\",\"");
+    update_json_contents(&mut h, keyname);
+    h.update(b"\"]");
+    first48(h)
 }
 
 /// Normandy's `stableSample(input, rate)`.
@@ -91,26 +118,45 @@ pub fn bucket_sample<T: Serialize + ?Sized>(x: &T, start: u64, count: u64, total
 /// Nimbus's `ratio_sample`: the first index `i` with `h ≤ key(cumsum_i / total)`, else the last.
 /// Returns `None` only for an empty or all-zero list of ratios.
 pub fn ratio_sample<T: Serialize + ?Sized>(x: &T, ratios: &[u64]) -> Option<usize> {
+    ratio_index(hash48(x), ratios.iter().copied())
+}
+
+/// The index `ratio_sample` gives for the hash `h`.
+fn ratio_index(h: u64, ratios: impl Iterator<Item = u64> + Clone) -> Option<usize> {
     // u128: no sum of u64 ratios can overflow it.
-    let total: u128 = ratios.iter().map(|&r| r as u128).sum();
-    if ratios.is_empty() || total == 0 {
+    let total: u128 = ratios.clone().map(u128::from).sum();
+    if total == 0 {
         return None;
     }
-    let h = hash48(x);
     let mut cumulative = 0u128;
-    for (i, r) in ratios.iter().enumerate() {
-        cumulative += *r as u128;
+    let mut last = 0;
+    for (i, r) in ratios.enumerate() {
+        cumulative += u128::from(r);
         if h <= key48(cumulative as f64 / total as f64) {
             return Some(i);
         }
+        last = i;
     }
-    Some(ratios.len() - 1)
+    Some(last)
 }
 
-/// The arm index of a person in a flight: Nimbus's branch choice.
+/// The arm index of a person in a flight: Nimbus's branch choice, `ratio_sample` of
+/// `"experimentmanager-<personid>-<studyname>-branch"` (hashed without building the text).
 pub fn choose_arm(personid: &str, studyname: &str, ratios: &[u64]) -> Option<usize> {
-    ratio_sample(
-        &format!("experimentmanager-{personid}-{studyname}-branch"),
-        ratios,
-    )
+    choose_arm_by(personid, studyname, ratios.iter().copied())
+}
+
+/// [`choose_arm`] over ratios read from anywhere (a flight's arms), without collecting them.
+pub fn choose_arm_by(
+    personid: &str,
+    studyname: &str,
+    ratios: impl Iterator<Item = u64> + Clone,
+) -> Option<usize> {
+    let mut h = Sha256::new();
+    h.update(b"\"experimentmanager-");
+    update_json_contents(&mut h, personid);
+    h.update(b"-");
+    update_json_contents(&mut h, studyname);
+    h.update(b"-branch\"");
+    ratio_index(first48(h), ratios)
 }

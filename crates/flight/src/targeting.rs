@@ -12,16 +12,31 @@ use std::ops::ControlFlow;
 /// Canonical OS names.
 pub const OS_NAMES: &[&str] = &["linux", "macos", "windows", "android", "ios"];
 
-/// The canonical name of an OS, accepting the usual aliases.
+/// The usual names of each OS, and its canonical name.
+const OS_ALIASES: &[(&str, &str)] = &[
+    ("linux", "linux"),
+    ("macos", "macos"),
+    ("darwin", "macos"),
+    ("mac", "macos"),
+    ("macosx", "macos"),
+    ("osx", "macos"),
+    ("windows", "windows"),
+    ("win", "windows"),
+    ("win32", "windows"),
+    ("win64", "windows"),
+    ("winnt", "windows"),
+    ("android", "android"),
+    ("ios", "ios"),
+];
+
+/// The canonical name of an OS, accepting the usual aliases, in any case (without
+/// allocating: the pilot asks this for every flight).
 pub fn normalize_os(s: &str) -> Option<&'static str> {
-    Some(match s.trim().to_ascii_lowercase().as_str() {
-        "linux" => "linux",
-        "macos" | "darwin" | "mac" | "macosx" | "osx" => "macos",
-        "windows" | "win" | "win32" | "win64" | "winnt" => "windows",
-        "android" => "android",
-        "ios" => "ios",
-        _ => return None,
-    })
+    let s = s.trim();
+    OS_ALIASES
+        .iter()
+        .find(|(alias, _)| alias.eq_ignore_ascii_case(s))
+        .map(|(_, canonical)| *canonical)
 }
 
 /// `en`, `en-US`, `zh-Hant-TW`, `es-419`: a language of 2–3 letters and optional subtags.
@@ -101,17 +116,10 @@ fn criteria(
     }
     if !filter.oses.is_empty() {
         let os = person.as_map().get("os").and_then(Value::as_str);
-        let canon = os.map(|o| {
-            normalize_os(o)
-                .map(Into::into)
-                .unwrap_or_else(|| o.to_ascii_lowercase())
-        });
-        let ok = canon.as_ref().is_some_and(|c: &String| {
-            filter
-                .oses
-                .iter()
-                .any(|x| normalize_os(x) == Some(c.as_str()))
-        });
+        // An OS we do not know matches nothing: every entry of the filter is a known one.
+        let ok = os
+            .and_then(normalize_os)
+            .is_some_and(|c| filter.oses.iter().any(|x| normalize_os(x) == Some(c)));
         if visit(ok, &|| describe("os", os, ok, &filter.oses)).is_break() {
             return;
         }

@@ -52,7 +52,7 @@ pub fn parse(template: &str) -> Result<Vec<Part>, String> {
             return Err("empty `{{}}`: put a variable name inside, like `{{os}}`".into());
         }
         if !is_variable_name(name) {
-            return Err(format!("`{{{{{name}}}}}` is not a variable name: use letters, digits, `_`, `-` and `.` (as in `person.KEY`)"));
+            return Err(format!("{} is not a variable name: use letters, digits, `_`, `-` and `.` (as in `person.KEY`)", crate::diagnostic::quote(&format!("{{{{{name}}}}}"))));
         }
         parts.push(Part::Var(name.to_string()));
         rest = &after[close + 2..];

@@ -110,7 +110,8 @@ fn parse_date_str(s: &str) -> Result<Timestamp, String> {
         }
     }
     Err(format!(
-        "`{s}` is not a date: write an RFC 3339 date-time with its offset (\"2026-04-23T18:25:43.511Z\") or a date (\"2026-04-23\")"
+        "{} is not a date: write an RFC 3339 date-time with its offset (\"2026-04-23T18:25:43.511Z\") or a date (\"2026-04-23\")",
+        crate::diagnostic::quote(s)
     ))
 }
 
@@ -176,7 +177,7 @@ pub fn parse_duration(v: &Value) -> Result<DurationSpec, String> {
 
 fn parse_duration_str(s: &str) -> Result<u64, String> {
     let bad = || {
-        format!("`{s}` is not a duration: write a number and a unit (ms, s, m, h, d, w), like \"90s\", \"36h\" or \"1h30m\"")
+        format!("{} is not a duration: write a number and a unit (ms, s, m, h, d, w), like \"90s\", \"36h\" or \"1h30m\"", crate::diagnostic::quote(s))
     };
     let mut total: u64 = 0;
     let mut rest = s.trim();
@@ -208,7 +209,7 @@ fn parse_duration_str(s: &str) -> Result<u64, String> {
         total = n
             .checked_mul(unit)
             .and_then(|x| total.checked_add(x))
-            .ok_or_else(|| format!("`{s}` is too long a duration"))?;
+            .ok_or_else(|| format!("{} is too long a duration", crate::diagnostic::quote(s)))?;
     }
     Ok(total)
 }

@@ -1,7 +1,7 @@
 //! Validation: JSON in, a [`Flight`] out, or every problem with its path.
 
-use crate::diagnostic::{Diagnostics, JsonPath};
-use crate::reader::{short, type_name, Obj, Reader};
+use crate::diagnostic::{quote, Diagnostics, JsonPath};
+use crate::reader::{type_name, Obj, Reader};
 use crate::spec::*;
 use crate::template::{self, BUILTIN_VARIABLES};
 use crate::time::{parse_dateish, parse_duration};
@@ -115,13 +115,14 @@ pub(crate) fn check_url(s: &str, schemes: &[&str]) -> Result<(), String> {
         .join(" or ");
     let Some((scheme, rest)) = s.split_once("://") else {
         return Err(format!(
-            "`{}` is not a URL: it must start with {list}",
-            short_str(s)
+            "{} is not a URL: it must start with {list}",
+            quote(s)
         ));
     };
     if !schemes.iter().any(|x| x.eq_ignore_ascii_case(scheme)) {
         return Err(format!(
-            "URL scheme `{scheme}` is not allowed here: use {list}"
+            "URL scheme {} is not allowed here: use {list}",
+            quote(scheme)
         ));
     }
     if scheme.eq_ignore_ascii_case("file") {
@@ -132,7 +133,7 @@ pub(crate) fn check_url(s: &str, schemes: &[&str]) -> Result<(), String> {
     }
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     if host.is_empty() {
-        return Err(format!("`{}` has no host", short_str(s)));
+        return Err(format!("{} has no host", quote(s)));
     }
     if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(
@@ -141,12 +142,6 @@ pub(crate) fn check_url(s: &str, schemes: &[&str]) -> Result<(), String> {
         );
     }
     Ok(())
-}
-
-fn short_str(s: &str) -> String {
-    short(&Value::String(s.to_string()))
-        .trim_matches('"')
-        .to_string()
 }
 
 impl V {
@@ -163,7 +158,7 @@ impl V {
             if !is_name(n, 128) {
                 self.r.error(
                     &root.key("studyname"),
-                    format!("`{}` is not a valid studyname: use 1 to 128 lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit", short_str(n)),
+                    format!("{} is not a valid studyname: use 1 to 128 lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit", quote(n)),
                 );
             }
         }
@@ -283,9 +278,12 @@ impl V {
             for (i, os) in f.oses.iter().enumerate() {
                 if targeting::normalize_os(os).is_none() {
                     let msg = match crate::diagnostic::did_you_mean(os, targeting::OS_NAMES) {
-                        Some(s) => format!("unknown OS `{os}`; did you mean `{s}`?"),
+                        Some(s) => format!("unknown OS {}; did you mean `{s}`?", quote(os)),
                         None => {
-                            format!("unknown OS `{os}`: use linux, macos, windows, android or ios")
+                            format!(
+                                "unknown OS {}: use linux, macos, windows, android or ios",
+                                quote(os)
+                            )
                         }
                     };
                     self.r.error(&p.index(i), msg);
@@ -297,7 +295,7 @@ impl V {
             f.locales = self.nonempty_strings(x, &p, "locale");
             for (i, l) in f.locales.iter().enumerate() {
                 if !targeting::is_locale(l) {
-                    self.r.error(&p.index(i), format!("`{}` is not a locale: write a language like `en` or a language and region like `en-US`", short_str(l)));
+                    self.r.error(&p.index(i), format!("{} is not a locale: write a language like `en` or a language and region like `en-US`", quote(l)));
                 }
             }
         }
@@ -364,13 +362,16 @@ impl V {
         for (k, x) in map {
             let p = path.key(k);
             if !template::is_variable_name(k) || k.starts_with("person.") {
-                self.r.error(&p, format!("`{k}` is not a usable variable name: use letters, digits, `_` and `-`, starting with a letter"));
+                self.r.error(&p, format!("{} is not a usable variable name: use letters, digits, `_` and `-`, starting with a letter", quote(k)));
                 continue;
             }
             if BUILTIN_VARIABLES.contains(&k.as_str()) || k == "person" {
                 self.r.error(
                     &p,
-                    format!("`{k}` is a built-in variable and cannot be redefined"),
+                    format!(
+                        "{} is a built-in variable and cannot be redefined",
+                        quote(k)
+                    ),
                 );
                 continue;
             }
@@ -419,11 +420,11 @@ impl V {
             );
             if let Some(n) = &name {
                 if !is_name(n, 64) {
-                    self.r.error(&p.key("name"), format!("`{}` is not a valid arm name: use 1 to 64 lowercase letters, digits, `.`, `_` and `-`", short_str(n)));
+                    self.r.error(&p.key("name"), format!("{} is not a valid arm name: use 1 to 64 lowercase letters, digits, `.`, `_` and `-`", quote(n)));
                 } else if !seen.insert(n.clone()) {
                     self.r.error(
                         &p.key("name"),
-                        format!("two arms are named `{n}`: arm names must be unique"),
+                        format!("two arms are named {}: arm names must be unique", quote(n)),
                     );
                 }
             }
@@ -523,10 +524,10 @@ impl V {
         for d in all {
             match d {
                 Directive::Addon(a) if !addons.insert(a.id.clone()) => {
-                    self.r.error(path, format!("add-on `{}` appears twice in one parallel list; the two would race: put them in sequence", a.id));
+                    self.r.error(path, format!("add-on {} appears twice in one parallel list; the two would race: put them in sequence", quote(&a.id)));
                 }
                 Directive::Feature(f) if !features.insert(f.id.clone()) => {
-                    self.r.error(path, format!("feature `{}` is set twice in one parallel list; the two would race: put them in sequence", f.id));
+                    self.r.error(path, format!("feature {} is set twice in one parallel list; the two would race: put them in sequence", quote(&f.id)));
                 }
                 _ => {}
             }
@@ -765,7 +766,7 @@ impl V {
             let i = id.as_deref().unwrap_or_default();
             self.r.error(
                 &o.path.key("id"),
-                format!("`{}` is not a valid add-on id: {problem}", short_str(i)),
+                format!("{} is not a valid add-on id: {problem}", quote(i)),
             );
         }
         let url = self.r.opt_string(o, "url");
@@ -856,8 +857,8 @@ impl V {
                 self.r.error(
                     &o.path.key("id"),
                     format!(
-                        "`{}` is not a valid feature id: use letters, digits, `.`, `_` and `-`",
-                        short_str(i)
+                        "{} is not a valid feature id: use letters, digits, `.`, `_` and `-`",
+                        quote(i)
                     ),
                 );
             }

@@ -12,7 +12,10 @@ static REQUIREMENTS: Memo<Arc<VersionReq>> = Memo::new();
 pub fn parse_requirement(s: &str) -> Result<Arc<VersionReq>, String> {
     REQUIREMENTS.get_or(s, || {
         VersionReq::parse(s).map(Arc::new).map_err(|e| {
-            format!("`{s}` is not a version requirement ({e}); write one like \">=2.3, <3\"")
+            format!(
+                "{} is not a version requirement ({e}); write one like \">=2.3, <3\"",
+                crate::diagnostic::quote(s)
+            )
         })
     })
 }

@@ -238,7 +238,10 @@ fn lex(text: &str) -> Result<Vec<(usize, Tok<'_>)>, Stop> {
                     word => Tok::Ident(word),
                 }
             }
-            c => return fail(format!("unexpected character {c:?} at byte {at}")),
+            c => {
+                let c = crate::diagnostic::quote(c.encode_utf8(&mut [0; 4]));
+                return fail(format!("unexpected character {c} at byte {at}"));
+            }
         };
         out.push((at, tok));
     }

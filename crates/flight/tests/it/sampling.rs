@@ -103,8 +103,12 @@ fn arm_choice_is_nimbus_branch_choice() {
         "299eed1e-be6d-457d-9e53-da7b1a03f10d",
         "542213c0-9aef-47eb-bc6b-3b8529736ba2",
         "ünïcødé",
+        // The hot paths hash these piece by piece: text that JSON escapes must hash the same.
+        "quote\"back\\slash",
+        "new\nline\u{1b}[2J\u{7f}",
     ] {
         let direct = ratio_sample(&format!("experimentmanager-{id}-my-study-branch"), &[3, 1]);
         assert_eq!(choose_arm(id, "my-study", &[3, 1]), direct);
+        assert_eq!(deploy_hash48(id, "k\"ey"), hash48(&[id, "k\"ey"]), "{id:?}");
     }
 }

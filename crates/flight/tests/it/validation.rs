@@ -157,3 +157,24 @@ fn addon_ids_are_safe_folder_names() {
     }
     assert_eq!(addon_id_problem(&"x".repeat(200)), None);
 }
+
+/// Regression: validation echoed values raw, so a value holding a newline or a terminal
+/// escape code broke "one line per problem: PATH: message" (and cleared an approver's
+/// screen). Echoed values are quoted as JSON strings, and no message holds a control
+/// character, whatever the input (see also `bad/escapes.json`).
+#[test]
+fn echoed_values_are_quoted_so_each_problem_is_one_line() {
+    let v = read_json(&data_dir().join("bad/escapes.json"));
+    let d = Flight::from_json(&v).unwrap_err();
+    assert!(d.len() >= 10, "{d}");
+    let text = d.to_string();
+    assert_eq!(text.lines().count(), d.len(), "{text}");
+    for diag in d.iter() {
+        let line = format!("{}: {}", diag.path, diag.message);
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+    }
+    assert!(
+        text.contains(r#"filter.oses[0]: unknown OS "evil\nfake.path: all is fine\u001b[2J": use"#),
+        "{text}"
+    );
+}
