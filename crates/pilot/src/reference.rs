@@ -219,10 +219,10 @@ impl ReferenceHost {
 /// Why `id` cannot name a folder under `<profile>/addons/`, if it cannot: a second line of
 /// defence behind flight validation, so that no id reaches outside its own folder, hides as
 /// a dot-file, or breaks a file name.
-// FIXME: call flight validation's add-on id rule (being made public in `testpilot-flight`, e.g.
-// `spec::addon_id_problem`) once it is in main, so that there is one place per rule. Its rule is
-// stricter (letters, digits and `@ . _ - { } +`); this one only refuses what could escape or
-// collide, so every id validation accepts passes here.
+// Deliberately looser than validation's `testpilot_flight::spec::addon_id_problem` (the policy
+// every published flight passes: a safe character set, no reserved or device names): this
+// host keeps its records outside `addons/`, so here only what could escape its folder,
+// hide as a dot-file or break a file name is refused. Every id validation accepts passes.
 fn addon_id_problem(id: &str) -> Option<&'static str> {
     if id.is_empty() {
         Some("it is empty")
