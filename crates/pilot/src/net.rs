@@ -112,6 +112,10 @@ pub struct HttpNet {
 }
 
 impl HttpNet {
+    /// `timeout` bounds connecting and every wait for the next bytes of an answer; a whole
+    /// exchange may take up to 60 times as long, so that a 256 MiB package on a slow but
+    /// moving link completes, while a server that drips bytes still cannot hold the pilot
+    /// forever (and every answer is capped in size: see [`Answer`]).
     pub fn new(timeout: Duration) -> Result<HttpNet, Error> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -122,7 +126,8 @@ impl HttpNet {
             })?;
         let client = reqwest::Client::builder()
             .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .timeout(timeout)
+            .read_timeout(timeout)
+            .timeout(timeout.saturating_mul(60))
             .user_agent(concat!("testpilot-pilot/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Net {
