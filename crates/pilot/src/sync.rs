@@ -133,7 +133,7 @@ pub fn sync(pilot: &mut Pilot, tower: &TowerSource, trust: &Trust) -> Result<Syn
         );
         pilot.journal.note("", now, "index", &what, None)?;
     }
-    pilot.apply_index(&payload.flights, payload.serial)?;
+    pilot.apply_accepted(&payload)?;
     pilot
         .journal
         .set_meta("last_serial", &payload.serial.to_string())?;

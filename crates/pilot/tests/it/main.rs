@@ -7,8 +7,10 @@ mod badinput;
 mod crash;
 mod endings;
 mod host_records;
+mod index_expiry;
 mod journal_schema;
 mod net_limits;
 
 mod support;
 mod sync_http;
+mod undo_retry;
