@@ -22,10 +22,13 @@ pub enum Status {
     Withdrawn,
     Ineligible,
     Unsampled,
+    /// The pilot's last index expired and no newer one could be fetched: a pilot cut off from
+    /// its tower cannot hear a kill, so its flights end and are undone (docs/index.md).
+    IndexExpired,
 }
 
 impl Status {
-    pub const ALL: [Status; 11] = [
+    pub const ALL: [Status; 12] = [
         Status::Running,
         Status::Completed,
         Status::Declined,
@@ -37,6 +40,7 @@ impl Status {
         Status::Withdrawn,
         Status::Ineligible,
         Status::Unsampled,
+        Status::IndexExpired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +56,7 @@ impl Status {
             Status::Withdrawn => "withdrawn",
             Status::Ineligible => "ineligible",
             Status::Unsampled => "unsampled",
+            Status::IndexExpired => "indexexpired",
         }
     }
 

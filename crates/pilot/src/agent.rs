@@ -231,6 +231,8 @@ fn agent_loop(config: AgentConfig, stop: &Stop) -> Result<(), Error> {
     let mut sync_failures = 0u32;
     let mut next_upload = now;
     let mut upload_failures = 0u32;
+    // With `once`: why the index was refused, to fail with once the round is done.
+    let mut refused: Option<String> = None;
     loop {
         if stop.stopped() {
             break;
@@ -253,7 +255,11 @@ fn agent_loop(config: AgentConfig, stop: &Stop) -> Result<(), Error> {
                     tracing::warn!("sync failed: {e}; next try in {} s", backoff / 1000);
                     next_sync = Timestamp(now.0 + backoff);
                     if config.once {
-                        eprintln!("warning: {e}");
+                        match e {
+                            // Finish the round (flights, reports), then fail.
+                            Error::Index(e) => refused = Some(e.to_string()),
+                            e => eprintln!("warning: {e}"),
+                        }
                     }
                 }
             }
@@ -290,5 +296,31 @@ fn agent_loop(config: AgentConfig, stop: &Stop) -> Result<(), Error> {
     pilot
         .journal
         .note("", now, "agent", "agent stopped", None)?;
+    if config.once {
+        once_verdict(&pilot, &tower, refused, now)?;
+    }
+    Ok(())
+}
+
+/// After a `--once` round: an error when the index was refused (bad signature, rollback,
+/// expired), or when the one the pilot holds has expired, so that scripts notice.
+fn once_verdict(
+    pilot: &Pilot,
+    tower: &TowerSource,
+    refused: Option<String>,
+    now: Timestamp,
+) -> Result<(), Error> {
+    if let Some(why) = refused {
+        return Err(Error::Usage(format!(
+            "refused the index from {}: {why}; nothing in it was applied (`testpilot log` shows what the pilot did)",
+            tower.describe()
+        )));
+    }
+    if let Some(at) = pilot.index_expires_at()?.filter(|at| now >= *at) {
+        return Err(Error::Usage(format!(
+            "the index from {} expired at {at} and no newer one could be fetched: running flights were ended and undone",
+            tower.describe()
+        )));
+    }
     Ok(())
 }

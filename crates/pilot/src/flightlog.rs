@@ -64,6 +64,8 @@ pub fn flights(journal: &Journal, only: Option<&str>) -> Result<Vec<Value>, Erro
             "endedAt": f.ended_at.map(Timestamp::to_rfc3339),
             "reason": f.reason,
             "cleanedUp": f.cleaned_up || !started,
+            "undoTries": f.undo_tries,
+            "undoRetryAt": f.undo_retry_at.filter(|_| !f.cleaned_up).map(Timestamp::to_rfc3339),
             "timeline": timeline,
             "requests": requests,
             "changes": changes,
@@ -145,7 +147,18 @@ pub fn render_text(flights: &[Value], notes: &[Value], pending_reports: i64) -> 
             Some("running" | "ineligible" | "unsampled")
         ) {
             let done = f.get("cleanedUp").and_then(Value::as_bool).unwrap_or(false);
-            let _ = writeln!(s, "  cleaned up: {}", if done { "yes" } else { "not yet" });
+            let stuck = match f.get("undoRetryAt").and_then(Value::as_str) {
+                Some(at) if !done => format!(
+                    " (the undo failed {} time(s); next try at {at})",
+                    f["undoTries"]
+                ),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                s,
+                "  cleaned up: {}{stuck}",
+                if done { "yes" } else { "not yet" }
+            );
         }
         for t in f["timeline"].as_array().into_iter().flatten() {
             let _ = writeln!(s, "  {}  {}", str_of(t, "at"), str_of(t, "what"));

@@ -8,16 +8,18 @@
 //! (`PRAGMA user_version`, see [`JOURNAL_VERSION`]) and upgraded in place by [`MIGRATIONS`];
 //! a database of another application (`PRAGMA application_id`) is refused, never touched.
 
+use crate::effect::Effect;
 use crate::{Error, Faults};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use testpilot_flight::report::{Report, Status};
 use testpilot_flight::Timestamp;
 
 /// The schema version this pilot writes. Older journals are upgraded on open; newer ones are
 /// refused (they were written by a newer pilot).
-pub const JOURNAL_VERSION: i64 = 3;
+pub const JOURNAL_VERSION: i64 = 4;
 
 /// `PRAGMA application_id` of a Test Pilot journal ("TPJL").
 pub const APPLICATION_ID: i64 = 0x5450_4a4c;
@@ -104,7 +106,13 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX timeline_flight ON timeline (flight, id);
     CREATE INDEX prompts_flight ON prompts (flight, state);
     "#,
-    // 2 → 3: the public keys the index may be signed with (`docs/keys.md`): the key given on
+    // 2 → 3: an undo that fails on a host error is tried again with backoff; how often it
+    // failed and when it is next tried are kept with the flight.
+    r#"
+    ALTER TABLE flights ADD COLUMN undo_tries INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE flights ADD COLUMN undo_retry_at INTEGER;
+    "#,
+    // 3 → 4: the public keys the index may be signed with (`docs/keys.md`): the key given on
     // the command line, then whatever key signed the last accepted index and the successor
     // it announced.
     r#"
@@ -147,6 +155,10 @@ pub struct FlightRow {
     pub ended_at: Option<Timestamp>,
     pub cleaned_up: bool,
     pub reason: Option<String>,
+    /// How many times undoing the ended flight failed on a host error (0: never).
+    pub undo_tries: u32,
+    /// When the failed undo is tried again.
+    pub undo_retry_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -154,9 +166,10 @@ pub struct EffectRow {
     pub id: i64,
     pub flight: String,
     pub path: String,
+    /// The stored kind, `effect.kind()`.
     pub kind: String,
     pub phase: String,
-    pub spec: Value,
+    pub effect: Effect,
     pub summary: String,
     pub at: Timestamp,
     pub done_at: Option<Timestamp>,
@@ -213,7 +226,7 @@ pub struct Journal {
     faults: Faults,
 }
 
-const FLIGHT_COLS: &str = "studyname, version, spec, arm, status, step, status_line, started_at, ended_at, cleaned_up, reason";
+const FLIGHT_COLS: &str = "studyname, version, spec, arm, status, step, status_line, started_at, ended_at, cleaned_up, reason, undo_tries, undo_retry_at";
 const EFFECT_COLS: &str = "id, flight, path, kind, phase, spec, summary, at, done_at, undone_at";
 const PROMPT_COLS: &str =
     "id, flight, path, type, title, text, url, wait, state, created_at, expires_at, answered_at";
@@ -344,8 +357,9 @@ impl Journal {
         &self.faults
     }
 
-    /// One write: a fault point, then `f` in an immediate transaction.
-    pub fn write<T>(
+    /// One write: a fault point, then `f` in an immediate transaction. Private: every write
+    /// is one of the typed methods below, so SQL lives in this file only.
+    fn write<T>(
         &mut self,
         what: &str,
         f: impl FnOnce(&Transaction) -> rusqlite::Result<T>,
@@ -462,6 +476,8 @@ impl Journal {
             ended_at: ts(r.get(8)?),
             cleaned_up: r.get::<_, i64>(9)? != 0,
             reason: r.get(10)?,
+            undo_tries: r.get::<_, i64>(11)?.clamp(0, u32::MAX as i64) as u32,
+            undo_retry_at: ts(r.get(12)?),
         })
     }
 
@@ -500,13 +516,24 @@ impl Journal {
     // ---- effects ----
 
     fn effect_from_row(r: &rusqlite::Row) -> rusqlite::Result<EffectRow> {
+        let id: i64 = r.get(0)?;
+        let kind: String = r.get(3)?;
+        // A journal written by this pilot always reads back; anything else is damage, and the
+        // pilot stops with what and where rather than undo the wrong thing.
+        let effect = Effect::from_stored(&kind, json_col(r.get(5)?)).map_err(|msg| {
+            rusqlite::Error::FromSqlConversionFailure(
+                5,
+                rusqlite::types::Type::Text,
+                format!("effects row {id}: {msg}").into(),
+            )
+        })?;
         Ok(EffectRow {
-            id: r.get(0)?,
+            id,
             flight: r.get(1)?,
             path: r.get(2)?,
-            kind: r.get(3)?,
+            kind,
             phase: r.get(4)?,
-            spec: json_col(r.get(5)?),
+            effect,
             summary: r.get(6)?,
             at: Timestamp(r.get(7)?),
             done_at: ts(r.get(8)?),
@@ -535,12 +562,14 @@ impl Journal {
     /// The next effect, by any flight, on the same feature or add-on as `e` that is still in
     /// effect (the one whose "before" is `e`'s change).
     pub fn successor(&self, e: &EffectRow) -> Result<Option<EffectRow>, Error> {
-        let kinds = match e.kind.as_str() {
-            "feature" => "('feature')",
-            "addon-install" | "addon-uninstall" => "('addon-install', 'addon-uninstall')",
+        let kinds = match &e.effect {
+            Effect::Feature { .. } => "('feature')",
+            Effect::AddonInstall { .. } | Effect::AddonUninstall { .. } => {
+                "('addon-install', 'addon-uninstall')"
+            }
             _ => return Ok(None),
         };
-        let Some(id) = e.spec.get("id").and_then(Value::as_str) else {
+        let Some(id) = e.effect.target() else {
             return Ok(None);
         };
         let sql = format!(
@@ -834,8 +863,386 @@ fn warn_if_loose(path: &Path) {
     }
 }
 
+/// A timeline line, written in the same transaction as the change it tells of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    pub kind: &'static str,
+    pub what: String,
+    pub detail: Option<Value>,
+}
+
+impl Line {
+    pub fn new(kind: &'static str, what: impl Into<String>) -> Line {
+        Line {
+            kind,
+            what: what.into(),
+            detail: None,
+        }
+    }
+
+    pub fn with(mut self, detail: Value) -> Line {
+        self.detail = Some(detail);
+        self
+    }
+}
+
+/// What a step's write settles besides the step itself.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Also<'a> {
+    Nothing,
+    /// The effect happened.
+    Done(i64),
+    /// The effect did not happen (a request that failed, a package the host refused).
+    Failed(i64),
+    /// A request that may or may not have left when the pilot stopped: taken as sent.
+    SentUnknown(i64),
+    /// The flight's status line changes.
+    StatusLine(&'a str),
+}
+
+/// A flight set up from the index: started, or not eligible or sampled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewFlight<'a> {
+    pub name: &'a str,
+    pub version: u64,
+    /// The spec as the index gave it.
+    pub spec: &'a str,
+    pub arm: Option<&'a str>,
+    pub status: Status,
+    pub started: Option<Timestamp>,
+}
+
+/// A prompt for the message center.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPrompt {
+    pub kind: &'static str,
+    pub title: String,
+    pub text: String,
+    pub url: Option<String>,
+    /// The step waits for the person's answer.
+    pub wait: bool,
+    pub expires: Option<Timestamp>,
+}
+
+/// The engine's writes: one transaction and one fault point each.
+impl Journal {
+    /// A prompt nobody answered in time.
+    pub fn expire_prompt(&mut self, p: &PromptRow, now: Timestamp) -> Result<(), Error> {
+        let line = Line::new(
+            "prompt",
+            format!("prompt {} \"{}\" expired unanswered", p.id, p.title),
+        );
+        self.write("expire prompt", |tx| {
+            tx.execute("UPDATE prompts SET state = 'expired', answered_at = ?2 WHERE id = ?1 AND state IN ('pending', 'later')", params![p.id, now.0])?;
+            add_line(tx, &p.flight, now, &line)
+        })
+    }
+
+    /// A relayed wish of the person has been carried out.
+    pub fn finish_request(&mut self, id: i64, now: Timestamp) -> Result<(), Error> {
+        self.write("request done", |tx| {
+            tx.execute(
+                "UPDATE requests SET done_at = ?2 WHERE id = ?1",
+                params![id, now.0],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The person left every flight, now and to come.
+    pub fn opt_out_all(&mut self, now: Timestamp, line: &Line) -> Result<(), Error> {
+        self.write("optout all", |tx| {
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('optout_all', ?1)",
+                [now.0.to_string()],
+            )?;
+            add_line(tx, "", now, line)
+        })
+    }
+
+    /// A flight from the index, with its first timeline line and report.
+    pub fn enroll(
+        &mut self,
+        f: &NewFlight,
+        now: Timestamp,
+        line: &Line,
+        report: &Report,
+    ) -> Result<(), Error> {
+        self.write("enroll", |tx| {
+            tx.execute(
+                "INSERT INTO flights (studyname, version, spec, arm, status, step, started_at, cleaned_up) VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, 0)
+                 ON CONFLICT(studyname) DO UPDATE SET version = excluded.version, spec = excluded.spec, arm = excluded.arm, status = excluded.status, step = 0, started_at = excluded.started_at",
+                params![f.name, f.version as i64, f.spec, f.arm, f.status.as_str(), f.started.map(|t| t.0)],
+            )?;
+            add_line(tx, f.name, now, line)?;
+            queue_report(tx, report, now)
+        })
+    }
+
+    /// A flight moves on to top-level step `step`.
+    pub fn reach_step(&mut self, flight: &str, step: u64, report: &Report) -> Result<(), Error> {
+        self.write("step", |tx| {
+            tx.execute(
+                "UPDATE flights SET step = ?2 WHERE studyname = ?1",
+                params![flight, step as i64],
+            )?;
+            queue_report(tx, report, report.at)
+        })
+    }
+
+    /// The state of a plan entry (`state`, the engine's JSON), with what else it settles.
+    #[allow(clippy::too_many_arguments)]
+    pub fn save_node(
+        &mut self,
+        what: &str,
+        flight: &str,
+        path: &str,
+        state: &str,
+        also: Also,
+        line: Option<&Line>,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        self.write(what, |tx| {
+            put_node(tx, flight, path, state)?;
+            match also {
+                Also::Nothing => {}
+                Also::Done(id) => {
+                    tx.execute("UPDATE effects SET phase = 'done', done_at = ?2 WHERE id = ?1 AND phase = 'intent'", params![id, now.0])?;
+                }
+                Also::Failed(id) => {
+                    tx.execute("UPDATE effects SET phase = 'failed', done_at = ?2 WHERE id = ?1 AND phase = 'intent'", params![id, now.0])?;
+                }
+                Also::SentUnknown(id) => {
+                    tx.execute("UPDATE effects SET phase = 'done', done_at = ?2, summary = summary || ' (outcome unknown: the pilot stopped)' WHERE id = ?1", params![id, now.0])?;
+                }
+                Also::StatusLine(text) => {
+                    tx.execute(
+                        "UPDATE flights SET status_line = ?2 WHERE studyname = ?1",
+                        params![flight, text],
+                    )?;
+                }
+            }
+            match line {
+                Some(l) => add_line(tx, flight, now, l),
+                None => Ok(()),
+            }
+        })
+    }
+
+    /// An effect's intent, before it happens, and the step pointing at it (`node` makes the
+    /// step's state from the new effect's id). Returns the effect's id.
+    #[allow(clippy::too_many_arguments)]
+    pub fn intent(
+        &mut self,
+        flight: &str,
+        path: &str,
+        effect: &Effect,
+        summary: &str,
+        now: Timestamp,
+        node: impl FnOnce(i64) -> String,
+        line: Option<&Line>,
+    ) -> Result<i64, Error> {
+        let spec = effect.spec().to_string();
+        self.write("intent", |tx| {
+            tx.execute(
+                "INSERT INTO effects (flight, path, kind, phase, spec, summary, at) VALUES (?1, ?2, ?3, 'intent', ?4, ?5, ?6)",
+                params![flight, path, effect.kind(), spec, summary, now.0],
+            )?;
+            let id = tx.last_insert_rowid();
+            put_node(tx, flight, path, &node(id))?;
+            if let Some(l) = line {
+                add_line(tx, flight, now, l)?;
+            }
+            Ok(id)
+        })
+    }
+
+    /// An effect done on its own, outside a step's resolution (a recording that starts).
+    pub fn effect_done(&mut self, id: i64, now: Timestamp) -> Result<(), Error> {
+        self.write("record done", |tx| {
+            tx.execute("UPDATE effects SET phase = 'done', done_at = ?2 WHERE id = ?1 AND phase = 'intent'", params![id, now.0])?;
+            Ok(())
+        })
+    }
+
+    /// Puts a prompt in the message center, with the step's state (`node` makes it from the
+    /// prompt's id). Returns the prompt's id.
+    pub fn add_prompt(
+        &mut self,
+        flight: &str,
+        path: &str,
+        p: &NewPrompt,
+        now: Timestamp,
+        node: impl FnOnce(i64) -> String,
+    ) -> Result<i64, Error> {
+        self.write("prompt", |tx| {
+            tx.execute(
+                "INSERT INTO prompts (flight, path, type, title, text, url, wait, state, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9)",
+                params![flight, path, p.kind, p.title, p.text, p.url, p.wait as i64, now.0, p.expires.map(|e| e.0)],
+            )?;
+            let id = tx.last_insert_rowid();
+            put_node(tx, flight, path, &node(id))?;
+            let mut line = Line::new(
+                "prompt",
+                format!("prompt {id} ({}) \"{}\" put in the message center", p.kind, p.title),
+            );
+            if let Some(u) = &p.url {
+                line = line.with(json!({"url": u}));
+            }
+            add_line(tx, flight, now, &line)?;
+            Ok(id)
+        })
+    }
+
+    /// Ends a running flight: final status, pending prompts withdrawn, report queued.
+    pub fn end_flight(&mut self, name: &str, why: &str, report: &Report) -> Result<(), Error> {
+        let now = report.at;
+        let status = report.status;
+        self.write("end flight", |tx| {
+            tx.execute(
+                "UPDATE flights SET status = ?2, ended_at = ?3, reason = ?4, step = ?5 WHERE studyname = ?1",
+                params![name, status.as_str(), now.0, why, report.step as i64],
+            )?;
+            let withdrawn = tx.execute("UPDATE prompts SET state = 'withdrawn', answered_at = ?2 WHERE flight = ?1 AND state IN ('pending', 'later')", params![name, now.0])?;
+            add_line(tx, name, now, &Line::new("end", format!("ended {status}: {why}")))?;
+            if withdrawn > 0 {
+                let what = format!("withdrew {withdrawn} pending prompt(s) from the message center");
+                add_line(tx, name, now, &Line::new("undo", what))?;
+            }
+            queue_report(tx, report, now)
+        })
+    }
+
+    /// An effect's undo begins.
+    pub fn undoing(&mut self, id: i64) -> Result<(), Error> {
+        self.write("undoing", |tx| {
+            tx.execute("UPDATE effects SET phase = 'undoing' WHERE id = ?1", [id])?;
+            Ok(())
+        })
+    }
+
+    /// An effect is undone; with `successor`, a later effect on the same target takes over
+    /// what was there before (its effect rewritten to say so).
+    pub fn undone(
+        &mut self,
+        id: i64,
+        successor: Option<(i64, &Effect)>,
+        flight: &str,
+        now: Timestamp,
+        line: &Line,
+    ) -> Result<(), Error> {
+        let what = if successor.is_some() {
+            "handover"
+        } else {
+            "undone"
+        };
+        self.write(what, |tx| {
+            if let Some((next, effect)) = successor {
+                tx.execute(
+                    "UPDATE effects SET spec = ?2 WHERE id = ?1",
+                    params![next, effect.spec().to_string()],
+                )?;
+            }
+            tx.execute(
+                "UPDATE effects SET phase = 'undone', undone_at = ?2 WHERE id = ?1",
+                params![id, now.0],
+            )?;
+            add_line(tx, flight, now, line)
+        })
+    }
+
+    /// Deletes the events a recording kept (ids after `after`, up to time `until`).
+    pub fn delete_recording(
+        &mut self,
+        watch: &[String],
+        after: i64,
+        until: i64,
+    ) -> Result<(), Error> {
+        self.write("delete recording", |tx| {
+            for t in watch {
+                tx.execute(
+                    "DELETE FROM events WHERE topic = ?1 AND id > ?2 AND at <= ?3",
+                    params![t, after, until],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Everything the flight did is undone; `report` tells the tower when an undo that failed
+    /// before has now succeeded.
+    pub fn cleaned_up(
+        &mut self,
+        name: &str,
+        now: Timestamp,
+        report: Option<&Report>,
+    ) -> Result<(), Error> {
+        self.write("cleaned up", |tx| {
+            tx.execute(
+                "UPDATE flights SET cleaned_up = 1, undo_retry_at = NULL WHERE studyname = ?1",
+                [name],
+            )?;
+            let line = Line::new("cleanup", "cleaned up: everything the flight did is undone");
+            add_line(tx, name, now, &line)?;
+            match report {
+                Some(r) => queue_report(tx, r, now),
+                None => Ok(()),
+            }
+        })
+    }
+
+    /// Undoing the ended flight failed on a host error: when to try again, what the log says,
+    /// and (the first time) a report for the tower.
+    pub fn undo_failed(
+        &mut self,
+        name: &str,
+        tries: u32,
+        retry_at: Timestamp,
+        now: Timestamp,
+        line: &Line,
+        report: Option<&Report>,
+    ) -> Result<(), Error> {
+        self.write("undo failed", |tx| {
+            tx.execute(
+                "UPDATE flights SET undo_tries = ?2, undo_retry_at = ?3 WHERE studyname = ?1",
+                params![name, tries as i64, retry_at.0],
+            )?;
+            add_line(tx, name, now, line)?;
+            match report {
+                Some(r) => queue_report(tx, r, now),
+                None => Ok(()),
+            }
+        })
+    }
+}
+
+fn put_node(tx: &Transaction, flight: &str, path: &str, state: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO nodes (flight, path, state) VALUES (?1, ?2, ?3) ON CONFLICT(flight, path) DO UPDATE SET state = excluded.state",
+        params![flight, path, state],
+    )?;
+    Ok(())
+}
+
+/// Queues a status report in the outbox; its `seq` is the outbox row's, added when it is sent.
+fn queue_report(tx: &Transaction, report: &Report, now: Timestamp) -> rusqlite::Result<()> {
+    let mut v = serde_json::to_value(report).unwrap_or(Value::Null);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("seq");
+    }
+    tx.execute(
+        "INSERT INTO outbox (flight, report, created_at) VALUES (?1, ?2, ?3)",
+        params![report.flight, v.to_string(), now.0],
+    )?;
+    Ok(())
+}
+
+fn add_line(tx: &Transaction, flight: &str, at: Timestamp, l: &Line) -> rusqlite::Result<()> {
+    add_timeline(tx, flight, at, l.kind, &l.what, l.detail.as_ref())
+}
+
 /// Adds a timeline line inside a transaction.
-pub fn add_timeline(
+fn add_timeline(
     tx: &Transaction,
     flight: &str,
     at: Timestamp,

@@ -14,6 +14,7 @@
 
 pub mod agent;
 pub mod clock;
+pub mod effect;
 pub mod engine;
 mod error;
 pub mod faults;

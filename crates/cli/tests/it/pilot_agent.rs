@@ -285,3 +285,91 @@ fn optout_while_the_agent_runs_is_carried_out_by_the_agent() {
     a.wait().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `pilot run --once` fails (exit 2, a message that says why) when it refused the index:
+/// unsigned where a key is pinned, a rollback, an expired one; and an expired index ends the
+/// flights it started (`indexexpired`), undone.
+#[test]
+fn pilot_run_once_fails_when_it_refuses_the_index() {
+    let dir = scratch("once-refused");
+    let profile = dir.join("profile");
+    let p = profile.to_str().unwrap();
+    let index = dir.join("index.json");
+    let plan = json!([{"action": "feature", "id": "x", "value": {"on": true}}, {"action": "wait", "for": "30d"}]);
+    let flight = json!({"studyname": "long", "author": "t", "description": "d", "version": 1, "flightplan": plan});
+    let write = |serial: u64, expires_at: i64| {
+        let doc = json!({"serial": serial, "generatedAt": 0, "expiresAt": expires_at, "flights": [flight]});
+        std::fs::write(&index, doc.to_string()).unwrap();
+    };
+    let once = |extra: &[&str]| {
+        command()
+            .args(["pilot", "run", "--once", "--profile", p])
+            .args(extra)
+            .arg("--tower")
+            .arg(format!("file://{}", index.display()))
+            .output()
+            .unwrap()
+    };
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let expires = now_ms() + 8_000;
+    write(2, expires);
+
+    // Unsigned while a key is pinned (the Ed25519 base point, a valid key).
+    let key = "WGZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmY=";
+    let out = once(&["--public-key", key]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("refused the index from file://"), "{err}");
+    assert!(err.contains("not signed"), "{err}");
+
+    let out = once(&["--insecure-unsigned"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = tp_json(&["log", "--profile", p, "--json"]);
+    assert_eq!(log[0]["status"], "running");
+
+    // A rollback: refused, and the flight runs on.
+    write(1, expires);
+    let out = once(&["--insecure-unsigned"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("a rollback"), "{err}");
+    assert_eq!(
+        tp_json(&["log", "--profile", p, "--json"])[0]["status"],
+        "running"
+    );
+
+    // Past its expiry the same index is refused, and the flight it started ends, undone.
+    write(2, expires);
+    while now_ms() <= expires {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = once(&["--insecure-unsigned"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("refused the index"), "{err}");
+    assert!(err.contains("the index expired at"), "{err}");
+    let log = tp_json(&["log", "--profile", p, "--json"]);
+    assert_eq!(log[0]["status"], "indexexpired", "{log:#}");
+    assert_eq!(log[0]["cleanedUp"], true);
+    let text = String::from_utf8_lossy(&tp(&["log", "--profile", p]).stdout).into_owned();
+    assert!(
+        text.contains("ended indexexpired: the index expired at")
+            && text.contains("no newer one could be fetched"),
+        "{text}"
+    );
+    let features = std::fs::read_to_string(profile.join("features.json")).unwrap_or_default();
+    assert!(
+        !features.contains("\"on\": true"),
+        "the feature is undone: {features}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,9 +7,11 @@ mod badinput;
 mod crash;
 mod endings;
 mod host_records;
+mod index_expiry;
 mod journal_schema;
 mod keys;
 mod net_limits;
 
 mod support;
 mod sync_http;
+mod undo_retry;

@@ -9,7 +9,7 @@ use crate::store::ProgressRow;
 use maud::{html, Markup};
 
 /// The statuses a client can end in, in the order the breakdown shows them.
-pub const STATUSES: [&str; 9] = [
+pub const STATUSES: [&str; 10] = [
     "running",
     "completed",
     "declined",
@@ -19,6 +19,7 @@ pub const STATUSES: [&str; 9] = [
     "timedout",
     "optedout",
     "withdrawn",
+    "indexexpired",
 ];
 
 /// Statuses of clients that never enrolled: not counted in the funnel.
@@ -30,6 +31,7 @@ pub fn status_label(status: &str) -> &str {
     match status {
         "optedout" => "opted out",
         "timedout" => "timed out",
+        "indexexpired" => "index expired",
         other => other,
     }
 }

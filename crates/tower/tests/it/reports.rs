@@ -410,3 +410,23 @@ async fn reports_on_flights_never_live_are_refused(engine: Engine) {
     );
     t.finish().await;
 }
+
+both!(an_index_expired_ending_is_accepted_and_counted);
+/// A pilot whose index expired ends its flights `indexexpired` (docs/reports.md): the tower
+/// takes that status and counts it like any other ending.
+async fn an_index_expired_ending_is_accepted_and_counted(engine: Engine) {
+    let t = Tower::new(engine).await;
+    t.make_live(flight("cut-off")).await;
+    let r = send(
+        &t,
+        json!({"client": C1, "reports": [
+            report(1, "cut-off", None, "running", 0, T0),
+            report(2, "cut-off", None, "indexexpired", 1, T0 + DAY),
+        ]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let p = t.get("/api/v1/flights/cut-off/progress", &t.author).await;
+    assert_eq!(p.json["byStatus"], json!({"indexexpired": 1}), "{}", p.json);
+    t.finish().await;
+}
