@@ -1,4 +1,4 @@
-//! The signed index that the tower serves and pilots read (DESIGN §6).
+//! The signed index that the tower serves and pilots read (docs/index.md).
 //!
 //! `{"payload": "<JSON text>", "signature": "<base64 Ed25519 over the payload's UTF-8 bytes>",
 //! "keyId": "<hex>"}`. The payload is kept as text so that the signature covers exactly the
@@ -162,7 +162,7 @@ pub enum Trust<'a> {
     InsecureUnsigned,
 }
 
-/// Accepts an index document only as DESIGN §6 says: the signature verifies with the pinned
+/// Accepts an index document only as docs/index.md says: the signature verifies with the pinned
 /// key, `serial` is not below `last_serial`, and it has not expired at `now`.
 pub fn accept(
     text: &str,

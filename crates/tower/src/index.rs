@@ -1,4 +1,4 @@
-//! The signed index (DESIGN §6), built from the store and kept in memory: a request is
+//! The signed index (docs/index.md), built from the store and kept in memory: a request is
 //! answered from the last built document (body, ETag) without touching the database.
 //!
 //! Invariants:

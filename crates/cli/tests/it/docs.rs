@@ -3,6 +3,63 @@
 //! one CI runs.
 
 use crate::support::root;
+use std::path::{Path, PathBuf};
+
+/// Every file git would ship that people read or that cites docs: sources, tests, scripts,
+/// Markdown. Build output and dependencies are left out.
+fn readable_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if p.is_dir() {
+                if !matches!(name.as_str(), "target" | ".git" | "node_modules") {
+                    walk(&p, out);
+                }
+            } else if [
+                ".rs", ".md", ".toml", ".sh", ".py", ".sql", ".json", ".html", ".css", ".js",
+            ]
+            .iter()
+            .any(|x| name.ends_with(x))
+                || p.parent()
+                    .is_some_and(|d| d.ends_with("scripts") || d.ends_with(".ci"))
+            {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&root(), &mut out);
+    out
+}
+
+/// Code comments and docs cited a design file outside the repository, which a user's clone
+/// does not have; they cite `docs/` now.
+#[test]
+fn nothing_cites_a_design_file_outside_the_repository() {
+    // Spelled in pieces, so that this file does not find itself.
+    let banned = [
+        ["..", "/shared"].concat(),
+        ["DESIGN", " §"].concat(),
+        ["DESIGN", ".md"].concat(),
+    ];
+    let mut found = Vec::new();
+    for f in readable_files() {
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        for (n, line) in text.lines().enumerate() {
+            if banned.iter().any(|b| line.contains(b.as_str())) {
+                found.push(format!("{}:{}: {line}", f.display(), n + 1));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "cite docs/… instead:\n{}",
+        found.join("\n")
+    );
+}
 
 /// The README's second command runs every test on a fresh machine, and CI runs exactly it
 /// (after fmt and clippy). It was `cargo test --workspace`, which fails where Chromium is
