@@ -22,7 +22,8 @@ fn readable_files() -> Vec<PathBuf> {
             .iter()
             .any(|x| name.ends_with(x))
                 || p.parent()
-                    .is_some_and(|d| d.ends_with("scripts") || d.ends_with(".ci"))
+                    .and_then(Path::file_name)
+                    .is_some_and(|d| d == "scripts" || d == ".ci")
             {
                 out.push(p);
             }
