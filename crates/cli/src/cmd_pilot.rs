@@ -42,6 +42,9 @@ pub struct RunArgs {
     #[arg(long)]
     pub profile: PathBuf,
     /// The tower's Ed25519 public key (standard base64 of 32 bytes), or a file holding it.
+    /// The pilot pins it and then follows key rotations the index announces. Giving a
+    /// different key than last time that is not pinned replaces the pinned keys and resets
+    /// the rollback floor (the recovery from a leaked key; docs/keys.md).
     #[arg(long, conflicts_with = "insecure_unsigned")]
     pub public_key: Option<String>,
     /// Development only: accept unsigned indexes.
@@ -159,6 +162,12 @@ fn run_agent(a: RunArgs) -> anyhow::Result<ExitCode> {
         ),
         other => other.clone(),
     };
+    // The profile holds the journal: what ran on this machine and the pinned keys.
+    for path in [a.profile.clone(), Journal::path_in(&a.profile)] {
+        if let Some(w) = testpilot_pilot::journal::looseness(&path) {
+            eprintln!("warning: {w}");
+        }
+    }
     if a.insecure_unsigned {
         errln!("WARNING: --insecure-unsigned: this pilot accepts UNSIGNED indexes from {}. Anyone who can change them can run flights on this machine. Use it for development only.", a.tower);
     }

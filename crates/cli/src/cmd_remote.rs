@@ -90,20 +90,20 @@ pub enum RemoteCmd {
     },
 }
 
-struct Client {
+pub(crate) struct Client {
     http: reqwest::Client,
     base: String,
     token: String,
 }
 
 /// An answer: status and JSON body (null when the body is not JSON).
-struct Answer {
-    status: reqwest::StatusCode,
-    body: Value,
+pub(crate) struct Answer {
+    pub status: reqwest::StatusCode,
+    pub body: Value,
 }
 
 impl Client {
-    fn new(t: &TowerArgs) -> anyhow::Result<Client> {
+    pub(crate) fn new(t: &TowerArgs) -> anyhow::Result<Client> {
         let scheme = t
             .tower
             .split_once("://")
@@ -124,7 +124,7 @@ impl Client {
         })
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -163,7 +163,7 @@ fn segment(name: &str) -> String {
 }
 
 /// Prints a refusal: the tower's message, and each problem as `PREFIX: PATH: message`.
-fn refused(a: &Answer, what: &str, prefix: &str) -> ExitCode {
+pub(crate) fn refused(a: &Answer, what: &str, prefix: &str) -> ExitCode {
     let msg = a
         .body
         .get("error")
@@ -173,7 +173,7 @@ fn refused(a: &Answer, what: &str, prefix: &str) -> ExitCode {
         401 => "not authenticated",
         403 => "not allowed",
         404 => "not found",
-        409 => "not possible in the flight's state",
+        409 => "not possible in the current state",
         413 => "too large",
         422 => "not valid",
         429 => "rate limited",

@@ -1,4 +1,4 @@
-//! `testpilot tower serve|token|pubkey|export`.
+//! `testpilot tower serve|token|pubkey|export|key`.
 
 use crate::term::{self, errln, outln};
 use anyhow::Context;
@@ -10,6 +10,7 @@ use testpilot_flight::Clock;
 use testpilot_tower::api::{ApiConfig, ClientLimits};
 use testpilot_tower::connections::ConnectionLimits;
 use testpilot_tower::index::IndexTiming;
+use testpilot_tower::keys::KeyRing;
 use testpilot_tower::{Role, Store, SystemClock, TowerConfig};
 
 #[derive(clap::Subcommand)]
@@ -20,7 +21,12 @@ pub enum TowerCmd {
     #[command(subcommand)]
     Token(TokenCmd),
     /// Print the public key (standard base64) that pilots pin to verify the index.
-    Pubkey(DbArgs),
+    Pubkey {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
     /// Write the signed index to DIR/control/index.json, for a static host or CDN.
     Export {
         /// The directory to write into.
@@ -31,7 +37,65 @@ pub enum TowerCmd {
         index_ttl: String,
         #[command(flatten)]
         db: DbArgs,
+        #[command(flatten)]
+        keys: KeyArgs,
     },
+    /// The index signing key: make a key file, show the keys, rotate (two people; docs/keys.md).
+    #[command(subcommand)]
+    Key(KeyCmd),
+}
+
+#[derive(clap::Subcommand)]
+pub enum KeyCmd {
+    /// Make a new key file (mode 600) holding a fresh seed, and print its public key. For
+    /// --signing-key-file, or a successor kept out of the database (`key rotate --key-file`).
+    Generate {
+        /// The file to create; an existing file is never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Show the signing key and, during a rotation, the announced successor.
+    Status {
+        #[command(flatten)]
+        to: crate::cmd_remote::TowerArgs,
+    },
+    /// Propose a rotation (approver or admin): the index announces a successor key as
+    /// `nextKey`, and pilots pin it. Someone else completes it with `tower key complete`.
+    Rotate {
+        /// A key file holding the successor's seed, kept out of the database (only its public
+        /// key is sent; put the file in every tower's --signing-key-file before completing).
+        /// Without it, the tower makes the successor and keeps it in its database.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        #[command(flatten)]
+        to: crate::cmd_remote::TowerArgs,
+    },
+    /// Complete the pending rotation (approver or admin, not the person who proposed it): the
+    /// tower signs the index with the successor from now on.
+    Complete {
+        #[command(flatten)]
+        to: crate::cmd_remote::TowerArgs,
+    },
+}
+
+/// Where the index signing key's seed is, when not in the database.
+#[derive(clap::Args, Clone)]
+pub struct KeyArgs {
+    /// A file holding the index signing key's seed, so that it is not kept in the database
+    /// (one seed per line: base64 of 32 bytes; docs/keys.md). Only its owner may read it
+    /// (chmod 600). The seed itself may be given in TESTPILOT_SIGNING_KEY instead.
+    #[arg(long, env = "TESTPILOT_SIGNING_KEY_FILE")]
+    pub signing_key_file: Option<PathBuf>,
+}
+
+impl KeyArgs {
+    pub fn ring(&self) -> anyhow::Result<KeyRing> {
+        let seed = std::env::var(testpilot_tower::keys::KEY_ENV).ok();
+        Ok(KeyRing::from_sources(
+            self.signing_key_file.as_deref(),
+            seed.as_deref(),
+        )?)
+    }
 }
 
 #[derive(clap::Subcommand)]
@@ -67,7 +131,8 @@ impl DbArgs {
         match &self.db {
             Some(u) => Ok(u.clone()),
             None => {
-                std::fs::create_dir_all(&self.data).with_context(|| {
+                // 0700: it holds the database, with tokens and (by default) the signing key.
+                testpilot_tower::private::create_dir(&self.data).with_context(|| {
                     format!("creating the data directory {}", self.data.display())
                 })?;
                 Ok(testpilot_tower::local::sqlite_url(&self.data))
@@ -80,6 +145,8 @@ impl DbArgs {
 pub struct ServeArgs {
     #[command(flatten)]
     pub db: DbArgs,
+    #[command(flatten)]
+    pub keys: KeyArgs,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8470")]
     pub listen: SocketAddr,
@@ -176,6 +243,10 @@ fn timing(ttl: &str, max_age: u32) -> anyhow::Result<IndexTiming> {
 }
 
 pub fn run(c: TowerCmd) -> anyhow::Result<ExitCode> {
+    // Warnings (a data directory or key file others can read) reach the terminal.
+    if !matches!(c, TowerCmd::Serve(_)) {
+        init_logs("warn,sqlx=warn");
+    }
     match c {
         TowerCmd::Serve(a) => serve(a),
         TowerCmd::Token(TokenCmd::Create { role, name, db }) => runtime()?.block_on(async {
@@ -200,25 +271,43 @@ pub fn run(c: TowerCmd) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }),
-        TowerCmd::Pubkey(db) => runtime()?.block_on(async {
+        TowerCmd::Pubkey { db, keys } => runtime()?.block_on(async {
+            let ring = keys.ring()?;
             let store = open(&db).await?;
-            let key = store
-                .signing_key(testpilot_tower::auth::random_bytes()?, SystemClock.now())
+            let keys = store
+                .init_signing_key(
+                    &ring,
+                    testpilot_tower::auth::random_bytes()?,
+                    SystemClock.now(),
+                )
                 .await?;
             outln!(
                 "{}",
-                testpilot_flight::index::public_key_to_base64(&key.verifying_key())
+                testpilot_flight::index::public_key_to_base64(&keys.current.public)
             );
+            if let Some(next) = &keys.next {
+                errln!(
+                    "a rotation is pending: the index announces the successor {} ({})",
+                    testpilot_flight::index::public_key_to_base64(&next.public),
+                    next.key_id()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }),
-        TowerCmd::Export { out, index_ttl, db } => runtime()?.block_on(async {
+        TowerCmd::Export {
+            out,
+            index_ttl,
+            db,
+            keys,
+        } => runtime()?.block_on(async {
+            let ring = keys.ring()?;
             let store = open(&db).await?;
             let now = SystemClock.now();
-            let key = store
-                .signing_key(testpilot_tower::auth::random_bytes()?, now)
+            store
+                .init_signing_key(&ring, testpilot_tower::auth::random_bytes()?, now)
                 .await?;
             let timing = timing(&index_ttl, 60)?;
-            let doc = testpilot_tower::index::export(&store, &key, timing, now, &out).await?;
+            let doc = testpilot_tower::index::export(&store, &ring, timing, now, &out).await?;
             errln!(
                 "wrote {} (serial {}, {} flights, expires {})",
                 out.join("control").join("index.json").display(),
@@ -228,7 +317,101 @@ pub fn run(c: TowerCmd) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }),
+        TowerCmd::Key(k) => key(k),
     }
+}
+
+fn key(c: KeyCmd) -> anyhow::Result<ExitCode> {
+    use crate::cmd_remote::{refused, Client};
+    use reqwest::Method;
+    let (to, method, path, body, what) = match c {
+        KeyCmd::Generate { out } => {
+            let key = testpilot_tower::keys::generate_file(&out)?;
+            errln!(
+                "wrote a new signing key {} to {} (mode 600); its public key:",
+                testpilot_flight::index::key_id(&key.verifying_key()),
+                out.display()
+            );
+            outln!(
+                "{}",
+                testpilot_flight::index::public_key_to_base64(&key.verifying_key())
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        KeyCmd::Status { to } => (to, Method::GET, "/api/v1/keys", None, "key status"),
+        KeyCmd::Rotate { key_file, to } => {
+            let body = match key_file {
+                Some(f) => {
+                    let ring = KeyRing::from_file(&f)?;
+                    let k = ring.first().context("the key file holds no key")?;
+                    serde_json::json!({"publicKey": testpilot_flight::index::public_key_to_base64(&k.verifying_key())})
+                }
+                None => serde_json::json!({}),
+            };
+            (
+                to,
+                Method::POST,
+                "/api/v1/keys/rotate",
+                Some(body),
+                "key rotate",
+            )
+        }
+        KeyCmd::Complete { to } => (
+            to,
+            Method::POST,
+            "/api/v1/keys/rotate/complete",
+            None,
+            "key complete",
+        ),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let client = Client::new(&to)?;
+        let a = client.send(method, path, body.as_ref()).await?;
+        if !a.status.is_success() {
+            return Ok(refused(&a, what, "key"));
+        }
+        let field = |k: &str, f: &str| {
+            a.body
+                .get(k)
+                .and_then(|v| v.get(f))
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+        };
+        let current = field("current", "keyId").unwrap_or_default();
+        let serial = a.body.get("serial").and_then(serde_json::Value::as_u64);
+        match (what, field("next", "keyId")) {
+            ("key rotate", Some(next)) => outln!(
+                "proposed: the index (serial {}) announces key {next} as the successor of {current}; pilots pin it when they next sync. Someone else completes the rotation: testpilot tower key complete",
+                serial.unwrap_or(0)
+            ),
+            ("key complete", _) => outln!(
+                "completed: the index (serial {}) is signed by key {current}; the old key is retired",
+                serial.unwrap_or(0)
+            ),
+            (_, next) => {
+                outln!(
+                    "current  {current}  {}  (secret: {})",
+                    field("current", "publicKey").unwrap_or_default(),
+                    field("current", "secret").unwrap_or_default()
+                );
+                if let Some(next) = next {
+                    outln!(
+                        "next     {next}  {}  (secret: {}; proposed by {})",
+                        field("next", "publicKey").unwrap_or_default(),
+                        field("next", "secret").unwrap_or_default(),
+                        field("next", "proposedBy").unwrap_or_default()
+                    );
+                }
+            }
+        }
+        if let Some(w) = a.body.get("warning").and_then(serde_json::Value::as_str) {
+            errln!("warning: {}", w);
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 async fn open(db: &DbArgs) -> anyhow::Result<Store> {
@@ -256,6 +439,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     init_logs("info,sqlx=warn");
     let url = a.db.url()?;
     let mut config = TowerConfig::new(url.clone(), a.listen);
+    config.keys = a.keys.ring()?;
     config.api = ApiConfig {
         single_user: a.single_user,
         limits: ClientLimits {
@@ -278,6 +462,18 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
             redact(&url)
         );
         errln!("public key (pilots pin it): {}", tower.public_key);
+        let keys = tower.state.store.key_status().await?;
+        if keys.current.secret == "database" {
+            errln!("the signing key's seed is kept in the database; to keep it out (PostgreSQL setups), see docs/keys.md (--signing-key-file)");
+        }
+        if let Some(next) = &keys.next {
+            errln!(
+                "a key rotation is pending: the index announces {} ({}), proposed by {}",
+                next.public_key,
+                next.key_id,
+                next.proposed_by.as_deref().unwrap_or("?")
+            );
+        }
         if a.single_user {
             errln!(
                 "SINGLE-USER MODE: a revision's own author may approve it. Not for shared towers."

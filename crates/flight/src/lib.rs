@@ -49,7 +49,7 @@ pub enum Error {
     Unsigned,
     #[error("the index signature does not verify with the pinned public key")]
     BadSignature,
-    #[error("the index was signed with key {found}, not the pinned key {expected}")]
+    #[error("the index was signed with key {found}, which is not pinned (pinned: {expected})")]
     KeyMismatch { expected: String, found: String },
     #[error("the index serial {serial} is below the last accepted serial {last} (a rollback)")]
     RolledBack { serial: u64, last: u64 },

@@ -70,8 +70,7 @@ impl ProfileLock {
 
     /// Takes the lock, or says who holds it.
     pub fn acquire(profile: &Path) -> Result<ProfileLock, Error> {
-        std::fs::create_dir_all(profile)
-            .map_err(Error::io("cannot create the profile folder", profile))?;
+        crate::journal::create_private_dir(profile)?;
         let path = ProfileLock::path(profile);
         let mut file = std::fs::OpenOptions::new()
             .read(true)
@@ -203,6 +202,9 @@ fn agent_loop(config: AgentConfig, stop: &Stop) -> Result<(), Error> {
     let mut pilot = Pilot::open(pc, Box::new(host), net, clock.clone(), faults)?;
     pilot.set_interrupt(stop.flag.clone());
     let now = clock.now();
+    if let Some(k) = &key {
+        crate::pins::pin_given(&mut pilot.journal, k, now)?;
+    }
     let mode = if key.is_none() {
         " — INSECURE: unsigned indexes are accepted (--insecure-unsigned); never use this outside development"
     } else {

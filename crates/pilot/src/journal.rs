@@ -19,7 +19,7 @@ use testpilot_flight::Timestamp;
 
 /// The schema version this pilot writes. Older journals are upgraded on open; newer ones are
 /// refused (they were written by a newer pilot).
-pub const JOURNAL_VERSION: i64 = 3;
+pub const JOURNAL_VERSION: i64 = 4;
 
 /// `PRAGMA application_id` of a Test Pilot journal ("TPJL").
 pub const APPLICATION_ID: i64 = 0x5450_4a4c;
@@ -111,6 +111,15 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE flights ADD COLUMN undo_tries INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE flights ADD COLUMN undo_retry_at INTEGER;
+    "#,
+    // 3 → 4: the public keys the index may be signed with (`docs/keys.md`): the key given on
+    // the command line, then whatever key signed the last accepted index and the successor
+    // it announced.
+    r#"
+    CREATE TABLE pinned_keys (
+        position INTEGER PRIMARY KEY,
+        public_key TEXT NOT NULL UNIQUE
+    );
     "#,
 ];
 
@@ -236,11 +245,25 @@ impl Journal {
         profile.join("journal.sqlite")
     }
 
-    /// Opens (creating or upgrading) the journal of `profile`.
+    /// Opens (creating or upgrading) the journal of `profile`. The profile folder is made
+    /// `0700` and the journal `0600` (and so its -wal and -shm, which SQLite makes with the
+    /// journal's mode); existing ones that are looser are named in a warning.
     pub fn open(profile: &Path, faults: Faults) -> Result<Journal, Error> {
-        std::fs::create_dir_all(profile)
-            .map_err(Error::io("cannot create the profile folder", profile))?;
-        Journal::open_file(&Journal::path_in(profile), faults)
+        create_private_dir(profile)?;
+        let path = Journal::path_in(profile);
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            o.mode(0o600);
+        }
+        match o.open(&path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => warn_if_loose(&path),
+            Err(e) => return Err(Error::io("cannot create the journal", &path)(e)),
+        }
+        Journal::open_file(&path, faults)
     }
 
     /// Opens the journal at `path`, refusing what is not a Test Pilot journal.
@@ -350,6 +373,57 @@ impl Journal {
 
     pub fn conn(&self) -> &Connection {
         &self.conn
+    }
+
+    // ---- pinned keys ----
+
+    /// The public keys (standard base64) an index may be signed with, in pinning order.
+    /// Empty until the pilot first pins a key.
+    pub fn pinned_keys(&self) -> Result<Vec<String>, Error> {
+        let mut st = self
+            .conn
+            .prepare("SELECT public_key FROM pinned_keys ORDER BY position")?;
+        let keys = st
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(keys)
+    }
+
+    /// Replaces the pinned keys, in one transaction with the notes that say why. `given` is
+    /// the key as given on the command line, kept to tell a changed command line from an
+    /// unchanged one. `reset_floor` forgets the last accepted serial (and its ETag), so the
+    /// next index signed by a pinned key is accepted whatever its serial: the way back from
+    /// a forged index with a huge serial.
+    pub fn replace_pinned_keys(
+        &mut self,
+        keys: &[String],
+        given: Option<&str>,
+        reset_floor: bool,
+        at: Timestamp,
+        notes: &[String],
+    ) -> Result<(), Error> {
+        self.write("pinned keys", |tx| {
+            tx.execute("DELETE FROM pinned_keys", [])?;
+            for (i, k) in keys.iter().enumerate() {
+                tx.execute(
+                    "INSERT OR IGNORE INTO pinned_keys (position, public_key) VALUES (?1, ?2)",
+                    params![i as i64, k],
+                )?;
+            }
+            if let Some(g) = given {
+                tx.execute("INSERT INTO meta (key, value) VALUES ('pinned_by_flag', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value", [g])?;
+            }
+            if reset_floor {
+                tx.execute(
+                    "DELETE FROM meta WHERE key IN ('last_serial', 'index_etag')",
+                    [],
+                )?;
+            }
+            for n in notes {
+                add_timeline(tx, "", at, "keys", n, None)?;
+            }
+            Ok(())
+        })
     }
 
     // ---- meta ----
@@ -1120,6 +1194,51 @@ fn queue_report(tx: &Transaction, report: &Report, now: Timestamp) -> rusqlite::
 
 fn add_line(tx: &Transaction, flight: &str, at: Timestamp, l: &Line) -> rusqlite::Result<()> {
     add_timeline(tx, flight, at, l.kind, &l.what, l.detail.as_ref())
+}
+
+/// Creates a profile folder (and missing parents) with mode `0700`; warns when it exists
+/// with a looser one.
+pub fn create_private_dir(dir: &Path) -> Result<(), Error> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+        .map_err(Error::io("cannot create the profile folder", dir))?;
+    warn_if_loose(dir);
+    Ok(())
+}
+
+/// When other users can reach `path`: a sentence naming it and the command that fixes it.
+pub fn looseness(path: &Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).ok()?;
+        let mode = meta.permissions().mode() & 0o777;
+        let want = if meta.is_dir() { "700" } else { "600" };
+        (mode & 0o077 != 0).then(|| {
+            format!(
+                "{} has mode {mode:03o}: other users can reach it; run `chmod {want} {}`",
+                path.display(),
+                path.display()
+            )
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+fn warn_if_loose(path: &Path) {
+    if let Some(w) = looseness(path) {
+        tracing::warn!("{w}");
+    }
 }
 
 /// Adds a timeline line inside a transaction.

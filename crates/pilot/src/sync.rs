@@ -6,7 +6,7 @@ use crate::{Error, Pilot};
 use serde_json::{json, Value};
 use std::io::Read;
 use std::path::PathBuf;
-use testpilot_flight::index::{accept, Trust};
+use testpilot_flight::index::{accept_signed, Trust};
 
 /// Where the tower is.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,8 +107,14 @@ pub fn sync(pilot: &mut Pilot, tower: &TowerSource, trust: &Trust) -> Result<Syn
         .meta("last_serial")?
         .and_then(|s| s.parse().ok());
     let now = pilot.now();
-    let payload = match accept(&text, trust, last, now) {
-        Ok(p) => p,
+    // The keys pinned in the journal (they follow rotations), once there are any.
+    let pins = crate::pins::effective(&pilot.journal, trust)?;
+    let trust = match &pins {
+        Some(keys) => Trust::PinnedSet(keys),
+        None => Trust::InsecureUnsigned,
+    };
+    let accepted = match accept_signed(&text, &trust, last, now) {
+        Ok(a) => a,
         Err(e) => {
             let keeping = last
                 .map(|s| format!("serial {s}"))
@@ -124,6 +130,7 @@ pub fn sync(pilot: &mut Pilot, tower: &TowerSource, trust: &Trust) -> Result<Syn
             return Err(Error::Index(e));
         }
     };
+    let payload = &accepted.payload;
     if last != Some(payload.serial) {
         let what = format!(
             "accepted index serial {} from {} ({} flights)",
@@ -134,6 +141,9 @@ pub fn sync(pilot: &mut Pilot, tower: &TowerSource, trust: &Trust) -> Result<Syn
         pilot.journal.note("", now, "index", &what, None)?;
     }
     pilot.apply_accepted(&payload)?;
+    if let Some(before) = &pins {
+        crate::pins::follow(&mut pilot.journal, before, &accepted, now)?;
+    }
     pilot
         .journal
         .set_meta("last_serial", &payload.serial.to_string())?;

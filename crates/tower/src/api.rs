@@ -11,6 +11,7 @@
 use crate::error::Error;
 use crate::index::{etag_matches, IndexCache, IndexTiming};
 use crate::ingest::{Ingest, IngestConfig};
+use crate::keys::{KeyRing, KeyStatus};
 use crate::lifecycle::{permit, Action, Actor, Role};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
@@ -106,9 +107,22 @@ impl AppState {
         clock: Arc<dyn Clock>,
         config: ApiConfig,
     ) -> crate::Result<AppState> {
+        AppState::with_keys(store, clock, config, KeyRing::default()).await
+    }
+
+    /// [`AppState::new`] for a tower given signing keys kept outside the database
+    /// (`--signing-key-file`; `docs/keys.md`).
+    pub async fn with_keys(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        config: ApiConfig,
+        ring: KeyRing,
+    ) -> crate::Result<AppState> {
         let now = clock.now();
-        let key = store.signing_key(crate::auth::random_bytes()?, now).await?;
-        let index = IndexCache::load(&store, key, config.index, now).await?;
+        store
+            .init_signing_key(&ring, crate::auth::random_bytes()?, now)
+            .await?;
+        let index = IndexCache::load(&store, ring, config.index, now).await?;
         let writers = match store.engine() {
             Engine::Sqlite => 1,
             Engine::Postgres => 4,
@@ -132,9 +146,10 @@ impl AppState {
         })))
     }
 
-    /// The public key pilots pin: standard base64 of its 32 bytes.
+    /// The public key pilots pin (the one that signs the index): standard base64 of its 32
+    /// bytes.
     pub fn public_key(&self) -> String {
-        public_key_to_base64(&self.index.key().verifying_key())
+        public_key_to_base64(&self.index.public_key())
     }
 
     /// Rebuilds the in-memory index from the store (after a change).
@@ -169,6 +184,9 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/flights/{studyname}/end", post(end_flight))
         .route("/api/v1/audit", get(audit_log))
         .route("/api/v1/tokens", post(create_token).get(list_tokens))
+        .route("/api/v1/keys", get(list_keys))
+        .route("/api/v1/keys/rotate", post(rotate_key))
+        .route("/api/v1/keys/rotate/complete", post(complete_rotation))
         .route("/api/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -1050,6 +1068,73 @@ async fn list_tokens(State(s): State<AppState>, caller: Caller) -> ApiResult<Jso
     Ok(Json(s.store.list_tokens().await?))
 }
 
+// ---------------------------------------------------------------- signing keys
+
+/// The signing key and, during a rotation, its announced successor (never their secrets).
+#[utoipa::path(get, path = "/api/v1/keys", tag = "keys", security(("token" = [])),
+    responses((status = 200, body = KeyStatus), (status = 401, body = ErrorBody)))]
+async fn list_keys(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<KeyStatus>> {
+    require(&caller, Action::Read)?;
+    Ok(Json(crate::keys::status(&s).await?))
+}
+
+/// What `POST /api/v1/keys/rotate` takes: the successor's public key when its seed is kept
+/// outside the database; without it, the tower makes one and keeps it in the database.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateBody {
+    /// Standard base64 of the successor's 32-byte public key.
+    #[serde(rename = "publicKey")]
+    pub public_key: Option<String>,
+}
+
+/// Proposes a rotation of the signing key: the index announces the successor as `nextKey`
+/// (and its serial grows). A different person completes it.
+#[utoipa::path(post, path = "/api/v1/keys/rotate", tag = "keys", security(("token" = [])),
+    request_body(content = Option<RotateBody>, content_type = "application/json"),
+    responses((status = 200, body = KeyStatus), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn rotate_key(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<KeyStatus>> {
+    let (actor, body) = action_request::<RotateBody>(
+        &s,
+        &caller,
+        Action::RotateKey,
+        &headers,
+        body,
+        "{\"publicKey\"?: \"<base64 of 32 bytes>\"}",
+    )?;
+    let successor = match &body.public_key {
+        Some(k) => Some(testpilot_flight::index::parse_public_key(k).map_err(|e| {
+            ApiError::at(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "the body is not valid",
+                "publicKey",
+                e.to_string(),
+            )
+        })?),
+        None => None,
+    };
+    Ok(Json(crate::keys::propose(&s, actor, successor).await?))
+}
+
+/// Completes the pending rotation: the tower signs with the successor from now on (and the
+/// serial grows). Needs someone other than the person who proposed it.
+#[utoipa::path(post, path = "/api/v1/keys/rotate/complete", tag = "keys", security(("token" = [])),
+    responses((status = 200, body = KeyStatus), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+async fn complete_rotation(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<KeyStatus>> {
+    let actor = require(&caller, Action::RotateKey)?;
+    Ok(Json(crate::keys::complete(&s, actor).await?))
+}
+
 // ---------------------------------------------------------------- operations
 
 /// Liveness and what this tower is.
@@ -1061,7 +1146,7 @@ async fn healthz(State(s): State<AppState>) -> Response {
         Engine::Sqlite => "sqlite",
         Engine::Postgres => "postgres",
     };
-    let key = s.index.key().verifying_key();
+    let key = doc.signed_by;
     let body = |ok: bool| {
         Json(json!({
             "ok": ok, "engine": engine, "singleUser": s.config.single_user, "serial": doc.serial,
@@ -1107,9 +1192,11 @@ impl utoipa::Modify for BearerAuth {
 #[openapi(
     info(title = "Test Pilot control tower", description = "Flights' lifecycle and approval, the signed index, reports and progress."),
     paths(get_index, post_reports, push_flight, list_flights, get_flight, flight_diff, flight_progress, flight_errors,
-          review_flight, approve_flight, send_back_flight, kill_flight, end_flight, audit_log, create_token, list_tokens, healthz, metrics),
+          review_flight, approve_flight, send_back_flight, kill_flight, end_flight, audit_log, create_token, list_tokens, healthz, metrics,
+          list_keys, rotate_key, complete_rotation),
     components(schemas(ErrorBody, Problem, Outcome, FlightSummary, FlightDetail, Revision, AuditEntry, Pending, Progress,
-                       ProgressRow, DailyPoint, ErrorReport, Ingested, TokenInfo, NewToken, CreatedToken, ActionBody, SendBackBody)),
+                       ProgressRow, DailyPoint, ErrorReport, Ingested, TokenInfo, NewToken, CreatedToken, ActionBody, SendBackBody,
+                       KeyStatus, crate::keys::KeyInfo, RotateBody)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

@@ -1,5 +1,7 @@
-//! The signed index (docs/index.md), built from the store and kept in memory: a request is
-//! answered from the last built document (body, ETag) without touching the database.
+//! The signed index (`docs/index.md`), built from the store and kept in memory: a request is
+//! answered from the last built document (body, ETag) without touching the database. It is
+//! signed with the key the database names as current, and announces the proposed successor
+//! as `nextKey` during a rotation (`docs/keys.md`).
 //!
 //! Invariants:
 //! - The document is rebuilt when the stored serial changes (this tower's own changes,
@@ -11,11 +13,12 @@
 //!   serve identical bytes and identical ETags.
 //! - A document never replaces one with a higher serial.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::keys::KeyRing;
 use crate::store::{IndexState, Store};
 use axum::body::Bytes;
 use axum::http::HeaderValue;
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::VerifyingKey;
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, RwLock};
 use testpilot_flight::index::{Envelope, IndexPayload};
@@ -55,6 +58,8 @@ pub struct IndexDoc {
     /// A strong ETag: `"` + the first 32 hex digits of SHA-256 over the body + `"`.
     pub etag: String,
     pub flights: usize,
+    /// The key that signed it.
+    pub signed_by: VerifyingKey,
     /// Ready-made headers, so that serving costs no formatting.
     pub etag_header: HeaderValue,
     pub cache_control: HeaderValue,
@@ -65,26 +70,38 @@ fn window_start(now: Timestamp, refresh_ms: i64) -> Timestamp {
     Timestamp(now.0 - now.0.rem_euclid(refresh_ms.max(1)))
 }
 
-/// Signs the stored state as it is at `now`.
+/// Signs the stored state as it is at `now`, with the current key: its seed from the
+/// database, or from `ring` when it is kept outside.
 pub fn build(
     state: &IndexState,
-    key: &SigningKey,
+    ring: &KeyRing,
     timing: IndexTiming,
     now: Timestamp,
-) -> IndexDoc {
+) -> Result<IndexDoc> {
+    let current = &state.keys.current;
+    let key = match &current.secret {
+        Some(k) => k,
+        None => ring.get(&current.key_id()).ok_or_else(|| {
+            Error::Config(format!(
+                "the current signing key {} is kept outside the database and this tower was not given it (--signing-key-file); it keeps serving the last index it signed",
+                current.key_id()
+            ))
+        })?,
+    };
     let generated_at = state.changed_at.max(window_start(now, timing.refresh_ms));
     let payload = IndexPayload {
         serial: state.serial,
         generated_at,
         expires_at: Timestamp(generated_at.0 + timing.ttl_ms),
         flights: state.flights.clone(),
+        next_key: state.keys.next.as_ref().map(|k| k.public),
     };
     let body = Envelope::sign(&payload, key).to_text();
     let etag = format!(
         "\"{}\"",
         &hex::encode(Sha256::digest(body.as_bytes()))[..32]
     );
-    IndexDoc {
+    Ok(IndexDoc {
         serial: payload.serial,
         generated_at,
         expires_at: payload.expires_at,
@@ -92,15 +109,17 @@ pub fn build(
         etag_header: HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\"")),
         etag,
         flights: state.flights.len(),
+        signed_by: key.verifying_key(),
         cache_control: HeaderValue::from_str(&format!("public, max-age={}", timing.max_age_s))
             .unwrap_or(HeaderValue::from_static("no-cache")),
-    }
+    })
 }
 
 /// The index in memory, shared by the request handlers.
 pub struct IndexCache {
     current: RwLock<Arc<IndexDoc>>,
-    key: SigningKey,
+    /// Seeds kept outside the database.
+    ring: KeyRing,
     timing: IndexTiming,
     /// Serializes rebuilds so that a slow one cannot overwrite a newer one.
     rebuild: tokio::sync::Mutex<()>,
@@ -110,14 +129,14 @@ impl IndexCache {
     /// Builds the first document from the store.
     pub async fn load(
         store: &Store,
-        key: SigningKey,
+        ring: KeyRing,
         timing: IndexTiming,
         now: Timestamp,
     ) -> Result<IndexCache> {
-        let doc = build(&store.index_state().await?, &key, timing, now);
+        let doc = build(&store.index_state().await?, &ring, timing, now)?;
         Ok(IndexCache {
             current: RwLock::new(Arc::new(doc)),
-            key,
+            ring,
             timing,
             rebuild: tokio::sync::Mutex::new(()),
         })
@@ -135,8 +154,14 @@ impl IndexCache {
         self.timing
     }
 
-    pub fn key(&self) -> &SigningKey {
-        &self.key
+    /// The seeds this tower holds outside the database.
+    pub fn ring(&self) -> &KeyRing {
+        &self.ring
+    }
+
+    /// The key that signed the document being served.
+    pub fn public_key(&self) -> VerifyingKey {
+        self.current().signed_by
     }
 
     /// Whether the document is out of date: the stored serial moved or the window rolled.
@@ -149,7 +174,7 @@ impl IndexCache {
     /// Returns the document being served afterwards.
     pub async fn refresh(&self, store: &Store, now: Timestamp) -> Result<Arc<IndexDoc>> {
         let _guard = self.rebuild.lock().await;
-        let doc = build(&store.index_state().await?, &self.key, self.timing, now);
+        let doc = build(&store.index_state().await?, &self.ring, self.timing, now)?;
         let mut cur = self.current.write().unwrap_or_else(|e| e.into_inner());
         if (doc.serial, doc.generated_at) >= (cur.serial, cur.generated_at) && doc.etag != cur.etag
         {
@@ -165,12 +190,12 @@ impl IndexCache {
 /// document written.
 pub async fn export(
     store: &Store,
-    key: &SigningKey,
+    ring: &KeyRing,
     timing: IndexTiming,
     now: Timestamp,
     dir: &std::path::Path,
 ) -> Result<IndexDoc> {
-    let doc = build(&store.index_state().await?, key, timing, now);
+    let doc = build(&store.index_state().await?, ring, timing, now)?;
     let control = dir.join("control");
     std::fs::create_dir_all(&control)?;
     let tmp = control.join(".index.json.tmp");
@@ -203,21 +228,46 @@ mod tests {
         assert!(!etag_matches("", "\"abc\""));
     }
 
-    #[test]
-    fn same_state_same_bytes_within_a_window() {
-        let key = SigningKey::from_bytes(&[7; 32]);
-        let state = IndexState {
+    fn state(secret_in_db: bool) -> IndexState {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        IndexState {
             serial: 3,
             changed_at: Timestamp(1_000),
             flights: vec![],
-        };
+            keys: crate::store::KeyState {
+                current: crate::store::StoredKey {
+                    public: key.verifying_key(),
+                    secret: secret_in_db.then_some(key),
+                    proposed_by: None,
+                },
+                next: None,
+            },
+        }
+    }
+
+    #[test]
+    fn same_state_same_bytes_within_a_window() {
+        let state = state(true);
+        let ring = KeyRing::default();
         let t = IndexTiming::default();
-        let a = build(&state, &key, t, Timestamp(5_000));
-        let b = build(&state, &key, t, Timestamp(80_000_000));
+        let a = build(&state, &ring, t, Timestamp(5_000)).unwrap();
+        let b = build(&state, &ring, t, Timestamp(80_000_000)).unwrap();
         assert_eq!(a.body, b.body);
-        let c = build(&state, &key, t, Timestamp(90_000_000));
+        let c = build(&state, &ring, t, Timestamp(90_000_000)).unwrap();
         assert_ne!(a.etag, c.etag);
         assert_eq!(c.generated_at, Timestamp(86_400_000));
         assert_eq!(c.expires_at, Timestamp(86_400_000 + t.ttl_ms));
+    }
+
+    #[test]
+    fn a_key_kept_outside_is_taken_from_the_ring() {
+        let outside = state(false);
+        let t = IndexTiming::default();
+        let e = build(&outside, &KeyRing::default(), t, Timestamp(0)).unwrap_err();
+        assert!(e.to_string().contains("--signing-key-file"), "{e}");
+        let ring = KeyRing::new(vec![ed25519_dalek::SigningKey::from_bytes(&[7; 32])]);
+        let doc = build(&outside, &ring, t, Timestamp(0)).unwrap();
+        let inside = build(&state(true), &KeyRing::default(), t, Timestamp(0)).unwrap();
+        assert_eq!(doc.body, inside.body, "the same key signs the same bytes");
     }
 }

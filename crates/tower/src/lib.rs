@@ -11,6 +11,8 @@
 //! - [`server`]: starting a tower: config, background tasks, graceful shutdown.
 //! - [`connections`]: accepting HTTP connections with time and count limits.
 //! - [`local`]: what `testpilot up` needs: example flights, a local token.
+//! - [`keys`]: where the signing keys' secrets are, and the two-person key rotation.
+//! - [`private`]: the data directory `0700` and its files `0600`.
 //! - `testing` (the `testing` feature, for tests and benchmarks only): private databases.
 
 pub mod actions;
@@ -23,9 +25,11 @@ pub mod diff;
 pub mod error;
 pub mod index;
 pub mod ingest;
+pub mod keys;
 pub mod lifecycle;
 pub mod local;
 pub mod metrics;
+pub mod private;
 pub mod openapi;
 pub mod ratelimit;
 pub mod server;

@@ -55,10 +55,12 @@ pub enum Action {
     Kill,
     End,
     ManageTokens,
+    /// Propose or complete a rotation of the index signing key (two people: `docs/keys.md`).
+    RotateKey,
 }
 
 impl Action {
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 9] = [
         Action::Read,
         Action::Push,
         Action::Review,
@@ -67,6 +69,7 @@ impl Action {
         Action::Kill,
         Action::End,
         Action::ManageTokens,
+        Action::RotateKey,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -78,12 +81,14 @@ impl Action {
             Action::Kill => "kill",
             Action::End => "end",
             Action::ManageTokens => "manage tokens",
+            Action::RotateKey => "rotate the signing key",
         }
     }
 }
 
 /// The role matrix: admin may do everything; an author pushes and asks for review; an
-/// approver approves (or sends back), kills and ends. Every role may read.
+/// approver approves (or sends back), kills and ends, and takes part in a key rotation.
+/// Every role may read.
 pub fn role_may(role: Role, action: Action) -> bool {
     matches!(
         (role, action),
@@ -92,7 +97,7 @@ pub fn role_may(role: Role, action: Action) -> bool {
             | (Role::Author, Action::Push | Action::Review)
             | (
                 Role::Approver,
-                Action::Approve | Action::SendBack | Action::Kill | Action::End
+                Action::Approve | Action::SendBack | Action::Kill | Action::End | Action::RotateKey
             )
     )
 }
@@ -339,7 +344,7 @@ pub fn after(
             FlightState::Ended => Err("the flight has already ended".into()),
             _ => Ok(FlightState::Ended),
         },
-        Action::Read | Action::ManageTokens => Ok(flight),
+        Action::Read | Action::ManageTokens | Action::RotateKey => Ok(flight),
     }
 }
 
@@ -418,6 +423,9 @@ mod tests {
             // tokens: admins only, whatever the flight
             (F::Live,   R::Live,   ManageTokens, &[AD],     To(F::Live)),
             (F::Live,   R::Live,   ManageTokens, &[AU, AP], NoRole),
+            // key rotation: approvers and admins, whatever the flight
+            (F::Live,   R::Live,   RotateKey, &[AP, AD], To(F::Live)),
+            (F::Live,   R::Live,   RotateKey, &[AU],     NoRole),
             // reading: everyone
             (F::Ended,  R::Live,   Read, &[AU, AP, AD], To(F::Ended)),
         ];

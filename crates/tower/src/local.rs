@@ -53,7 +53,7 @@ pub fn sqlite_url(data_dir: &Path) -> String {
 /// loaded and live. The seam for `testpilot up`: the caller gets the URL and public key in
 /// `tower`, and may start a local pilot against them.
 pub async fn start_local(opts: LocalOptions, clock: Arc<dyn Clock>) -> Result<LocalTower> {
-    std::fs::create_dir_all(&opts.data_dir)?;
+    crate::private::create_dir(&opts.data_dir)?;
     let db_url = sqlite_url(&opts.data_dir);
     let store = Store::open(&db_url).await?;
     let config = ApiConfig {
@@ -79,6 +79,7 @@ pub async fn start_local(opts: LocalOptions, clock: Arc<dyn Clock>) -> Result<Lo
 /// The admin token kept in `DATA/local-token`, made on the first run.
 pub async fn local_token(state: &AppState, data_dir: &Path) -> Result<(String, Actor)> {
     let path = data_dir.join("local-token");
+    crate::private::warn_if_loose(&path);
     if let Ok(text) = std::fs::read_to_string(&path) {
         let token = text.trim().to_string();
         if let Some(actor) = state.store.actor_for_token(&token).await? {
@@ -96,18 +97,9 @@ pub async fn local_token(state: &AppState, data_dir: &Path) -> Result<(String, A
             state.clock.now(),
         )
         .await?;
-    write_private(&path, &token)?;
+    // Created 0600 from its first byte: never readable by others, not even for an instant.
+    crate::private::write_new(&path, &format!("{token}\n"))?;
     Ok((token, Actor::new(info.name, info.role)))
-}
-
-fn write_private(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, format!("{text}\n"))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(())
 }
 
 /// Pushes, reviews and approves every valid flight in `dir` (sorted by file name), as

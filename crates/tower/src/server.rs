@@ -5,6 +5,7 @@
 use crate::api::{ApiConfig, AppState, Served};
 use crate::connections::ConnectionLimits;
 use crate::error::{Error, Result};
+use crate::keys::KeyRing;
 use crate::store::{Engine, Store, NOTIFY_CHANNEL};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +27,8 @@ pub struct TowerConfig {
     pub api: ApiConfig,
     /// How often to check the database for index changes made elsewhere, in ms.
     pub poll_ms: u64,
+    /// Signing keys kept outside the database (`--signing-key-file`; `docs/keys.md`).
+    pub keys: KeyRing,
     /// Timeouts and connection counts.
     pub connections: ConnectionLimits,
 }
@@ -37,6 +40,7 @@ impl TowerConfig {
             listen,
             api: ApiConfig::default(),
             poll_ms: 1000,
+            keys: KeyRing::default(),
             connections: ConnectionLimits::default(),
         }
     }
@@ -75,7 +79,7 @@ impl RunningTower {
 /// `config.listen` until [`RunningTower::stop`].
 pub async fn start(config: TowerConfig, clock: Arc<dyn Clock>) -> Result<RunningTower> {
     let store = Store::open(&config.db_url).await?;
-    let state = AppState::new(store, clock, config.api).await?;
+    let state = AppState::with_keys(store, clock, config.api, config.keys).await?;
     serve_with(state, config.listen, config.poll_ms, config.connections).await
 }
 

@@ -33,7 +33,7 @@ fn random_hex() -> String {
 /// A new empty directory under the system's temporary directory.
 pub fn temp_dir(prefix: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("{prefix}-{}", random_hex()));
-    let _ = std::fs::create_dir_all(&dir);
+    let _ = crate::private::create_dir(&dir);
     dir
 }
 

@@ -3,6 +3,7 @@
 
 mod docs;
 mod flight_cli;
+mod keys_cli;
 mod pilot_agent;
 mod pilot_sigkill;
 mod support;

@@ -62,6 +62,7 @@ async fn run_agent_once_over_http_downloads_installs_and_reports() {
                     generated_at: Timestamp(0),
                     expires_at: Timestamp(now_ms() + 86_400_000),
                     flights: vec![f],
+                    next_key: None,
                 };
                 (
                     200,

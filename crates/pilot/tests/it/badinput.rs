@@ -61,6 +61,7 @@ fn payload(serial: u64, flights: Vec<Value>) -> IndexPayload {
         generated_at: T0,
         expires_at: Timestamp(T0.0 + 7 * 86_400_000),
         flights,
+        next_key: None,
     }
 }
 
@@ -103,7 +104,7 @@ fn index_signatures_serials_and_expiry() {
     // Signed by another key: refused, the flight goes on.
     let other = Envelope::sign(&payload(6, vec![]), &key(2)).to_text();
     let e = sync(&mut p, &write_index(&rig, &other), &trust).unwrap_err();
-    assert!(e.to_string().contains("not the pinned key"), "{e}");
+    assert!(e.to_string().contains("which is not pinned"), "{e}");
     // Tampered payload.
     let mut env: Value =
         serde_json::from_str(&Envelope::sign(&payload(6, vec![]), &k).to_text()).unwrap();
@@ -149,7 +150,7 @@ fn index_signatures_serials_and_expiry() {
     let n = notes(&p);
     for needle in [
         "refused the index",
-        "not the pinned key",
+        "which is not pinned",
         "does not verify",
         "rollback",
         "expired",

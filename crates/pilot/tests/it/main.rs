@@ -9,6 +9,7 @@ mod endings;
 mod host_records;
 mod index_expiry;
 mod journal_schema;
+mod keys;
 mod net_limits;
 
 mod support;

@@ -121,6 +121,7 @@ fn index_over_http_with_etag_and_reports_in_batches() {
         generated_at: T0,
         expires_at: Timestamp(T0.0 + 86_400_000),
         flights,
+        next_key: None,
     };
     let envelope = Envelope::sign(&payload, &key).to_text();
     let accept_reports = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -72,7 +72,8 @@ pub struct AuditEntry {
     pub at: Timestamp,
     /// A token's name, or `cli` for commands run on the tower's machine.
     pub actor: String,
-    /// `push`, `review`, `approve`, `kill`, `end`, `token.create`.
+    /// `push`, `review`, `approve`, `kill`, `end`, `token.create`, `key.create`,
+    /// `key.rotate`, `key.complete`.
     pub action: String,
     pub studyname: Option<String>,
     pub version: Option<u64>,
@@ -156,7 +157,7 @@ impl Store {
         }))
     }
 
-    async fn audit_in(
+    pub(super) async fn audit_in(
         tx: &mut Transaction<'static, Any>,
         now: Timestamp,
         actor: &str,
@@ -178,7 +179,11 @@ impl Store {
     }
 
     /// Bumps the index serial (and on PostgreSQL queues a NOTIFY sent at commit).
-    async fn bump_serial(&self, tx: &mut Transaction<'static, Any>, now: Timestamp) -> Result<u64> {
+    pub(super) async fn bump_serial(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        now: Timestamp,
+    ) -> Result<u64> {
         let serial: i64 = sqlx::query(
             "UPDATE index_state SET serial = serial + 1, \
              changed_at = CASE WHEN changed_at > $1 THEN changed_at ELSE $1 END WHERE id = 1 RETURNING serial",

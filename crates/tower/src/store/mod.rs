@@ -16,15 +16,16 @@
 //! BIGINT milliseconds, JSON as TEXT) and run through sqlx's `Any` driver.
 
 mod flights;
+mod keys;
 mod reports;
 mod tokens;
 
 pub use flights::{AuditEntry, FlightDetail, FlightSummary, Outcome, Pending, Revision};
+pub use keys::{KeyState, StoredKey};
 pub use reports::{DailyPoint, ErrorReport, Ingested, Progress, ProgressRow};
 pub use tokens::TokenInfo;
 
 use crate::error::{Error, Result};
-use ed25519_dalek::SigningKey;
 use serde_json::Value;
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -78,20 +79,36 @@ pub struct IndexState {
     pub changed_at: Timestamp,
     /// Every live and killed flight (killed ones with `kill: true`), by studyname.
     pub flights: Vec<Value>,
+    /// The key that signs it and the successor it announces.
+    pub keys: KeyState,
 }
 
 fn migrator(engine: Engine) -> Migrator {
     let files: &[(i64, &'static str, &'static str)] = match engine {
-        Engine::Sqlite => &[(
-            1,
-            "tower",
-            include_str!("../../migrations/sqlite/0001_tower.sql"),
-        )],
-        Engine::Postgres => &[(
-            1,
-            "tower",
-            include_str!("../../migrations/postgres/0001_tower.sql"),
-        )],
+        Engine::Sqlite => &[
+            (
+                1,
+                "tower",
+                include_str!("../../migrations/sqlite/0001_tower.sql"),
+            ),
+            (
+                2,
+                "signing keys",
+                include_str!("../../migrations/sqlite/0002_signing_keys.sql"),
+            ),
+        ],
+        Engine::Postgres => &[
+            (
+                1,
+                "tower",
+                include_str!("../../migrations/postgres/0001_tower.sql"),
+            ),
+            (
+                2,
+                "signing keys",
+                include_str!("../../migrations/postgres/0002_signing_keys.sql"),
+            ),
+        ],
     };
     let migrations: Vec<Migration> = files
         .iter()
@@ -144,6 +161,10 @@ impl Store {
         let engine = Engine::of_url(url)?;
         let (read, write) = match engine {
             Engine::Sqlite => {
+                // The database file (and so its -wal and -shm) private from the start.
+                if let Some(path) = crate::private::sqlite_path(url) {
+                    crate::private::prepare_sqlite(path)?;
+                }
                 let full = if url.contains('?') {
                     url.to_string()
                 } else {
@@ -186,26 +207,6 @@ impl Store {
         self.read.close().await;
     }
 
-    /// The index signing key. The first caller on a database stores `fresh_seed` (32 random
-    /// bytes); every later caller, in any process, gets that same key back.
-    pub async fn signing_key(&self, fresh_seed: [u8; 32], now: Timestamp) -> Result<SigningKey> {
-        sqlx::query("INSERT INTO tower_key (id, secret, created_at) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING")
-            .bind(hex::encode(fresh_seed))
-            .bind(now.0)
-            .execute(&self.write)
-            .await?;
-        let secret: String = sqlx::query("SELECT secret FROM tower_key WHERE id = 1")
-            .fetch_one(&self.write)
-            .await?
-            .try_get(0)?;
-        let bytes = hex::decode(secret.trim())
-            .map_err(|e| Error::Internal(format!("stored signing key: {e}")))?;
-        let seed: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| Error::Internal("stored signing key is not 32 bytes".into()))?;
-        Ok(SigningKey::from_bytes(&seed))
-    }
-
     /// The index's serial and when its content last changed; cheap, for polling.
     pub async fn index_serial(&self) -> Result<(u64, Timestamp)> {
         let row = sqlx::query("SELECT serial, changed_at FROM index_state WHERE id = 1")
@@ -235,6 +236,7 @@ impl Store {
         )
         .fetch_all(&mut *tx)
         .await?;
+        let keys = keys::load(&mut tx).await?;
         tx.commit().await?;
         let mut flights = Vec::with_capacity(rows.len());
         for row in rows {
@@ -251,6 +253,7 @@ impl Store {
             serial,
             changed_at,
             flights,
+            keys,
         })
     }
 }

@@ -70,9 +70,12 @@ async fn served_index_verifies_and_serial_grows(engine: Engine) {
     let again = testpilot_tower::Store::open(&t.db.as_ref().unwrap().url)
         .await
         .unwrap();
-    let key2 = again.signing_key([1; 32], t.clock_now()).await.unwrap();
+    let keys = again
+        .init_signing_key(&Default::default(), [1; 32], t.clock_now())
+        .await
+        .unwrap();
     assert_eq!(
-        testpilot_flight::index::public_key_to_base64(&key2.verifying_key()),
+        testpilot_flight::index::public_key_to_base64(&keys.current.public),
         t.state.public_key()
     );
     again.close().await;
@@ -148,11 +151,16 @@ async fn export_writes_the_served_bytes(engine: Engine) {
     t.make_live(flight("a")).await;
     let served = get_index(&t, None).await;
     let dir = testpilot_tower::testing::temp_dir("testpilot-export");
-    let key = t.state.index.key().clone();
     let timing = t.state.index.timing();
-    testpilot_tower::index::export(&t.state.store, &key, timing, t.clock_now(), &dir)
-        .await
-        .unwrap();
+    testpilot_tower::index::export(
+        &t.state.store,
+        t.state.index.ring(),
+        timing,
+        t.clock_now(),
+        &dir,
+    )
+    .await
+    .unwrap();
     let written = std::fs::read(dir.join("control").join("index.json")).unwrap();
     assert_eq!(
         written, served.bytes,

@@ -7,6 +7,7 @@ mod actions;
 mod connections;
 mod hardening;
 mod index;
+mod keys;
 mod lifecycle;
 mod openapi;
 mod replicas;
