@@ -165,7 +165,7 @@ fn run_agent(a: RunArgs) -> anyhow::Result<ExitCode> {
     // The profile holds the journal: what ran on this machine and the pinned keys.
     for path in [a.profile.clone(), Journal::path_in(&a.profile)] {
         if let Some(w) = testpilot_pilot::journal::looseness(&path) {
-            eprintln!("warning: {w}");
+            errln!("warning: {w}");
         }
     }
     if a.insecure_unsigned {

@@ -140,7 +140,7 @@ pub fn sync(pilot: &mut Pilot, tower: &TowerSource, trust: &Trust) -> Result<Syn
         );
         pilot.journal.note("", now, "index", &what, None)?;
     }
-    pilot.apply_accepted(&payload)?;
+    pilot.apply_accepted(payload)?;
     if let Some(before) = &pins {
         crate::pins::follow(&mut pilot.journal, before, &accepted, now)?;
     }

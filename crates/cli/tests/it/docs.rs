@@ -62,6 +62,79 @@ fn nothing_cites_a_design_file_outside_the_repository() {
     );
 }
 
+/// GitHub's anchor for a heading: lower case, spaces to `-`, punctuation dropped.
+fn slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every relative link in the README, ARCHITECTURE.md and docs/ names a file that exists,
+/// and its `#anchor`, if any, a heading in it.
+#[test]
+fn every_link_in_the_docs_resolves() {
+    let mut pages = vec![root().join("README.md"), root().join("ARCHITECTURE.md")];
+    pages.extend(
+        std::fs::read_dir(root().join("docs"))
+            .expect("a docs/ folder")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "md")),
+    );
+    for want in [
+        "flight-spec.md",
+        "index.md",
+        "api.md",
+        "reports.md",
+        "cli.md",
+    ] {
+        assert!(
+            root().join("docs").join(want).is_file(),
+            "docs/{want} is missing"
+        );
+    }
+    let mut broken = Vec::new();
+    for page in &pages {
+        let text = std::fs::read_to_string(page).unwrap();
+        for (i, _) in text.match_indices("](") {
+            let rest = &text[i + 2..];
+            let Some(end) = rest.find(')') else { continue };
+            let target = &rest[..end];
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (file, anchor) = target.split_once('#').unwrap_or((target, ""));
+            let path = if file.is_empty() {
+                page.clone()
+            } else {
+                page.parent().unwrap().join(file)
+            };
+            if !path.is_file() {
+                broken.push(format!("{}: {target}: no such file", page.display()));
+                continue;
+            }
+            if !anchor.is_empty() {
+                let found = std::fs::read_to_string(&path)
+                    .unwrap()
+                    .lines()
+                    .filter(|l| l.starts_with('#'))
+                    .any(|l| slug(l.trim_start_matches('#')) == anchor);
+                if !found {
+                    broken.push(format!("{}: {target}: no such heading", page.display()));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
+
 /// The README's second command runs every test on a fresh machine, and CI runs exactly it
 /// (after fmt and clippy). It was `cargo test --workspace`, which fails where Chromium is
 /// not installed.

@@ -20,6 +20,7 @@ fn envelope(serial: u64, expires_at: Timestamp, flights: Vec<Value>) -> String {
         generated_at: T0,
         expires_at,
         flights,
+        next_key: None,
     };
     Envelope::sign(&payload, &SigningKey::from_bytes(&KEY)).to_text()
 }
