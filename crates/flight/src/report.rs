@@ -1,4 +1,4 @@
-//! Status reports that pilots send and the tower keeps (DESIGN §6).
+//! Status reports that pilots send and the tower keeps (docs/reports.md).
 
 use crate::diagnostic::{Diagnostics, JsonPath};
 use crate::reader::Reader;

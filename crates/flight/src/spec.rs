@@ -1,4 +1,4 @@
-//! The flight spec model (DESIGN §3, §4). Build one with [`crate::Flight::from_json`], which
+//! The flight spec model (docs/flight-spec.md). Build one with [`crate::Flight::from_json`], which
 //! validates; the types here serialize back to the same JSON an author writes.
 
 use crate::time::{Dateish, DurationSpec};

@@ -1,4 +1,4 @@
-//! Targeting (DESIGN §5): who a flight's `filter` lets in, and why.
+//! Targeting (docs/flight-spec.md): who a flight's `filter` lets in, and why.
 
 pub use crate::expression::FlightContext;
 use crate::expression::{self, Context};

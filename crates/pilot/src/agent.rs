@@ -258,7 +258,8 @@ fn agent_loop(config: AgentConfig, stop: &Stop) -> Result<(), Error> {
                         match e {
                             // Finish the round (flights, reports), then fail.
                             Error::Index(e) => refused = Some(e.to_string()),
-                            e => eprintln!("warning: {e}"),
+                            // The error may quote a tower's answer: controls shown, not obeyed.
+                            e => eprintln!("warning: {}", visible(&e.to_string())),
                         }
                     }
                 }
@@ -323,4 +324,17 @@ fn once_verdict(
         )));
     }
     Ok(())
+}
+
+/// `s` with control characters written as escapes (`\u{1b}`), for a terminal.
+fn visible(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }

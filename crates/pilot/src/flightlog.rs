@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use std::fmt::Write;
 use testpilot_flight::Timestamp;
 
-/// One JSON object per flight the profile knows (DESIGN §8, `testpilot log --json`).
+/// One JSON object per flight the profile knows (docs/cli.md, `testpilot log --json`).
 pub fn flights(journal: &Journal, only: Option<&str>) -> Result<Vec<Value>, Error> {
     let mut out = Vec::new();
     for f in journal.flights()? {
@@ -99,7 +99,7 @@ pub fn pilot_notes(journal: &Journal) -> Result<Vec<Value>, Error> {
         .collect())
 }
 
-/// The message center: prompts waiting for the person (DESIGN §8, `later list --json`).
+/// The message center: prompts waiting for the person (docs/cli.md, `later list --json`).
 pub fn pending_prompts(journal: &Journal) -> Result<Vec<Value>, Error> {
     Ok(journal
         .open_prompts()?

@@ -1,4 +1,4 @@
-//! The host: what the application provides to flights (DESIGN §7).
+//! The host: what the application provides to flights (docs/flight-spec.md).
 //!
 //! Every mutating call takes a `key` that names the effect (`<studyname>.<effect id>`), and is
 //! idempotent per key: the engine calls it again after a crash that came between the intent and

@@ -1,4 +1,4 @@
-//! The Test Pilot client engine (DESIGN §4, §7): runs flights on one machine, durably, with
+//! The Test Pilot client engine (docs/flight-spec.md): runs flights on one machine, durably, with
 //! guaranteed undo.
 //!
 //! - [`journal`]: the SQLite journal in the profile. Every effect is written as an intent

@@ -84,7 +84,7 @@ fn note_once(pilot: &mut Pilot, kind: &str, what: &str) -> Result<(), Error> {
     pilot.journal.note("", now, kind, what, None)
 }
 
-/// Fetches the index, accepts it only as DESIGN §6 says, and sets up its flights. A rejected or
+/// Fetches the index, accepts it only as docs/index.md says, and sets up its flights. A rejected or
 /// unreachable index leaves everything as it was and says why in the flight log.
 pub fn sync(pilot: &mut Pilot, tower: &TowerSource, trust: &Trust) -> Result<Synced, Error> {
     let (text, etag) = match fetch(pilot, tower) {

@@ -1,4 +1,4 @@
-//! The HTTP API (DESIGN §6). [`app`] builds the router from an [`AppState`], so tests and
+//! The HTTP API (docs/api.md). [`app`] builds the router from an [`AppState`], so tests and
 //! the dashboard call it without a socket.
 //!
 //! Invariants:
@@ -678,7 +678,7 @@ async fn post_reports(State(s): State<AppState>, req: Request) -> ApiResult<Json
 
 /// Creates a flight or a new draft revision of it. The tower assigns `version`.
 #[utoipa::path(post, path = "/api/v1/flights", tag = "flights", security(("token" = [])),
-    request_body(content = Object, description = "A flight spec (DESIGN §3)", content_type = "application/json"),
+    request_body(content = Object, description = "A flight spec (docs/flight-spec.md)", content_type = "application/json"),
     responses(
         (status = 201, description = "A new revision", body = Outcome),
         (status = 200, description = "Identical to the newest revision: nothing changed", body = Outcome),

@@ -1,4 +1,4 @@
-//! The Test Pilot control tower (DESIGN §6): flights' lifecycle with approval, the signed
+//! The Test Pilot control tower (docs/api.md): flights' lifecycle with approval, the signed
 //! index that pilots read, reports and progress — on SQLite (the default) or PostgreSQL.
 //!
 //! - [`store`]: the persistence API (flights, revisions, audit, tokens, reports, progress).

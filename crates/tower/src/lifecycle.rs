@@ -1,4 +1,4 @@
-//! The rules of a flight's life (DESIGN §6), pure: which role may do what, which state each
+//! The rules of a flight's life (docs/api.md), pure: which role may do what, which state each
 //! action leads to, and the two-person rule. [`crate::actions`] and the store apply them
 //! (the store inside its transactions, against the stored state).
 //!

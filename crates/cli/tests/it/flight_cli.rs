@@ -93,7 +93,8 @@ fn validate_refuses_a_huge_expression_with_one_line() {
     );
 }
 
-/// `explain --json` agrees with the independently computed §5 vectors.
+/// `explain --json` agrees with the independently computed bucketing vectors
+/// (docs/flight-spec.md, "Bucketing").
 #[test]
 fn explain_json_agrees_with_vectors() {
     let dir = scratch("explain");

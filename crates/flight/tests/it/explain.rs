@@ -1,5 +1,6 @@
 //! `explain` cases as data: a flight, a person, a moment, and what must come out. The
-//! expected buckets are the §5 formulas computed independently (Python's hashlib).
+//! expected buckets are the formulas of docs/flight-spec.md ("Bucketing") computed
+//! independently (Python's hashlib).
 
 use crate::{data_dir, json_files, read_json};
 use testpilot_flight::enrollment::{decide, explain};

@@ -1,4 +1,4 @@
-//! Every action of DESIGN §4 and its undo.
+//! Every action of docs/flight-spec.md and its undo.
 
 use crate::support::*;
 use serde_json::{json, Value};

@@ -1,4 +1,4 @@
-"""Independent reference for DESIGN §5 (bucketing, sampling, arms), used to write the
+"""Independent reference for docs/flight-spec.md (bucketing, sampling, arms), used to write the
 expected values in this folder. Run: python3 reference.py (it rewrites the *.json cases)."""
 import hashlib, json
 
