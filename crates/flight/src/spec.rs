@@ -375,8 +375,14 @@ pub struct Instrument {
     pub watch: Vec<String>,
     #[serde(rename = "for")]
     pub for_: DurationSpec,
-    /// https or http URL template the recording is uploaded to.
-    pub upload: String,
+    /// https or http URL template the recording is uploaded to once, at the end. Without it
+    /// the recording streams to the tower that served the index (`POST /api/v1/events`),
+    /// every `uploadEvery` and at the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload: Option<String>,
+    /// How often a streamed recording is sent (only without `upload`; default one day).
+    #[serde(rename = "uploadEvery", skip_serializing_if = "Option::is_none")]
+    pub upload_every: Option<DurationSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]

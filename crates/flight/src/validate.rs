@@ -598,7 +598,7 @@ impl V {
             "feature" => &["action", "id", "value"],
             "observe" => &["action", "topic", "subject", "count"],
             "notify" => &["action", "topic", "subject", "data"],
-            "instrument" => &["action", "watch", "for", "upload"],
+            "instrument" => &["action", "watch", "for", "upload", "uploadEvery"],
             _ => &["action", "text"],
         };
         let what = format!("a `{action}` directive");
@@ -949,16 +949,40 @@ impl V {
             .r
             .required(o, "for", "how long to record, like \"7d\"")
             .and_then(|f| self.duration(f, &o.path.key("for")));
-        let upload = self
-            .r
-            .req_string(o, "upload", "the address the recording is sent to (https)");
+        let has_upload = o.map.contains_key("upload");
+        let upload = if has_upload {
+            self.r
+                .req_string(o, "upload", "the address the recording is sent to (https)")
+        } else {
+            None
+        };
         if let Some(u) = &upload {
             self.url_template(u, &o.path.key("upload"), scope, &["https", "http"]);
+        }
+        let upload_every = o.map.get("uploadEvery").map(|v| {
+            let path = o.path.key("uploadEvery");
+            if has_upload {
+                self.r.error(
+                    &path,
+                    "`uploadEvery` applies only to a recording streamed to the tower: \
+                     remove it, or remove `upload`",
+                );
+                None
+            } else {
+                self.duration(v, &path)
+            }
+        });
+        if has_upload && upload.is_none() {
+            return None;
         }
         Some(Instrument {
             watch: watch?,
             for_: for_?,
-            upload: upload?,
+            upload,
+            upload_every: match upload_every {
+                None => None,
+                Some(d) => Some(d?),
+            },
         })
     }
 

@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod private;
 pub mod ratelimit;
+pub mod results;
 pub mod server;
 pub mod store;
 #[cfg(any(test, feature = "testing"))]
