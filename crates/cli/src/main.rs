@@ -9,6 +9,7 @@
 mod cmd_flight;
 mod cmd_pilot;
 mod cmd_remote;
+mod cmd_simulate;
 mod cmd_tower;
 mod cmd_up;
 mod term;
@@ -47,6 +48,8 @@ enum Command {
     Later(cmd_pilot::LaterArgs),
     /// End flights at the person's wish, undoing everything they did.
     Optout(cmd_pilot::OptoutArgs),
+    /// Simulate a fleet: targeting, arms and the pilot engine for N virtual clients over days, and the tower's load.
+    Simulate(cmd_simulate::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Log(a) => cmd_pilot::log(a),
         Command::Later(a) => cmd_pilot::later(a),
         Command::Optout(a) => cmd_pilot::optout(a),
+        Command::Simulate(a) => cmd_simulate::run(a),
     };
     match result {
         Ok(code) => code,

@@ -6,6 +6,7 @@ mod flight_cli;
 mod keys_cli;
 mod pilot_agent;
 mod pilot_sigkill;
+mod simulate_cli;
 mod support;
 mod terminal;
 mod tower_cli;

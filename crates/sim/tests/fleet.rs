@@ -1,0 +1,147 @@
+//! The simulator against the real decision functions and itself: its counts equal, person
+//! for person, what `enrollment::explain` (the function behind `testpilot flight explain`)
+//! says; the same seed gives the same report.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use testpilot_flight::{enrollment, Timestamp};
+use testpilot_sim::fleet::Fleet;
+use testpilot_sim::load::{Capacity, LoadModel};
+use testpilot_sim::{simulate, Config, Population, SimFlight};
+
+const START: Timestamp = Timestamp(1_796_083_200_000); // 2026-12-01
+
+fn examples() -> Vec<Value> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap())
+        .collect()
+}
+
+fn flights(scratch: &Path) -> Vec<SimFlight> {
+    examples()
+        .iter()
+        .map(|v| SimFlight::new(v, &scratch.join("pkg")).unwrap())
+        .collect()
+}
+
+#[test]
+fn counts_equal_explain_person_for_person() {
+    let scratch = std::env::temp_dir().join(format!("tp-sim-explain-{}", std::process::id()));
+    let population = Population::builtin();
+    let flights = flights(&scratch);
+    let clients = 10_000;
+    let end = Timestamp(START.0 + 86_400_000);
+    let model = LoadModel::new(START, end, 900_000, 1000.0);
+    let fleet = Fleet {
+        population: &population,
+        flights: &flights,
+        clients,
+        seed: 42,
+        start: START,
+        end,
+        bins: 24,
+        load: &model,
+    };
+    let tally = fleet.run(2, &|_| {});
+    let mut enrolled_clients = Vec::new();
+    for (i, f) in flights.iter().enumerate() {
+        let (mut eligible, mut sampled, mut enrolled) = (0, 0, 0);
+        let mut arms = vec![0u64; f.flight.arms.len()];
+        for c in 0..clients {
+            let person = population.person(42, c);
+            let e = enrollment::explain(&f.flight, &person, START);
+            let d = enrollment::decide(&f.flight, &person, START);
+            assert_eq!(
+                (d.eligible, d.sampled, d.enrolled),
+                (e.eligible, e.sampled, e.enrolled)
+            );
+            eligible += e.eligible as u64;
+            sampled += (e.eligible && e.sampled) as u64;
+            if e.enrolled {
+                enrolled += 1;
+                enrolled_clients.push(c as u32);
+                let arm = e
+                    .arm
+                    .as_deref()
+                    .map(|a| f.flight.arms.iter().position(|x| x.name == a).unwrap());
+                if let Some(a) = arm {
+                    arms[a] += 1;
+                }
+            }
+        }
+        let t = &tally.flights[i];
+        let name = f.name();
+        assert_eq!(t.eligible, eligible, "{name} eligible");
+        assert_eq!(t.sampled, sampled, "{name} sampled");
+        assert_eq!(t.enrolled, enrolled, "{name} enrolled");
+        assert_eq!(t.arms, arms, "{name} arms");
+    }
+    enrolled_clients.sort_unstable();
+    enrolled_clients.dedup();
+    assert_eq!(tally.enrolled_clients, enrolled_clients);
+    // The examples reach real people: most flights enrol someone.
+    assert!(tally.flights.iter().filter(|t| t.enrolled > 0).count() >= 5);
+}
+
+fn config(seed: u64, scratch: &Path) -> Config {
+    Config {
+        population: Population::builtin(),
+        flights: flights(scratch),
+        clients: 3_000,
+        days: 30.0,
+        seed,
+        start: START,
+        runs: Some(200),
+        poll_ms: 900_000,
+        kills: vec![(3, Timestamp(START.0 + 2 * 86_400_000))],
+        index_bytes: 8000,
+        capacity: Capacity::default(),
+        threads: 2,
+        scratch: scratch.to_path_buf(),
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_report() {
+    let scratch = std::env::temp_dir().join(format!("tp-sim-seed-{}", std::process::id()));
+    let run = |seed| {
+        serde_json::to_value(simulate(&config(seed, &scratch), &|_, _, _| {}).unwrap()).unwrap()
+    };
+    let a = run(7);
+    assert_eq!(a, run(7));
+    assert_ne!(a["flights"], run(8)["flights"]);
+    // The engine ran, played the person, and left no machine changed.
+    assert_eq!(a["engine"]["runs"], 200);
+    assert_eq!(a["engine"]["leftovers"], 0);
+    assert_eq!(a["engine"]["disagreements"], 0);
+    let outcomes: Vec<&Value> = a["flights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| &f["outcomes"])
+        .collect();
+    assert!(
+        outcomes.iter().any(|o| o.get("completed").is_some()),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.iter().any(|o| o.get("declined").is_some()),
+        "{outcomes:?}"
+    );
+    // Flight 3 (newtab-layout-2) was killed on day 2.
+    assert_eq!(a["flights"][3]["studyname"], "newtab-layout-2");
+    assert!(
+        a["flights"][3]["outcomes"].get("killed").is_some(),
+        "{}",
+        a["flights"][3]
+    );
+    let _ = std::fs::remove_dir_all(&scratch);
+}
