@@ -33,6 +33,9 @@ pub struct Runs {
     pub errors: Vec<String>,
 }
 
+/// A client that ran: its number, the flights it enrolled in, and what happened.
+type Done = (u32, Vec<usize>, Result<ClientRun, String>);
+
 /// The clients to run: every enrolled one, or `k` of them drawn from the seed.
 fn sample(enrolled: &[u32], k: Option<u64>, seed: u64) -> Vec<u32> {
     let mut v = enrolled.to_vec();
@@ -61,7 +64,7 @@ pub fn run(
     let total = chosen.len() as u64;
     let next = AtomicU64::new(0);
     let done = AtomicU64::new(0);
-    let results: Mutex<Vec<(u32, Vec<usize>, Result<ClientRun, String>)>> = Mutex::new(Vec::new());
+    let results: Mutex<Vec<Done>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..threads.max(1) {
             s.spawn(|| {
