@@ -166,7 +166,7 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let scratch = std::env::temp_dir().join(format!("testpilot-simulate-{}", std::process::id()));
-    let package = scratch.join("stand-in-package.zip");
+    let package = testpilot_sim::flights::stand_in_path(&scratch);
     let (specs, index_bytes) = match (&a.tower, a.files.is_empty()) {
         (Some(_), false) => bail!("give flight files or --tower, not both"),
         (None, true) => bail!("give flight files to simulate, or --tower URL --public-key KEY"),

@@ -22,6 +22,9 @@ use testpilot_pilot::{Error, Journal, ManualClock, Pilot};
 /// A client that keeps the engine busy longer than this is stopped and counted as stuck.
 const MAX_STEPS: u32 = 20_000;
 
+/// The held index is renewed from the last poll this long before it expires.
+const REFRESH_BEFORE_MS: i64 = 86_400_000;
+
 /// What the simulation needs to run clients.
 pub struct World<'a> {
     pub flights: &'a [SimFlight],
@@ -265,12 +268,16 @@ impl World<'_> {
             let polled = Timestamp(
                 arrival.0 + (reached.0 - arrival.0) / self.load.poll_ms * self.load.poll_ms,
             );
-            if offline_since.is_none() || applied.is_none() {
-                let p = self.payload(enrolled, polled);
-                if applied != Some((p.serial, p.expires_at)) {
-                    pilot.apply_accepted(&p)?;
-                    applied = Some((p.serial, p.expires_at));
-                }
+            // Writing the index at every poll would change nothing the engine sees but its
+            // expiry, so it is written when new flights or kills come, or a day before the
+            // one held expires (the engine wakes then).
+            let p = self.payload(enrolled, polled);
+            let stale = applied.is_none_or(|(serial, exp)| {
+                serial != p.serial || (exp.0 - now.0 <= REFRESH_BEFORE_MS && p.expires_at > exp)
+            });
+            if stale {
+                pilot.apply_accepted(&p)?;
+                applied = Some((p.serial, p.expires_at));
             }
             let wake = pilot.tick()?;
             // The arms and the steps under way, to know which events matter now.
@@ -358,7 +365,12 @@ impl World<'_> {
             }
             // The next poll refreshes the index before the one held expires.
             if let Some((_, exp)) = applied {
-                next = next.min(Timestamp(exp.0 - 1));
+                let refresh = Timestamp(exp.0 - REFRESH_BEFORE_MS);
+                next = next.min(if refresh > now {
+                    refresh
+                } else {
+                    Timestamp(exp.0)
+                });
             }
             if next >= self.end {
                 break;

@@ -114,6 +114,11 @@ fn walk(plan: &[Entry], prefix: &str, f: &mut dyn FnMut(&str, &Directive)) {
 /// The bytes of the stand-in package.
 pub const STAND_IN: &[u8] = b"testpilot simulate: a stand-in add-on package\n";
 
+/// Where a simulation keeps the stand-in package, in its scratch folder.
+pub fn stand_in_path(scratch: &Path) -> std::path::PathBuf {
+    scratch.join("stand-in-package.zip")
+}
+
 /// The sha256 of [`STAND_IN`].
 pub fn stand_in_sha256() -> String {
     hex(&Sha256::digest(STAND_IN))

@@ -78,7 +78,7 @@ pub fn simulate(c: &Config, progress: Progress) -> Result<Report, String> {
     let mut tally = fleet.run(c.threads, &|done| progress(Stage::Targeting, done, total));
     std::fs::create_dir_all(&c.scratch)
         .map_err(|e| format!("cannot create {}: {e}", c.scratch.display()))?;
-    let package = c.scratch.join("stand-in-package.zip");
+    let package = flights::stand_in_path(&c.scratch);
     std::fs::write(&package, flights::STAND_IN)
         .map_err(|e| format!("cannot write {}: {e}", package.display()))?;
     let world = client::World {

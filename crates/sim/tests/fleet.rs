@@ -28,7 +28,7 @@ fn examples() -> Vec<Value> {
 fn flights(scratch: &Path) -> Vec<SimFlight> {
     examples()
         .iter()
-        .map(|v| SimFlight::new(v, &scratch.join("pkg")).unwrap())
+        .map(|v| SimFlight::new(v, &testpilot_sim::flights::stand_in_path(scratch)).unwrap())
         .collect()
 }
 
@@ -143,5 +143,33 @@ fn the_same_seed_gives_the_same_report() {
         "{}",
         a["flights"][3]
     );
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+#[test]
+fn machines_offline_past_the_index_expiry_end_their_flights() {
+    let scratch = std::env::temp_dir().join(format!("tp-sim-offline-{}", std::process::id()));
+    let mut c = config(3, &scratch);
+    c.population = Population::from_json(&serde_json::json!({
+        "os": {"windows": 1.0}, "locale": {"en-US": 1.0}, "appversion": {"130.0": 1.0},
+        "behaviour": {"answers": {"ok": 1.0}, "answerAfter": "1h", "offlinePerDay": 0.2,
+                      "offlineFor": "30d", "arrival": "1h"}
+    }))
+    .unwrap();
+    c.flights.retain(|f| f.name() == "pdf-tools-ensure");
+    c.kills.clear();
+    c.clients = 300;
+    c.runs = None;
+    let r = simulate(&c, &|_, _, _| {}).unwrap();
+    let f = &r.flights[0];
+    assert_eq!(f.enrolled, 300);
+    assert_eq!(f.runs, 300);
+    // Two weeks of waiting: some machines go offline for good before the end of it, and
+    // their pilots stop trusting the index a week later; the rest complete.
+    let expired = f.outcomes.get("indexexpired").copied().unwrap_or(0);
+    let completed = f.outcomes.get("completed").copied().unwrap_or(0);
+    assert!(expired > 50 && completed > 50, "{:?}", f.outcomes);
+    assert!(r.engine.offline_periods > 0);
+    assert_eq!(r.engine.leftovers, 0);
     let _ = std::fs::remove_dir_all(&scratch);
 }
