@@ -312,7 +312,17 @@ impl World<'_> {
                 }
             }
             // Prompts waiting for an answer get one, some time from now.
-            for p in pilot.journal.open_prompts()? {
+            let asks = running.iter().any(|r| {
+                self.flights
+                    .iter()
+                    .any(|f| f.asks && f.name() == r.studyname)
+            });
+            let prompts = if asks || !answers.is_empty() {
+                pilot.journal.open_prompts()?
+            } else {
+                Vec::new()
+            };
+            for p in prompts {
                 if !p.wait || answers.contains_key(&p.id) {
                     continue;
                 }

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::path::Path;
-use testpilot_flight::spec::{Directive, Entry};
+use testpilot_flight::spec::{Directive, Entry, Permission};
 use testpilot_flight::{Diagnostics, Flight};
 
 /// A step of a plan that waits on events (`observe`) or records them (`instrument`).
@@ -30,6 +30,8 @@ pub struct SimFlight {
     pub features: BTreeSet<String>,
     /// Per arm (by index; one entry `None` for a flight without arms): the listeners.
     pub listeners: Vec<(Option<String>, Vec<Listener>)>,
+    /// Whether a plan asks the person something and waits for the answer.
+    pub asks: bool,
 }
 
 impl SimFlight {
@@ -48,12 +50,15 @@ impl SimFlight {
             }
         }
         let mut listeners = Vec::new();
+        let mut asks = false;
         for (arm, plan) in &plans {
             let mut l = Vec::new();
             walk(plan, "", &mut |path, d| match d {
                 Directive::Addon(a) => {
+                    asks |= a.permission == Permission::Warn;
                     addons.insert(a.id.clone());
                 }
+                Directive::External(x) => asks |= x.wait_for.is_some(),
                 Directive::Feature(f) => {
                     features.insert(f.id.clone());
                 }
@@ -79,6 +84,7 @@ impl SimFlight {
             addons,
             features,
             listeners,
+            asks,
         })
     }
 
