@@ -11,7 +11,8 @@ RUNS=${2:-100000}
 cargo build --release -q -p testpilot
 BIN=$PWD/target/release/testpilot
 DIR=$(mktemp -d)
-trap 'rm -rf "$DIR"' EXIT
+OUT=$(mktemp -d)
+trap 'rm -rf "$DIR" "$OUT"' EXIT
 cp examples/*.json "$DIR/"
 sed -e 's/"newtab-layout-2"/"newtab-layout-3"/' -e 's/"newtab-experiments"/"newtab-experiments-b"/' examples/newtab-layout-arms.json > "$DIR/x-newtab-3.json"
 sed -e 's/"tabs-helper-study-1"/"tabs-helper-study-2"/' examples/seed-plain-english.json > "$DIR/x-tabs-2.json"
@@ -20,10 +21,10 @@ echo "flights: $(ls "$DIR"/*.json | wc -l), cores: $(nproc)"
 
 echo "== 1. targeting: $CLIENTS clients x 10 flights (--runs 0)"
 /usr/bin/time -f "wall %e s, user %U s, max RSS %M KB" \
-  "$BIN" simulate "$DIR"/*.json --clients "$CLIENTS" --runs 0 --start 2026-12-01 --json > "$DIR/targeting.json"
-python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print('enrolled clients', r['engine']['enrolledClients']); [print(f\"  {f['studyname']}: eligible {f['eligible']} sampled {f['sampled']} enrolled {f['enrolled']} p {f['p']:.3f}\") for f in r['flights']]" "$DIR/targeting.json"
+  "$BIN" simulate "$DIR"/*.json --clients "$CLIENTS" --runs 0 --start 2026-12-01 --json > "$OUT/targeting.json"
+python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print('enrolled clients', r['engine']['enrolledClients']); [print(f\"  {f['studyname']}: eligible {f['eligible']} sampled {f['sampled']} enrolled {f['enrolled']} p {f['p']:.3f}\") for f in r['flights']]" "$OUT/targeting.json"
 
 echo "== 2. engine: $RUNS enrolled clients through the pilot over 30 days"
 /usr/bin/time -f "wall %e s, user %U s, max RSS %M KB" \
-  "$BIN" simulate "$DIR"/*.json --clients "$CLIENTS" --runs "$RUNS" --days 30 --start 2026-12-01 --json > "$DIR/engine.json"
-python3 -c "import json,sys; r=json.load(open(sys.argv[1])); e=r['engine']; print('runs', e['runs'], 'of', e['enrolledClients'], 'crashes', e['crashes'], 'leftovers', e['leftovers'], 'disagreements', e['disagreements'], 'stuck', e['stuck'])" "$DIR/engine.json"
+  "$BIN" simulate "$DIR"/*.json --clients "$CLIENTS" --runs "$RUNS" --days 30 --start 2026-12-01 --json > "$OUT/engine.json"
+python3 -c "import json,sys; r=json.load(open(sys.argv[1])); e=r['engine']; print('runs', e['runs'], 'of', e['enrolledClients'], 'crashes', e['crashes'], 'leftovers', e['leftovers'], 'disagreements', e['disagreements'], 'stuck', e['stuck'])" "$OUT/engine.json"

@@ -59,6 +59,10 @@ pub struct Compiled(Arc<Expression>);
 
 static CACHE: Memo<Compiled> = Memo::new();
 
+/// `regExpMatch` patterns, compiled once per pattern and flags (a fleet evaluates the same
+/// filter for every person).
+static REGEXES: Memo<regex::Regex> = Memo::new();
+
 /// Parses `text` (from the cache when it was parsed before), within the bounds of [`parse`]:
 /// at most [`MAX_LENGTH`] bytes, brackets [`MAX_NESTING`] deep and a tree [`MAX_DEPTH`]
 /// deep, so that checking, evaluating and dropping it cannot overflow the stack.
@@ -413,13 +417,21 @@ pub fn transform(name: &str, a: &[Value]) -> Result<Value, String> {
                 .as_str()
                 .ok_or("regExpMatch: the pattern must be a string")?;
             let flags = a.get(2).and_then(Value::as_str).unwrap_or("");
-            let re = regex::RegexBuilder::new(pat)
-                .case_insensitive(flags.contains('i'))
-                .multi_line(flags.contains('m'))
-                .dot_matches_new_line(flags.contains('s'))
-                .size_limit(1 << 20)
-                .build()
-                .map_err(|e| format!("regExpMatch: bad pattern: {e}"))?;
+            let (i, m, dot) = (
+                flags.contains('i'),
+                flags.contains('m'),
+                flags.contains('s'),
+            );
+            let key = format!("{}{}{}/{pat}", i as u8, m as u8, dot as u8);
+            let re = REGEXES.get_or(&key, || {
+                regex::RegexBuilder::new(pat)
+                    .case_insensitive(i)
+                    .multi_line(m)
+                    .dot_matches_new_line(dot)
+                    .size_limit(1 << 20)
+                    .build()
+                    .map_err(|e| format!("regExpMatch: bad pattern: {e}"))
+            })?;
             // Like JavaScript's String.prototype.match without the g flag: the match and its
             // groups, or null.
             Ok(match re.captures(s) {
