@@ -145,7 +145,9 @@ fn read_event(r: &mut Reader, v: &Value, path: &JsonPath) -> Option<Event> {
     if topic.as_deref().is_some_and(|t| !is_topic(t)) {
         r.error(
             &path.key("topic"),
-            format!("`topic` must be 1 to {MAX_TOPIC_LENGTH} characters of a-z, 0-9, `.`, `-`, `_`"),
+            format!(
+                "`topic` must be 1 to {MAX_TOPIC_LENGTH} characters of a-z, 0-9, `.`, `-`, `_`"
+            ),
         );
     }
     let subject = match o.map.get("subject") {
@@ -170,7 +172,10 @@ fn read_event(r: &mut Reader, v: &Value, path: &JsonPath) -> Option<Event> {
         Some(x) => match r.number(x, &path.key("value")) {
             Some(f) if f.is_finite() => Some(Some(f)),
             Some(_) => {
-                r.error(&path.key("value"), "`value` must be a finite number, or null");
+                r.error(
+                    &path.key("value"),
+                    "`value` must be a finite number, or null",
+                );
                 None
             }
             None => None,
