@@ -25,6 +25,7 @@ pub mod connections;
 pub mod dashboard;
 pub mod diff;
 pub mod error;
+pub mod export;
 pub mod index;
 pub mod ingest;
 pub mod ingest_events;

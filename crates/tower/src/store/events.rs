@@ -367,7 +367,7 @@ impl Store {
             );
         }
         for r in sqlx::query(
-            "SELECT topic, day, arm, SUM(events) FROM event_days WHERE flight = $1 GROUP BY topic, day, arm",
+            "SELECT topic, day, arm, CAST(SUM(events) AS BIGINT) FROM event_days WHERE flight = $1 GROUP BY topic, day, arm",
         )
         .bind(flight)
         .fetch_all(&mut *tx)
