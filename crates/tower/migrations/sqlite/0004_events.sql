@@ -50,3 +50,7 @@ CREATE TABLE event_arms (
     sum_sq             BIGINT NOT NULL,
     PRIMARY KEY (flight, arm, topic)
 );
+
+-- Results count the clients enrolled per arm (each client's latest report) for every read:
+-- an index the count reads alone, without the table's rows.
+CREATE INDEX client_state_by_arm ON client_state (flight, arm);

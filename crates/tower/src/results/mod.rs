@@ -21,27 +21,25 @@ use testpilot_flight::Flight;
 /// was never live); topics are those its streamed recordings watch, then any other topic
 /// that has events.
 pub async fn results(store: &Store, studyname: &str) -> Result<Option<Results>> {
-    let Some(summary) = store.flight_summary(studyname).await? else {
+    let Some((latest, live)) = store.flight_versions(studyname).await? else {
         return Ok(None);
     };
-    let version = summary.live_version.unwrap_or(summary.latest_version);
-    let spec = store.revision_spec(studyname, version).await?;
+    let spec = store
+        .revision_spec(studyname, live.unwrap_or(latest))
+        .await?;
     let flight = spec.as_ref().and_then(|s| Flight::from_json(s).ok());
-    let (arms, watched) = match &flight {
-        Some(f) => {
-            let arms: Vec<String> = f.arms.iter().map(|a| a.name.clone()).collect();
-            let mut watched: Vec<String> = Vec::new();
-            for i in streamed_instruments(f) {
-                for t in &i.watch {
-                    if is_topic(t) && !watched.contains(t) {
-                        watched.push(t.clone());
-                    }
+    let mut arms: Vec<String> = Vec::new();
+    let mut watched: Vec<String> = Vec::new();
+    if let Some(f) = &flight {
+        arms = f.arms.iter().map(|a| a.name.clone()).collect();
+        for i in streamed_instruments(f) {
+            for t in &i.watch {
+                if is_topic(t) && !watched.contains(t) {
+                    watched.push(t.clone());
                 }
             }
-            (arms, watched)
         }
-        None => (summary.arms.clone(), Vec::new()),
-    };
+    }
     let rollups = store.rollups(studyname).await?;
     Ok(Some(compute::compute(studyname, &arms, &watched, &rollups)))
 }

@@ -331,6 +331,23 @@ impl Store {
             .collect()
     }
 
+    /// A flight's newest and live revision numbers, or `None` when there is no such flight
+    /// (one row by key: results call this on every read).
+    pub async fn flight_versions(&self, flight: &str) -> Result<Option<(u64, Option<u64>)>> {
+        let row =
+            sqlx::query("SELECT latest_version, live_version FROM flights WHERE studyname = $1")
+                .bind(flight)
+                .fetch_optional(&self.read)
+                .await?;
+        row.map(|r| {
+            Ok((
+                r.try_get::<i64, _>(0)? as u64,
+                r.try_get::<Option<i64>, _>(1)?.map(|v| v as u64),
+            ))
+        })
+        .transpose()
+    }
+
     /// The spec of one revision, or `None`.
     pub async fn revision_spec(&self, flight: &str, version: u64) -> Result<Option<Value>> {
         let row = sqlx::query("SELECT spec FROM revisions WHERE studyname = $1 AND version = $2")
