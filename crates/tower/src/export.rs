@@ -166,7 +166,7 @@ mod tests {
             csv_text("=HYPERLINK(\"x\",\"y\")"),
             "\"'=HYPERLINK(\"\"x\"\",\"\"y\"\")\""
         );
-        assert_eq!(number(1e300), "1e300");
+        assert_eq!(number(1e300), "1e+300");
         assert_eq!(number(-2.5), "-2.5");
     }
 }
