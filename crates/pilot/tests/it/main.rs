@@ -4,6 +4,7 @@ mod actions;
 mod agent;
 
 mod badinput;
+mod copilot;
 mod crash;
 mod endings;
 mod host_records;
