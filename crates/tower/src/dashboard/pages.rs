@@ -366,7 +366,7 @@ pub fn flight(
             }
             section #spec {
                 h2 { "Spec of v" (to) " " @if let Some(r) = shown { (rev_badge(r.state)) } }
-                @if let Some(r) = shown { (spec_of(r)) }
+                @if let Some(r) = shown { (copilot_source(r)) (spec_of(r)) }
             }
             section #revisions {
                 h2 { "Revisions and changes" }
@@ -380,6 +380,20 @@ pub fn flight(
             }
         },
     )
+}
+
+/// A revision pushed as a copilot document: the document, folded, beside the flight it
+/// expanded to.
+fn copilot_source(r: &Revision) -> Markup {
+    let Some(doc) = &r.copilot else {
+        return html! {};
+    };
+    html! {
+        details.copilot #copilot-source {
+            summary { "Pushed as a copilot document; the spec below is what it expands to. Show the document" }
+            pre { (serde_json::to_string_pretty(doc).unwrap_or_default()) }
+        }
+    }
 }
 
 fn spec_of(r: &Revision) -> Markup {

@@ -96,6 +96,11 @@ fn migrator(engine: Engine) -> Migrator {
                 "signing keys",
                 include_str!("../../migrations/sqlite/0002_signing_keys.sql"),
             ),
+            (
+                3,
+                "copilot source",
+                include_str!("../../migrations/sqlite/0003_copilot_source.sql"),
+            ),
         ],
         Engine::Postgres => &[
             (
@@ -107,6 +112,11 @@ fn migrator(engine: Engine) -> Migrator {
                 2,
                 "signing keys",
                 include_str!("../../migrations/postgres/0002_signing_keys.sql"),
+            ),
+            (
+                3,
+                "copilot source",
+                include_str!("../../migrations/postgres/0003_copilot_source.sql"),
             ),
         ],
     };

@@ -286,6 +286,10 @@ async fn every_answer_matches_the_document(engine: Engine) {
     let mut failed = report(3, "failed", 1);
     failed["detail"] = json!("the ping answered 503");
     let batch = json!({"client": C1, "reports": [report(1, "running", 0), report(2, "running", 1), failed]});
+    let copilot = json!({"copilot": 1, "studyname": "copilot-study", "author": "a@example.com",
+        "description": "counts", "arms": [{"name": "control", "features": {}},
+        {"name": "new", "features": {"x": {"on": true}}}], "watch": ["t"], "duration": "7d",
+        "surveys": {"after": {"title": "Thanks", "text": "One question", "url": "https://example.com/s"}}});
     let json = |v: Value| Some(v.to_string().into_bytes());
     let raw = |b: &[u8]| Some(b.to_vec());
     let flights = "/api/v1/flights";
@@ -304,6 +308,16 @@ async fn every_answer_matches_the_document(engine: Engine) {
         (S::CREATED, M::POST, flights, author, json(f.clone())),
         (S::OK, M::POST, flights, author, json(f)),
         (S::CREATED, M::POST, flights, author, json(v2)),
+        // A copilot document: expanded, and served with its source.
+        (S::CREATED, M::POST, flights, author, json(copilot.clone())),
+        (S::OK, M::GET, "/api/v1/flights/copilot-study", author, None),
+        (
+            S::UNPROCESSABLE_ENTITY,
+            M::POST,
+            flights,
+            author,
+            json(json!({"copilot": 1, "studyname": "copilot-study"})),
+        ),
         (
             S::UNPROCESSABLE_ENTITY,
             M::POST,
