@@ -22,7 +22,8 @@ pub struct UpArgs {
     /// Address for the tower.
     #[arg(long, default_value = "127.0.0.1:8470")]
     pub listen: SocketAddr,
-    /// Example flights to load and make live (`*.person.json` files are person contexts, skipped).
+    /// Example flights to load and make live (`*.person.json` files are person contexts,
+    /// skipped), and the copilot documents in its `copilot/` folder.
     #[arg(long, default_value = "examples")]
     pub examples: PathBuf,
 }

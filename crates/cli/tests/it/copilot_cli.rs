@@ -155,3 +155,44 @@ fn schema_is_json_and_names_the_format() {
     assert_eq!(v["title"], "Test Pilot copilot study");
     assert_eq!(v["properties"]["copilot"]["const"], 1);
 }
+
+/// `flight push` of a copilot document, to a real tower over HTTP: validated locally (a bad
+/// one is refused with its lines, nothing sent), then expanded and stored by the tower with
+/// its source, which `flight status --json` shows.
+#[tokio::test]
+async fn flight_push_takes_a_copilot_document() {
+    use crate::support::{as_holder, make_token, tp_env, Engine, TestDb, Tower};
+    let db = TestDb::new(Engine::Sqlite).await.unwrap();
+    let data = scratch("copilot-cli-push");
+    let alice = make_token(&db.url, "author", "alice");
+    let tower = Tower::serve(&db.url, &data, &[]);
+    let env = as_holder(&tower, &alice);
+
+    let out = tp_env(&["flight", "push", BAD], &env);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).starts_with(&format!("{BAD}: arms[0]: missing field `features`")));
+
+    let out = tp_env(&["flight", "push", GOOD], &env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout(&out).contains("search-bar-2027: revision 1 pushed as a draft (created)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = tp_env(&["flight", "status", "search-bar-2027", "--json"], &env);
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rev = &v["flight"]["revisions"][0];
+    let source: Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join(GOOD)).unwrap()).unwrap();
+    assert_eq!(rev["copilot"], source);
+    assert_eq!(rev["spec"]["fuse"], "25d");
+    let out = tp_env(&["flight", "push", GOOD], &env);
+    assert!(stdout(&out).contains("unchanged"), "{}", stdout(&out));
+    tower.kill();
+    db.cleanup().await;
+}

@@ -733,7 +733,7 @@ pub fn push(s: &Session, text: &str, problems: Option<&[(String, String)]>) -> M
         Some(s),
         html! {
             h1 { "Push a flight" }
-            p { "Paste a flight spec (JSON). It is validated, stored as a new draft revision, and you can then send it for review." }
+            p { "Paste a flight spec or a copilot document (JSON). It is validated (a copilot document is expanded into its flight and kept beside it), stored as a new draft revision, and you can then send it for review." }
             @if let Some(ps) = problems {
                 div.invalid role="alert" #problems {
                     p { "✗ Not pushed: " (ps.len()) " problems." }
