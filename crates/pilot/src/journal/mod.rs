@@ -8,6 +8,10 @@
 //! (`PRAGMA user_version`, see [`JOURNAL_VERSION`]) and upgraded in place by [`MIGRATIONS`];
 //! a database of another application (`PRAGMA application_id`) is refused, never touched.
 
+mod recording;
+
+pub use recording::{topic_counts, Harvest, NewRecorder, RecordedEvent, RecorderRow};
+
 use crate::effect::Effect;
 use crate::{Error, Faults};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
@@ -19,7 +23,7 @@ use testpilot_flight::Timestamp;
 
 /// The schema version this pilot writes. Older journals are upgraded on open; newer ones are
 /// refused (they were written by a newer pilot).
-pub const JOURNAL_VERSION: i64 = 4;
+pub const JOURNAL_VERSION: i64 = 5;
 
 /// `PRAGMA application_id` of a Test Pilot journal ("TPJL").
 pub const APPLICATION_ID: i64 = 0x5450_4a4c;
@@ -121,6 +125,40 @@ pub const MIGRATIONS: &[&str] = &[
         public_key TEXT NOT NULL UNIQUE
     );
     "#,
+    // 4 → 5: events may carry a number (`pilot observe --value`); a streaming `instrument`
+    // keeps what it records per flight (`recordings`, whose `seq` is never reused: it is the
+    // event's idempotency key at the tower) and its window, cursor and upload schedule
+    // (`recorders`, one per step).
+    r#"
+    ALTER TABLE events ADD COLUMN value REAL;
+    CREATE TABLE recorders (
+        flight TEXT NOT NULL,
+        path TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        arm TEXT,
+        watch TEXT NOT NULL,
+        cursor INTEGER NOT NULL,
+        starts_at INTEGER NOT NULL,
+        ends_at INTEGER NOT NULL,
+        every_ms INTEGER NOT NULL,
+        next_upload_at INTEGER NOT NULL,
+        tries INTEGER NOT NULL DEFAULT 0,
+        recorded INTEGER NOT NULL DEFAULT 0,
+        capped INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (flight, path)
+    );
+    CREATE TABLE recordings (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        flight TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        arm TEXT,
+        topic TEXT NOT NULL,
+        subject TEXT,
+        value REAL,
+        at INTEGER NOT NULL
+    );
+    CREATE INDEX recordings_flight ON recordings (flight, seq);
+    "#,
 ];
 
 /// Effect phases, in order. An effect is undone when its flight ends if it reached `intent`.
@@ -207,6 +245,8 @@ pub struct EventRow {
     pub id: i64,
     pub topic: String,
     pub subject: Option<String>,
+    /// A finite number the event carries (`pilot observe --value`).
+    pub value: Option<f64>,
     pub at: Timestamp,
 }
 
@@ -698,17 +738,24 @@ impl Journal {
 
     // ---- events ----
 
-    /// Records an observed event (`testpilot pilot observe`, or the application).
+    /// Records an observed event (`testpilot pilot observe`, or the application). A `value`
+    /// must be finite.
     pub fn record_event(
         &mut self,
         topic: &str,
         subject: Option<&str>,
+        value: Option<f64>,
         at: Timestamp,
     ) -> Result<i64, Error> {
+        if let Some(v) = value.filter(|v| !v.is_finite()) {
+            return Err(Error::Usage(format!(
+                "an event's value must be a finite number, not {v}"
+            )));
+        }
         self.write("event", |tx| {
             tx.execute(
-                "INSERT INTO events (topic, subject, at) VALUES (?1, ?2, ?3)",
-                params![topic, subject, at.0],
+                "INSERT INTO events (topic, subject, value, at) VALUES (?1, ?2, ?3, ?4)",
+                params![topic, subject, value, at.0],
             )?;
             Ok(tx.last_insert_rowid())
         })
@@ -722,7 +769,7 @@ impl Journal {
 
     pub fn events_after(&self, after: i64, topic: &str) -> Result<Vec<EventRow>, Error> {
         let mut st = self.conn.prepare(
-            "SELECT id, topic, subject, at FROM events WHERE topic = ?2 AND id > ?1 ORDER BY id",
+            "SELECT id, topic, subject, value, at FROM events WHERE topic = ?2 AND id > ?1 ORDER BY id",
         )?;
         let rows = st
             .query_map(params![after, topic], |r| {
@@ -730,7 +777,8 @@ impl Journal {
                     id: r.get(0)?,
                     topic: r.get(1)?,
                     subject: r.get(2)?,
-                    at: Timestamp(r.get(3)?),
+                    value: r.get(3)?,
+                    at: Timestamp(r.get(4)?),
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
