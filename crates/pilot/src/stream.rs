@@ -119,8 +119,8 @@ fn send_flight(
             "sending {} recorded event(s) (seq {first}–{last}) to {url}",
             batch.len()
         );
-        let line = Line::new("request", what)
-            .with(json!({"method": "POST", "url": url, "body": summary}));
+        let line =
+            Line::new("request", what).with(json!({"method": "POST", "url": url, "body": summary}));
         pilot
             .journal
             .note(&r.flight, now, line.kind, &line.what, line.detail.as_ref())?;
@@ -154,8 +154,8 @@ fn send_flight(
                 out.accepted += n;
             }
             Ok(resp) if (400..500).contains(&resp.status) && !matches!(resp.status, 408 | 429) => {
-                let text = String::from_utf8_lossy(&resp.body[..resp.body.len().min(PEEK)])
-                    .into_owned();
+                let text =
+                    String::from_utf8_lossy(&resp.body[..resp.body.len().min(PEEK)]).into_owned();
                 let line = Line::new(
                     "upload",
                     format!(

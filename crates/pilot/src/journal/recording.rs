@@ -170,9 +170,9 @@ impl Journal {
     /// the first event over the cap leaves one line in the flight log. One write, with a line
     /// listing what was recorded; nothing is written when there is nothing new.
     pub fn harvest(&mut self, r: &RecorderRow, cap: u64, now: Timestamp) -> Result<Harvest, Error> {
-        let last: i64 = self
-            .conn
-            .query_row("SELECT coalesce(max(id), 0) FROM events", [], |x| x.get(0))?;
+        let last: i64 =
+            self.conn
+                .query_row("SELECT coalesce(max(id), 0) FROM events", [], |x| x.get(0))?;
         if last <= r.cursor {
             return Ok(Harvest::default());
         }

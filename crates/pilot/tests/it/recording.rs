@@ -47,7 +47,8 @@ fn the_window_counts_from_the_journaled_start_across_a_restart() {
     observe(&rig, "a", None, None); // before the flight: not recorded
     {
         let mut p = rig.pilot();
-        p.apply_index(&[study("s", &["a", "b"], "1h", "10m")], 1).unwrap();
+        p.apply_index(&[study("s", &["a", "b"], "1h", "10m")], 1)
+            .unwrap();
         assert_eq!(p.tick().unwrap(), Some(at(60)));
         rig.clock.set(at(10));
         observe(&rig, "a", Some("button"), Some(2.5));
@@ -89,7 +90,10 @@ fn the_window_counts_from_the_journaled_start_across_a_restart() {
     assert_eq!(left(&p, "s"), 0);
     assert!(p.journal.recorders().unwrap().is_empty());
     let log = timeline_text(&p, "s");
-    assert!(log.contains("2 recorded event(s) could not be sent"), "{log}");
+    assert!(
+        log.contains("2 recorded event(s) could not be sent"),
+        "{log}"
+    );
     assert!(log.contains("2 event(s) were not sent"), "{log}");
     // `testpilot log` shows every recorded event.
     let text = testpilot_pilot::flightlog::render_text(&[log_of(&p, "s")], &[], 0);
@@ -116,7 +120,8 @@ fn the_cap_stops_recording_with_one_line() {
     assert_eq!(left(&p, "s"), 3);
     let log = timeline_text(&p, "s");
     assert_eq!(
-        log.matches("the flight recorded its limit of 3 events").count(),
+        log.matches("the flight recorded its limit of 3 events")
+            .count(),
         1,
         "{log}"
     );
@@ -189,7 +194,11 @@ fn events_stream_to_the_tower_in_batches_with_retries_and_are_deleted_once_accep
     let first = seqs(&seen.lock().unwrap()[0]);
     assert_eq!(first.len(), MAX_BATCH_EVENTS);
     rig.clock.set(Timestamp(at(10).0 + 10_000));
-    assert_eq!(upload_events(&mut p, &tower).unwrap().accepted, 0, "backoff");
+    assert_eq!(
+        upload_events(&mut p, &tower).unwrap().accepted,
+        0,
+        "backoff"
+    );
     answer.store(200, Ordering::SeqCst);
     rig.clock.set(Timestamp(at(10).0 + 30_000));
     let out = upload_events(&mut p, &tower).unwrap();
@@ -229,7 +238,9 @@ fn events_stream_to_the_tower_in_batches_with_retries_and_are_deleted_once_accep
     assert_eq!(left(&p, "s"), 0);
     let log = timeline_text(&p, "s");
     assert!(
-        log.contains("refused 1 event(s) (seq 2501–2501) with 422: {\"error\": \"flight not live\""),
+        log.contains(
+            "refused 1 event(s) (seq 2501–2501) with 422: {\"error\": \"flight not live\""
+        ),
         "{log}"
     );
     // Sequence numbers are never reused, even after deletion.
@@ -261,7 +272,10 @@ fn events_stream_to_the_tower_in_batches_with_retries_and_are_deleted_once_accep
 fn kill_and_opt_out_delete_what_was_recorded() {
     let rig = Rig::new();
     let mut p = rig.pilot();
-    let flights = [study("k", &["a"], "1h", "1d"), study("o", &["a"], "1h", "1d")];
+    let flights = [
+        study("k", &["a"], "1h", "1d"),
+        study("o", &["a"], "1h", "1d"),
+    ];
     p.apply_index(&flights, 1).unwrap();
     p.tick().unwrap();
     rig.clock.set(at(1));
@@ -288,7 +302,8 @@ fn with_a_file_index_the_events_stay_and_the_log_says_so_once() {
     let rig = Rig::new();
     let mut p = rig.pilot();
     let tower = TowerSource::File(rig.scratch("index.json"));
-    p.apply_index(&[study("s", &["a"], "1h", "10m")], 1).unwrap();
+    p.apply_index(&[study("s", &["a"], "1h", "10m")], 1)
+        .unwrap();
     p.tick().unwrap();
     for m in [5, 10, 20, 30] {
         rig.clock.set(at(m));
@@ -298,7 +313,11 @@ fn with_a_file_index_the_events_stay_and_the_log_says_so_once() {
     assert_eq!(left(&p, "s"), 4);
     assert!(rig.net.urls().is_empty());
     let log = timeline_text(&p, "s");
-    assert_eq!(log.matches("there is no tower to send them to").count(), 1, "{log}");
+    assert_eq!(
+        log.matches("there is no tower to send them to").count(),
+        1,
+        "{log}"
+    );
 }
 
 /// Crash at every fault point of a streaming recording (recorder, harvests, uploads, the
@@ -315,7 +334,9 @@ fn a_crash_at_every_fault_point_loses_and_duplicates_nothing() {
                 .unwrap_or(0);
             Ok(Response {
                 status: 200,
-                body: json!({"accepted": n, "duplicates": 0}).to_string().into_bytes(),
+                body: json!({"accepted": n, "duplicates": 0})
+                    .to_string()
+                    .into_bytes(),
                 ..Response::default()
             })
         });
@@ -368,7 +389,10 @@ fn a_crash_at_every_fault_point_loses_and_duplicates_nothing() {
                 );
             }
         }
-        let mut values: Vec<i64> = by_seq.values().map(|v| v.as_f64().unwrap() as i64).collect();
+        let mut values: Vec<i64> = by_seq
+            .values()
+            .map(|v| v.as_f64().unwrap() as i64)
+            .collect();
         values.sort();
         let want: Vec<i64> = (0..60).filter(|m| m % 7 == 3).collect();
         assert_eq!(values, want, "{label}: {}", timeline_text(&p, "s"));

@@ -8,8 +8,8 @@
 
 use super::ping;
 use crate::effect::{Effect, Sent};
-use crate::engine::steps::{Ctx, Node, Outcome};
 use crate::engine::steps::Res;
+use crate::engine::steps::{Ctx, Node, Outcome};
 use crate::engine::Pilot;
 use crate::journal::{Also, Line, NewRecorder};
 use crate::Error;
@@ -174,7 +174,12 @@ fn stream(
 
 /// A duration in ms as a person reads it (`1d`, `6h`, `90s`, `250ms`).
 pub(crate) fn every_text(ms: i64) -> String {
-    for (unit, n) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+    for (unit, n) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
         if ms >= n && ms % n == 0 {
             return format!("{}{unit}", ms / n);
         }
