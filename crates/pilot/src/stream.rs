@@ -98,6 +98,8 @@ fn send_flight(
 ) -> Result<(), Error> {
     let client = pilot.journal.meta("client")?.unwrap_or_default();
     let mut sent_any = false;
+    // Failures in a row: a batch accepted in this round resets them.
+    let mut tries = r.tries;
     loop {
         let events = pilot.journal.recorded(&r.flight, MAX_BATCH_EVENTS)?;
         if events.is_empty() {
@@ -151,6 +153,7 @@ fn send_flight(
                 pilot
                     .journal
                     .events_settled(r, (first, last), next, now, &line)?;
+                tries = 0;
                 out.accepted += n;
             }
             Ok(resp) if (400..500).contains(&resp.status) && !matches!(resp.status, 408 | 429) => {
@@ -167,6 +170,7 @@ fn send_flight(
                 pilot
                     .journal
                     .events_settled(r, (first, last), next, now, &line)?;
+                tries = 0;
                 out.refused += n;
             }
             other => {
@@ -174,7 +178,7 @@ fn send_flight(
                     Ok(resp) => format!("{url} answered {}", resp.status),
                     Err(e) => e,
                 };
-                let tries = r.tries + 1;
+                let tries = tries + 1;
                 let at = Timestamp(now.0 + backoff_ms(tries));
                 let line = Line::new(
                     "upload",
