@@ -405,3 +405,35 @@ fn a_crash_at_every_fault_point_loses_and_duplicates_nothing() {
         check(&rig, &format!("crash at fault point {n} of {total}"));
     }
 }
+
+#[test]
+fn an_unreachable_tower_408_and_429_keep_the_events_for_later() {
+    let rig = Rig::new();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let answer = Arc::new(AtomicU16::new(429));
+    let (base, seen) = tower(answer.clone());
+    let mut p = http_pilot(&rig);
+    p.apply_index(&[study("s", &["a"], "1h", "10m")], 1)
+        .unwrap();
+    p.tick().unwrap();
+    rig.clock.set(at(1));
+    observe(&rig, "a", None, None);
+    rig.clock.set(at(10));
+    let out = upload_events(&mut p, &TowerSource::parse(&closed).unwrap()).unwrap();
+    assert_eq!(out.failed, 1);
+    let tower = TowerSource::parse(&base).unwrap();
+    for (i, status) in [429, 408].into_iter().enumerate() {
+        answer.store(status, Ordering::SeqCst);
+        rig.clock.set(Timestamp(at(20).0 + i as i64 * 3_600_000));
+        assert_eq!(upload_events(&mut p, &tower).unwrap().failed, 1, "{status}");
+        assert_eq!(left(&p, "s"), 1, "{status}");
+    }
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    let log = timeline_text(&p, "s");
+    assert_eq!(log.matches("not sent yet").count(), 3, "{log}");
+    assert!(log.contains("answered 429"), "{log}");
+    assert!(log.contains("answered 408"), "{log}");
+}
