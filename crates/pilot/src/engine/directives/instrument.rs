@@ -158,7 +158,8 @@ fn stream(
     }
     let left = p.journal.recorded_count(&cx.name)?;
     if left == 0 {
-        let what = "recording ended: every recorded event was sent to the tower";
+        let what =
+            "recording ended: nothing recorded is left to send (each upload is in the flight log)";
         return p.resolve(cx, path, node, Res::True, what, Also::Nothing);
     }
     let grace = Timestamp(end.0.saturating_add(every));
