@@ -190,7 +190,7 @@ async fn flight_push_takes_a_copilot_document() {
     let source: Value =
         serde_json::from_str(&std::fs::read_to_string(root().join(GOOD)).unwrap()).unwrap();
     assert_eq!(rev["copilot"], source);
-    assert_eq!(rev["spec"]["fuse"], "25d");
+    assert_eq!(rev["spec"]["fuse"], "26d");
     let out = tp_env(&["flight", "push", GOOD], &env);
     assert!(stdout(&out).contains("unchanged"), "{}", stdout(&out));
     tower.kill();

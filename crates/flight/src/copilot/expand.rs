@@ -102,8 +102,9 @@ fn upload_every(c: &Copilot) -> DurationSpec {
     }
 }
 
-/// The longest a plan can take (both surveys waiting their longest, and the recording), and
-/// a margin: past it, the flight is stuck and ends as `timedout`, undone.
+/// The longest a plan can take (both surveys waiting their longest; the recording, and the
+/// `uploadEvery` after it that a streamed recording may wait for its last batch), and a
+/// margin: past it, the flight is stuck and ends as `timedout`, undone.
 fn fuse_ms(c: &Copilot) -> u64 {
     let surveys: u64 = [&c.surveys.before, &c.surveys.after]
         .into_iter()
@@ -112,6 +113,7 @@ fn fuse_ms(c: &Copilot) -> u64 {
         .fold(0, u64::saturating_add);
     c.duration
         .ms
+        .saturating_add(upload_every(c).ms)
         .saturating_add(surveys)
         .saturating_add(FUSE_MARGIN_MS)
 }

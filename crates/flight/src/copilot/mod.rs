@@ -36,9 +36,9 @@ pub const DEFAULT_UPLOAD_EVERY_MS: u64 = 86_400_000;
 /// How long a survey waits for its answer when the document does not say.
 pub const DEFAULT_SURVEY_EXPIRES_MS: u64 = 7 * 86_400_000;
 
-/// What the expanded flight's `fuse` adds to the longest a plan can take (surveys' expiries
-/// and the duration): a pilot that was asleep or offline gets a day to finish on its own
-/// before the fuse ends the flight.
+/// What the expanded flight's `fuse` adds to the longest a plan can take (surveys' expiries,
+/// the duration and the wait for the last upload): a pilot that was asleep or offline gets
+/// a day to finish on its own before the fuse ends the flight.
 pub const FUSE_MARGIN_MS: u64 = 86_400_000;
 
 /// A study in a few lines (docs/copilot.md).

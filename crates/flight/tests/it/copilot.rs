@@ -138,8 +138,9 @@ fn the_expansion_is_surveys_features_instrument() {
         &json!({"action": "instrument", "watch": ["search-bar-used", "urlbar-search"], "for": "14d", "uploadEvery": "1d"}),
         "no `upload`: the recording streams to the tower"
     );
-    // 7 days for the pre-survey, 14 recording, 3 for the post-survey, and a day's margin.
-    assert_eq!(flight["fuse"], "25d");
+    // 7 days for the pre-survey, 14 recording, 1 for the last upload, 3 for the
+    // post-survey, and a day's margin.
+    assert_eq!(flight["fuse"], "26d");
     assert_eq!(flight["randomDeploy"], Value::Null, "no sample: everyone");
 
     let everything = read_json(&copilot_dir().join("good/everything.json"));

@@ -1,7 +1,8 @@
 //! Every copilot example in `examples/copilot/` expands to a flight the real engine runs to
 //! its end, in virtual time, with an in-memory journal and host: the surveys appear in the
-//! message center, the arm's features are set, the recording runs for the study's duration,
-//! and, the surveys answered, the flight completes with everything undone.
+//! message center, the arm's features are set, the recording runs for the study's duration
+//! and streams to the tower, and, the surveys answered, the flight completes with
+//! everything undone.
 
 use crate::support::{FakeNet, T0};
 use serde_json::{json, Value};
@@ -11,6 +12,9 @@ use testpilot_flight::copilot::Copilot;
 use testpilot_flight::{Clock, Timestamp};
 use testpilot_pilot::engine::PilotConfig;
 use testpilot_pilot::host::MemoryHost;
+use testpilot_pilot::net::Response;
+use testpilot_pilot::stream::upload_events;
+use testpilot_pilot::TowerSource;
 use testpilot_pilot::{Journal, ManualClock, Pilot};
 
 fn examples() -> Vec<PathBuf> {
@@ -35,7 +39,24 @@ fn load(path: &Path) -> (Copilot, Value) {
     (study, flight)
 }
 
-fn pilot(personid: &str, clock: &ManualClock) -> Pilot {
+/// A tower that accepts every batch of events (its answer says how many it took).
+fn accepting_tower() -> Arc<FakeNet> {
+    FakeNet::with(|r| {
+        let n = serde_json::from_slice::<Value>(r.body.as_deref().unwrap_or(b"{}"))
+            .ok()
+            .and_then(|v| v["events"].as_array().map(Vec::len))
+            .unwrap_or(0);
+        Ok(Response {
+            status: 200,
+            body: json!({"accepted": n, "duplicates": 0})
+                .to_string()
+                .into_bytes(),
+            ..Response::default()
+        })
+    })
+}
+
+fn pilot(personid: &str, clock: &ManualClock, net: Arc<FakeNet>) -> Pilot {
     let config = PilotConfig {
         profile: std::env::temp_dir(),
         person: Some(
@@ -46,7 +67,7 @@ fn pilot(personid: &str, clock: &ManualClock) -> Pilot {
         Journal::in_memory(Default::default()).unwrap(),
         config,
         Box::new(MemoryHost::default()),
-        FakeNet::ok(),
+        net,
         Arc::new(clock.clone()),
     )
     .unwrap()
@@ -63,19 +84,28 @@ struct Run {
     ended: Timestamp,
     effects: Vec<(String, bool)>,
     timeline: String,
+    /// Every event the tower received: (flight, arm, topic).
+    streamed: Vec<(String, String, String)>,
+    /// Events recorded while the recording ran.
+    recorded: usize,
 }
 
-/// Runs the study for one person to its end: answers every prompt "ok" as it appears,
-/// records a watched event whenever the engine has nothing due, and moves virtual time on.
-fn run(flight: &Value, watch: &[String], personid: &str) -> Run {
+/// Runs the study for one person to its end as the agent would (ticks, then streams to the
+/// tower): answers every prompt "ok" as it appears, records the watched topics every hour,
+/// and moves virtual time on.
+fn run(flight: &Value, watch: &[String], duration_ms: i64, personid: &str) -> Run {
     let clock = ManualClock::new(T0);
-    let mut p = pilot(personid, &clock);
+    let net = accepting_tower();
+    let tower = TowerSource::parse("https://tower.test").unwrap();
+    let mut p = pilot(personid, &clock, net.clone());
+    let mut recorded = 0;
     let name = flight["studyname"].as_str().unwrap().to_string();
     p.apply_index(std::slice::from_ref(flight), 1).unwrap();
     let mut prompts = Vec::new();
     let mut recording_started = None;
     for _ in 0..2_000 {
         let wake = p.tick().unwrap();
+        upload_events(&mut p, &tower).unwrap();
         let row = p
             .journal
             .flight(&name)
@@ -86,7 +116,7 @@ fn run(flight: &Value, watch: &[String], personid: &str) -> Run {
                 .effects(&name)
                 .unwrap()
                 .iter()
-                .any(|e| e.kind == "record")
+                .any(|e| matches!(e.kind.as_str(), "record" | "stream"))
         {
             recording_started = Some(clock.now());
         }
@@ -106,7 +136,18 @@ fn run(flight: &Value, watch: &[String], personid: &str) -> Run {
                 .map(|t| t.what)
                 .collect::<Vec<_>>()
                 .join("\n");
+            let mut streamed = Vec::new();
+            for r in net.sent.lock().unwrap().iter() {
+                assert_eq!(r.url, "https://tower.test/api/v1/events");
+                let body: Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+                for e in body["events"].as_array().unwrap() {
+                    let text = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+                    streamed.push((text("flight"), text("arm"), text("topic")));
+                }
+            }
             return Run {
+                streamed,
+                recorded,
                 arm: row.arm.unwrap_or_default(),
                 status: row.status,
                 prompts,
@@ -134,7 +175,10 @@ fn run(flight: &Value, watch: &[String], personid: &str) -> Run {
         }
         // An hour of use: one event of each watched topic, then the next due moment.
         for t in watch {
-            p.journal.record_event(t, None, clock.now()).unwrap();
+            p.journal.record_event(t, None, None, clock.now()).unwrap();
+        }
+        if recording_started.is_some_and(|s| clock.now().0 < s.0 + duration_ms) {
+            recorded += watch.len();
         }
         let next = Timestamp(clock.now().0 + 3_600_000);
         clock.set(match wake {
@@ -154,7 +198,8 @@ fn every_copilot_example_runs_to_completion_in_the_engine() {
             if arms_seen.len() == study.arms.len() {
                 break;
             }
-            let r = run(&flight, &study.watch, &format!("person-{i}"));
+            let duration = study.duration.ms as i64;
+            let r = run(&flight, &study.watch, duration, &format!("person-{i}"));
             let shown = path.display();
             assert_eq!(r.status, "completed", "{shown}:\n{}", r.timeline);
             let expected_prompts: Vec<String> = [&study.surveys.before, &study.surveys.after]
@@ -181,6 +226,13 @@ fn every_copilot_example_runs_to_completion_in_the_engine() {
                 "{shown}: everything is undone when the study ends: {:?}",
                 r.effects
             );
+            // Every event recorded in the window reached the tower, once, under the
+            // flight and the person's arm.
+            assert_eq!(r.streamed.len(), r.recorded, "{shown}");
+            assert!(r
+                .streamed
+                .iter()
+                .all(|(f, a, _)| *f == study.studyname && *a == r.arm));
             arms_seen.insert(r.arm);
         }
         assert_eq!(
@@ -201,7 +253,7 @@ fn saying_no_to_the_pre_survey_changes_and_records_nothing() {
         .unwrap();
     let (_, flight) = load(&path);
     let clock = ManualClock::new(T0);
-    let mut p = pilot("person-no", &clock);
+    let mut p = pilot("person-no", &clock, accepting_tower());
     p.apply_index(std::slice::from_ref(&flight), 1).unwrap();
     p.tick().unwrap();
     let prompt = p
