@@ -180,7 +180,7 @@ fn print_welcome(a: &UpArgs, local: &LocalTower, profile: &std::path::Path) {
         profile.display()
     );
     outln!(
-        "  testpilot pilot observe page-opened --profile {}",
+        "  testpilot pilot observe page-opened --profile {}   # counted at {url}/ui/flights/page-visits within a minute",
         profile.display()
     );
     outln!(
