@@ -15,6 +15,7 @@
 //! assert_eq!(e.bucket.len(), 12);
 //! ```
 
+pub mod copilot;
 pub mod diagnostic;
 pub mod enrollment;
 pub mod event;

@@ -4,8 +4,9 @@
 //! completes it with what the derive cannot say, so that the document is true of every
 //! answer (a test drives the real router and checks each body against it):
 //! - the flight's JSON Schema (`testpilot_flight::schema`) as the component `Flight`, its
-//!   definitions as `Flight.<Name>`, the report batch as `ReportBatch` and the event batch as
-//!   `EventBatch`, referenced by the request bodies that take them;
+//!   definitions as `Flight.<Name>`, the copilot document's likewise as `Copilot` (a push
+//!   takes either), the report batch as `ReportBatch` and the event batch as `EventBatch`,
+//!   referenced by the request bodies that take them;
 //! - the bodies of answers built as JSON by hand (the index envelope, a diff, `/healthz`);
 //! - the errors every route of a kind can give, in the shape `ErrorBody`: 401 and 403
 //!   where a token is needed, 400 for a path or query string that does not parse, 404
@@ -32,7 +33,12 @@ fn complete(mut doc: Value) -> Value {
         .pointer_mut("/components/schemas")
         .and_then(Value::as_object_mut);
     if let Some(schemas) = schemas {
-        add_flight_schema(schemas);
+        add_schema(schemas, "Flight", testpilot_flight::schema::flight_schema());
+        add_schema(
+            schemas,
+            "Copilot",
+            testpilot_flight::schema::copilot_schema(),
+        );
         schemas.extend(hand_written_schemas());
     }
     let body = |r: &str| json!({"required": true, "content": {"application/json": {"schema": {"$ref": r}}}});
@@ -42,7 +48,10 @@ fn complete(mut doc: Value) -> Value {
             "/api/v1/flights",
             "post",
             "requestBody",
-            body("#/components/schemas/Flight"),
+            json!({"required": true, "description": "A flight spec (docs/flight-spec.md), or a copilot document (docs/copilot.md), which has a top-level `copilot` key and is expanded into a flight",
+                   "content": {"application/json": {"schema": {"oneOf": [
+                       {"$ref": "#/components/schemas/Flight"},
+                       {"$ref": "#/components/schemas/Copilot"}]}}}}),
         ),
         (
             "/api/v1/reports",
@@ -92,6 +101,10 @@ fn complete(mut doc: Value) -> Value {
     }
     if let Some(spec) = doc.pointer_mut("/components/schemas/Revision/properties/spec") {
         *spec = json!({"$ref": "#/components/schemas/Flight"});
+    }
+    if let Some(source) = doc.pointer_mut("/components/schemas/Revision/properties/copilot") {
+        *source = json!({"$ref": "#/components/schemas/Copilot",
+                         "description": "The copilot document the spec was expanded from, as pushed; absent for a revision pushed as a flight."});
     }
     if let Some(m) = doc.pointer_mut("/paths/~1metrics/get/responses/200") {
         set(
@@ -184,36 +197,36 @@ fn add_errors(path: &str, op: &mut Value) {
 
 /// The flight's JSON Schema as components: its root as `Flight`, each of its `$defs` as
 /// `Flight.<Name>`, with references rewritten to match.
-fn add_flight_schema(schemas: &mut Map<String, Value>) {
-    let mut flight = testpilot_flight::schema::flight_schema();
-    let defs = flight
+/// A JSON Schema document as the component `name`, its definitions as `name.<Def>`.
+fn add_schema(schemas: &mut Map<String, Value>, name: &str, mut schema: Value) {
+    let defs = schema
         .as_object_mut()
         .and_then(|o| {
             o.remove("$schema");
             o.remove("$defs")
         })
         .unwrap_or_default();
-    rewrite_refs(&mut flight);
+    rewrite_refs(&mut schema, name);
     if let Value::Object(defs) = defs {
-        for (name, mut def) in defs {
-            rewrite_refs(&mut def);
-            schemas.insert(format!("Flight.{name}"), def);
+        for (def_name, mut def) in defs {
+            rewrite_refs(&mut def, name);
+            schemas.insert(format!("{name}.{def_name}"), def);
         }
     }
-    schemas.insert("Flight".into(), flight);
+    schemas.insert(name.into(), schema);
 }
 
-fn rewrite_refs(v: &mut Value) {
+fn rewrite_refs(v: &mut Value, prefix: &str) {
     match v {
         Value::Object(o) => {
             if let Some(Value::String(r)) = o.get_mut("$ref") {
                 if let Some(name) = r.strip_prefix("#/$defs/") {
-                    *r = format!("#/components/schemas/Flight.{name}");
+                    *r = format!("#/components/schemas/{prefix}.{name}");
                 }
             }
-            o.values_mut().for_each(rewrite_refs);
+            o.values_mut().for_each(|x| rewrite_refs(x, prefix));
         }
-        Value::Array(a) => a.iter_mut().for_each(rewrite_refs),
+        Value::Array(a) => a.iter_mut().for_each(|x| rewrite_refs(x, prefix)),
         _ => {}
     }
 }

@@ -40,7 +40,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use testpilot_flight::index::{key_id, public_key_to_base64};
 use testpilot_flight::report::ReportBatch;
-use testpilot_flight::{Clock, Diagnostics, Flight};
+use testpilot_flight::{Clock, Diagnostics};
 use utoipa::OpenApi;
 
 /// Limits on the open client endpoints that write.
@@ -446,14 +446,14 @@ async fn post_reports(State(s): State<AppState>, req: Request) -> ApiResult<Json
 
 /// Creates a flight or a new draft revision of it. The tower assigns `version`.
 #[utoipa::path(post, path = "/api/v1/flights", tag = "flights", security(("token" = [])),
-    request_body(content = Object, description = "A flight spec (docs/flight-spec.md)", content_type = "application/json"),
+    request_body(content = Object, description = "A flight spec (docs/flight-spec.md) or a copilot document (docs/copilot.md)", content_type = "application/json"),
     responses(
         (status = 201, description = "A new revision", body = Outcome),
         (status = 200, description = "Identical to the newest revision: nothing changed", body = Outcome),
         (status = 403, description = "The token's role may not push", body = ErrorBody),
         (status = 409, description = "The flight is killed or ended", body = ErrorBody),
         (status = 415, description = "The body is not declared `Content-Type: application/json`", body = ErrorBody),
-        (status = 422, description = "Not a valid flight; every problem with its path", body = ErrorBody),
+        (status = 422, description = "Not a valid flight or copilot document; every problem with its path", body = ErrorBody),
     ))]
 async fn push_flight(
     State(s): State<AppState>,
@@ -463,13 +463,7 @@ async fn push_flight(
 ) -> ApiResult<(StatusCode, Json<Outcome>)> {
     let actor = require(&caller, Action::Push)?;
     let v = json_body(&headers, body, s.config.limits.max_body_bytes)?;
-    let flight = Flight::from_json(&v).map_err(|d| {
-        ApiError::invalid(
-            format!("the flight is not valid ({} problems)", d.len()),
-            &d,
-        )
-    })?;
-    let out = crate::actions::push(&s, actor, &flight).await?;
+    let out = crate::actions::push_document(&s, actor, &v).await?;
     let status = if out.unchanged {
         StatusCode::OK
     } else {

@@ -637,15 +637,14 @@ async fn push(
                 e.column()
             ),
         )],
-        Ok(v) => match Flight::from_json(&v) {
-            Err(d) => d
+        // A flight or a copilot document, as on the API.
+        Ok(v) => match actions::push_document(&s, &session.actor, &v).await {
+            Err(crate::error::Error::Invalid { problems, .. }) => problems
                 .iter()
                 .map(|x| (x.path.to_string(), x.message.clone()))
                 .collect(),
-            Ok(flight) => {
-                let out = actions::push(&s, &session.actor, &flight).await?;
-                return Ok(see_other(&format!("/ui/flights/{}", out.studyname)));
-            }
+            Err(e) => return Err(e.into()),
+            Ok(out) => return Ok(see_other(&format!("/ui/flights/{}", out.studyname))),
         },
     };
     Ok(html(

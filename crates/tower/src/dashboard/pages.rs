@@ -366,7 +366,7 @@ pub fn flight(
             }
             section #spec {
                 h2 { "Spec of v" (to) " " @if let Some(r) = shown { (rev_badge(r.state)) } }
-                @if let Some(r) = shown { (spec_of(r)) }
+                @if let Some(r) = shown { (copilot_source(r)) (spec_of(r)) }
             }
             section #revisions {
                 h2 { "Revisions and changes" }
@@ -380,6 +380,20 @@ pub fn flight(
             }
         },
     )
+}
+
+/// A revision pushed as a copilot document: the document, folded, beside the flight it
+/// expanded to.
+fn copilot_source(r: &Revision) -> Markup {
+    let Some(doc) = &r.copilot else {
+        return html! {};
+    };
+    html! {
+        details.copilot #copilot-source {
+            summary { "Pushed as a copilot document; the spec below is what it expands to. Show the document" }
+            pre { (serde_json::to_string_pretty(doc).unwrap_or_default()) }
+        }
+    }
 }
 
 fn spec_of(r: &Revision) -> Markup {
@@ -719,7 +733,7 @@ pub fn push(s: &Session, text: &str, problems: Option<&[(String, String)]>) -> M
         Some(s),
         html! {
             h1 { "Push a flight" }
-            p { "Paste a flight spec (JSON). It is validated, stored as a new draft revision, and you can then send it for review." }
+            p { "Paste a flight spec or a copilot document (JSON). It is validated (a copilot document is expanded into its flight and kept beside it), stored as a new draft revision, and you can then send it for review." }
             @if let Some(ps) = problems {
                 div.invalid role="alert" #problems {
                     p { "✗ Not pushed: " (ps.len()) " problems." }

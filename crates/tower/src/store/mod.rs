@@ -101,6 +101,11 @@ fn migrator(engine: Engine) -> Migrator {
                 include_str!("../../migrations/sqlite/0002_signing_keys.sql"),
             ),
             (
+                3,
+                "copilot source",
+                include_str!("../../migrations/sqlite/0003_copilot_source.sql"),
+            ),
+            (
                 4,
                 "events",
                 include_str!("../../migrations/sqlite/0004_events.sql"),
@@ -116,6 +121,11 @@ fn migrator(engine: Engine) -> Migrator {
                 2,
                 "signing keys",
                 include_str!("../../migrations/postgres/0002_signing_keys.sql"),
+            ),
+            (
+                3,
+                "copilot source",
+                include_str!("../../migrations/postgres/0003_copilot_source.sql"),
             ),
             (
                 4,

@@ -5,6 +5,7 @@ mod support;
 
 mod actions;
 mod connections;
+mod copilot;
 mod events;
 mod hardening;
 mod index;

@@ -296,6 +296,10 @@ async fn every_answer_matches_the_document(engine: Engine) {
     failed["detail"] = json!("the ping answered 503");
     let batch = json!({"client": C1, "reports": [report(1, "running", 0), report(2, "running", 1), failed]});
     let events = json!({"client": C1, "events": [event(1, "layout"), event(2, "layout"), event(3, "layout")]});
+    let copilot = json!({"copilot": 1, "studyname": "copilot-study", "author": "a@example.com",
+        "description": "counts", "arms": [{"name": "control", "features": {}},
+        {"name": "new", "features": {"x": {"on": true}}}], "watch": ["t"], "duration": "7d",
+        "surveys": {"after": {"title": "Thanks", "text": "One question", "url": "https://example.com/s"}}});
     let json = |v: Value| Some(v.to_string().into_bytes());
     let raw = |b: &[u8]| Some(b.to_vec());
     let flights = "/api/v1/flights";
@@ -314,6 +318,16 @@ async fn every_answer_matches_the_document(engine: Engine) {
         (S::CREATED, M::POST, flights, author, json(f.clone())),
         (S::OK, M::POST, flights, author, json(f)),
         (S::CREATED, M::POST, flights, author, json(v2)),
+        // A copilot document: expanded, and served with its source.
+        (S::CREATED, M::POST, flights, author, json(copilot.clone())),
+        (S::OK, M::GET, "/api/v1/flights/copilot-study", author, None),
+        (
+            S::UNPROCESSABLE_ENTITY,
+            M::POST,
+            flights,
+            author,
+            json(json!({"copilot": 1, "studyname": "copilot-study"})),
+        ),
         (
             S::UNPROCESSABLE_ENTITY,
             M::POST,
