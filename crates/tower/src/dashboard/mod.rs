@@ -20,6 +20,7 @@ mod charts;
 pub mod fixtures;
 mod pages;
 mod readable;
+mod results;
 mod snapshots;
 
 use crate::actions;
@@ -575,10 +576,32 @@ async fn flight_page(
         )
         .back(format!("/ui/flights/{name}")));
     }
+    let results = results_for(&s, &name).await;
     Ok(html(
         StatusCode::OK,
-        pages::flight(&session, &d, &p, (from, to), s.clock.now()),
+        pages::flight(
+            &session,
+            &d,
+            &p,
+            results.as_ref(),
+            (from, to),
+            s.clock.now(),
+        ),
     ))
+}
+
+/// The results the flight page shows (`docs/api.md#results`), or `None` for no results
+/// section. This is where the page will call the store's `crate::results::results(&s.store,
+/// name)` once it computes them; until then only results a test set with
+/// `fixtures::show_results` show.
+async fn results_for(s: &AppState, name: &str) -> Option<crate::results::Results> {
+    let _ = s;
+    #[cfg(any(test, feature = "testing"))]
+    if let Some(r) = fixtures::shown_results(name) {
+        return Some(r);
+    }
+    let _ = name;
+    None
 }
 
 async fn flight_live(
