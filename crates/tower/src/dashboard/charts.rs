@@ -267,7 +267,8 @@ pub fn grid(max: u64) -> Markup {
 /// which the stylesheet hides on narrow screens. `None` for a day without a label.
 pub fn day_label(i: usize, days: usize) -> Option<bool> {
     let every = (days / 8).max(1);
-    if i % every == 0 || i + 1 == days {
+    // The last day always; no other label right before it.
+    if (i.is_multiple_of(every) && i + every / 2 + 1 < days) || i + 1 == days {
         Some((i / every) % 2 == 1)
     } else {
         None
@@ -368,6 +369,61 @@ mod tests {
             .map(|s| s.reached)
             .collect();
         assert_eq!(a, [7, 2, 0]);
+    }
+
+    #[test]
+    fn day_labels_never_crowd() {
+        let shown = |days| {
+            (0..days)
+                .filter(|i| day_label(*i, days).is_some())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(shown(3), [0, 1, 2]);
+        assert_eq!(shown(20), [0, 2, 4, 6, 8, 10, 12, 14, 16, 19]);
+        assert_eq!(day_label(2, 20), Some(true));
+        assert!(shown(400).len() <= 10);
+    }
+
+    #[test]
+    fn positions_are_always_percentages_in_range() {
+        assert_eq!(at(12.345), "12.35%");
+        assert_eq!(at(f64::NAN), "0.00%");
+        assert_eq!(at(-3.0), "0.00%");
+        assert_eq!(at(f64::INFINITY), "0.00%");
+        assert_eq!(at(250.0), "100.00%");
+    }
+
+    #[test]
+    fn charts_have_no_viewbox_that_scales_text() {
+        let steps = vec![
+            FunnelStep {
+                label: "one".into(),
+                reached: 10,
+                stopped: 2,
+            },
+            FunnelStep {
+                label: "every step done".into(),
+                reached: 0,
+                stopped: 0,
+            },
+        ];
+        let f = funnel("All", &steps).into_string();
+        assert!(
+            !f.contains("viewBox") && f.contains("width=\"100%\""),
+            "{f}"
+        );
+        assert!(f.contains(">10 · 100%</text>") && !f.contains("NaN"));
+        let d = daily(&[Day {
+            day: "2026-04-23".into(),
+            enrolled: 3,
+            completed: 1,
+        }])
+        .into_string();
+        assert_eq!(
+            d.matches("viewBox").count(),
+            2,
+            "only the legend's swatches: {d}"
+        );
     }
 
     #[test]

@@ -350,7 +350,7 @@ fn interval_text(
     fmt: &dyn Fn(f64) -> String,
 ) -> String {
     match (finite(low), finite(high)) {
-        (Some(l), Some(h)) => format!("{value} (95%: {} to {})", fmt(l), fmt(h)),
+        (Some(l), Some(h)) => format!("{value} ({} to {})", fmt(l), fmt(h)),
         _ => value,
     }
 }
