@@ -17,6 +17,7 @@
 
 pub mod diagnostic;
 pub mod enrollment;
+pub mod event;
 pub mod expression;
 pub mod index;
 mod memo;

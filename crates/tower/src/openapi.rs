@@ -4,8 +4,8 @@
 //! completes it with what the derive cannot say, so that the document is true of every
 //! answer (a test drives the real router and checks each body against it):
 //! - the flight's JSON Schema (`testpilot_flight::schema`) as the component `Flight`, its
-//!   definitions as `Flight.<Name>`, and the report batch as `ReportBatch`, referenced by the
-//!   request bodies that take them;
+//!   definitions as `Flight.<Name>`, the report batch as `ReportBatch` and the event batch as
+//!   `EventBatch`, referenced by the request bodies that take them;
 //! - the bodies of answers built as JSON by hand (the index envelope, a diff, `/healthz`);
 //! - the errors every route of a kind can give, in the shape `ErrorBody`: 401 and 403
 //!   where a token is needed, 400 for a path or query string that does not parse, 404
@@ -13,6 +13,7 @@
 
 use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
+use testpilot_flight::event::{MAX_ARM_BYTES, MAX_SEQ, MAX_SUBJECT_BYTES, MAX_TOPIC_LENGTH};
 use testpilot_flight::report::{Status, AT_RANGE, MAX_NUMBER};
 
 /// The document, built once.
@@ -36,7 +37,7 @@ fn complete(mut doc: Value) -> Value {
     }
     let body = |r: &str| json!({"required": true, "content": {"application/json": {"schema": {"$ref": r}}}});
     let json_answer = |r: Value| json!({"application/json": {"schema": r}});
-    let fixes: [(&str, &str, &str, Value); 6] = [
+    let fixes: [(&str, &str, &str, Value); 7] = [
         (
             "/api/v1/flights",
             "post",
@@ -48,6 +49,12 @@ fn complete(mut doc: Value) -> Value {
             "post",
             "requestBody",
             body("#/components/schemas/ReportBatch"),
+        ),
+        (
+            "/api/v1/events",
+            "post",
+            "requestBody",
+            body("#/components/schemas/EventBatch"),
         ),
         (
             "/control/index.json",
@@ -243,6 +250,33 @@ fn hand_written_schemas() -> Map<String, Value> {
                        "anyOf": [{"type": "string"},
                                  {"type": "integer", "minimum": AT_RANGE.start(), "maximum": AT_RANGE.end()}]},
                 "detail": {"description": "Anything the pilot adds (why a flight failed, ...)."},
+            },
+        },
+        "EventBatch": {
+            "description": "The body of `POST /api/v1/events` (docs/api.md#events): at most 1,000 events and 1 MiB.",
+            "type": "object",
+            "required": ["client", "events"],
+            "additionalProperties": false,
+            "properties": {
+                "client": {"type": "string", "description": "The profile's random id (a UUID).",
+                           "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"},
+                "events": {"type": "array", "maxItems": 1000, "items": {"$ref": "#/components/schemas/Event"}},
+            },
+        },
+        "Event": {
+            "description": "One recorded event; `(client, seq)` identifies it.",
+            "type": "object",
+            "required": ["seq", "flight", "version", "topic", "at"],
+            "additionalProperties": false,
+            "properties": {
+                "seq": {"type": "integer", "minimum": 1, "maximum": MAX_SEQ},
+                "flight": {"type": "string", "description": "The flight's studyname."},
+                "version": whole,
+                "arm": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_ARM_BYTES},
+                "topic": {"type": "string", "pattern": format!("^[a-z0-9._-]{{1,{MAX_TOPIC_LENGTH}}}$")},
+                "subject": {"type": ["string", "null"], "description": format!("At most {MAX_SUBJECT_BYTES} bytes.")},
+                "value": {"type": ["number", "null"]},
+                "at": {"type": "string", "format": "date-time", "description": "RFC 3339; years 1970 to 9999."},
             },
         },
         "IndexEnvelope": {

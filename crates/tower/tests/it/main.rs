@@ -5,6 +5,7 @@ mod support;
 
 mod actions;
 mod connections;
+mod events;
 mod hardening;
 mod index;
 mod keys;
