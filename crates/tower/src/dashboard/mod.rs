@@ -16,6 +16,7 @@
 //! - Nothing is loaded from another origin.
 
 mod charts;
+mod exports;
 #[cfg(any(test, feature = "testing"))]
 pub mod fixtures;
 mod pages;
@@ -63,6 +64,8 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/assets/{file}", get(asset))
         .route("/ui/flights/{name}", get(flight_page))
         .route("/ui/flights/{name}/live", get(flight_live))
+        .route("/ui/flights/{name}/events.csv", get(exports::csv))
+        .route("/ui/flights/{name}/events.jsonl", get(exports::jsonl))
         .route("/ui/flights/{name}/review", get(review_page))
         .route("/ui/flights/{name}/submit", post(submit))
         .route("/ui/flights/{name}/approve", post(approve))
@@ -590,18 +593,22 @@ async fn flight_page(
     ))
 }
 
-/// The results the flight page shows (`docs/api.md#results`), or `None` for no results
-/// section. This is where the page will call the store's `crate::results::results(&s.store,
-/// name)` once it computes them; until then only results a test set with
-/// `fixtures::show_results` show.
+/// The results the flight page shows (`docs/api.md#results`), computed from the rollups by
+/// [`crate::results::results`], as the API answers them; `None` (no results section) when
+/// they cannot be computed, which the tower's log says. Results a test set with
+/// `fixtures::show_results` take their place.
 async fn results_for(s: &AppState, name: &str) -> Option<crate::results::Results> {
-    let _ = s;
     #[cfg(any(test, feature = "testing"))]
     if let Some(r) = fixtures::shown_results(name) {
         return Some(r);
     }
-    let _ = name;
-    None
+    match crate::results::results(&s.store, name).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, flight = name, "dashboard: results failed");
+            None
+        }
+    }
 }
 
 async fn flight_live(

@@ -243,3 +243,93 @@ async fn browser_chart_text_keeps_the_page_size_at_any_width() {
     tower.stop().await.unwrap();
     t.cleanup().await;
 }
+
+/// Real events through `POST /api/v1/events` into a live flight that records them: the
+/// flight page shows the results the store computes, and the dashboard's export links
+/// stream them for a signed-in session (and for nobody else).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_events_show_and_export_from_the_dashboard() {
+    use axum::body::Body;
+    use axum::http::{Method, Request};
+    let t = Tower::new(Engine::Sqlite).await;
+    let name = "recorded-search";
+    t.live(&json!({
+        "studyname": name,
+        "author": "study-team@example.com",
+        "description": "search bar",
+        "arms": [{"name": "control", "ratio": 1}, {"name": "new-bar", "ratio": 1}],
+        "flightplan": [{"action": "instrument", "watch": ["search"], "for": "7d", "uploadEvery": "2d"}]
+    }))
+    .await;
+    let at = Timestamp(T0).to_rfc3339();
+    let post = |path: &str, body: Value| {
+        Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    for c in 0..6u64 {
+        let client = format!("00000000-0000-4000-8000-{c:012}");
+        let arm = if c % 2 == 0 { "control" } else { "new-bar" };
+        let r = t
+            .send(post(
+                "/api/v1/reports",
+                json!({"client": client, "reports": [{"seq": 1, "flight": name, "version": 1, "arm": arm, "status": "running", "step": 0, "at": at}]}),
+            ))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let events: Vec<Value> = (0..=c)
+            .map(|s| json!({"seq": s + 1, "flight": name, "version": 1, "arm": arm, "topic": "search",
+                            "subject": if s == 0 { json!("=1+2") } else { Value::Null }, "value": null, "at": at}))
+            .collect();
+        let r = t
+            .send(post(
+                "/api/v1/events",
+                json!({"client": client, "events": events}),
+            ))
+            .await;
+        assert!(r.status.is_success(), "{}", r.body);
+    }
+    let p = t.get(&format!("/ui/flights/{name}"), Some(&t.author)).await;
+    assert!(p.body.contains("<section id=\"results\">"), "{}", p.body);
+    assert!(p.body.contains("data-topic=\"search\""));
+    // 9 events in control (1 + 3 + 5), 12 in new-bar (2 + 4 + 6).
+    assert!(
+        p.body.contains("<td class=\"num\">9</td>") && p.body.contains("<td class=\"num\">12</td>")
+    );
+
+    let csv = t
+        .get(&format!("/ui/flights/{name}/events.csv"), Some(&t.author))
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(
+        lines[0],
+        "client,seq,version,arm,topic,subject,value,at,received"
+    );
+    assert_eq!(lines.len(), 1 + 21);
+    assert!(csv.body.contains(",'=1+2,"), "formulas are guarded");
+    let jsonl = t
+        .get(
+            &format!("/ui/flights/{name}/events.jsonl"),
+            Some(&t.approver),
+        )
+        .await;
+    assert_eq!(jsonl.status, StatusCode::OK);
+    assert_eq!(jsonl.body.lines().count(), 21);
+    for l in jsonl.body.lines() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        assert_eq!(v["topic"], "search");
+    }
+    // Nobody signed in: to the sign-in page; no such flight: a 404 page.
+    let anon = t.get(&format!("/ui/flights/{name}/events.csv"), None).await;
+    assert_eq!(anon.status, StatusCode::SEE_OTHER);
+    assert!(anon.location.unwrap().starts_with("/ui/signin"));
+    let none = t
+        .get("/ui/flights/no-such/events.jsonl", Some(&t.author))
+        .await;
+    assert_eq!(none.status, StatusCode::NOT_FOUND);
+    t.cleanup().await;
+}
