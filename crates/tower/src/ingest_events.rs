@@ -78,9 +78,12 @@ impl Window {
     }
 }
 
+/// Windows by flight name, and the index serial they were read at (`None`: not read yet).
+type Known = (Option<u64>, Arc<HashMap<String, Window>>);
+
 /// The flights that were ever live and their windows, by the index serial they were read at.
 pub struct Windows {
-    known: RwLock<(Option<u64>, Arc<HashMap<String, Window>>)>,
+    known: RwLock<Known>,
     reload: Mutex<()>,
 }
 
@@ -92,7 +95,7 @@ impl Windows {
         }
     }
 
-    fn snapshot(&self) -> (Option<u64>, Arc<HashMap<String, Window>>) {
+    fn snapshot(&self) -> Known {
         let g = self.known.read().unwrap_or_else(|e| e.into_inner());
         (g.0, g.1.clone())
     }

@@ -248,7 +248,8 @@ impl Store {
         .bind(encode(&rows)?)
         .fetch_all(&mut **tx)
         .await?;
-        let sent: HashMap<(String, String, String, String), ((&str, &str, &str), u64)> = per_client
+        type Owned = (String, String, String, String);
+        let sent: HashMap<Owned, ((&str, &str, &str), u64)> = per_client
             .iter()
             .map(|((f, a, t, c), k)| {
                 (

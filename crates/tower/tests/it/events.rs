@@ -268,11 +268,19 @@ async fn parallel_batches_count_exactly(engine: Engine) {
                 let app = t.app.clone();
                 tasks.push(tokio::spawn(async move {
                     use tower::ServiceExt;
-                    let arm = if c % 2 == 0 { "control" } else { "new-bar" };
+                    let arm = if c.is_multiple_of(2) {
+                        "control"
+                    } else {
+                        "new-bar"
+                    };
                     let events: Vec<Value> = (1..=50)
                         .map(|s| {
                             let seq = b * 50 + s;
-                            let topic = if seq % 3 == 0 { "open" } else { "search" };
+                            let topic = if seq.is_multiple_of(3) {
+                                "open"
+                            } else {
+                                "search"
+                            };
                             ev(seq, "bar", arm, topic)
                         })
                         .collect();

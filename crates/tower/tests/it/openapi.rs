@@ -234,7 +234,11 @@ fn report(seq: u64, status: &str, step: u64) -> Value {
 }
 
 fn event(seq: u64, flight: &str) -> Value {
-    let arm = if seq % 2 == 0 { "treatment" } else { "control" };
+    let arm = if seq.is_multiple_of(2) {
+        "treatment"
+    } else {
+        "control"
+    };
     json!({"seq": seq, "flight": flight, "version": 1, "arm": arm, "topic": "clicked", "subject": "a,b", "value": seq, "at": "2026-04-23T00:00:00Z"})
 }
 
