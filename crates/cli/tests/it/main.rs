@@ -5,6 +5,7 @@ mod docs;
 mod flight_cli;
 mod keys_cli;
 mod pilot_agent;
+mod pilot_recording;
 mod pilot_sigkill;
 mod support;
 mod terminal;

@@ -11,6 +11,7 @@ mod index_expiry;
 mod journal_schema;
 mod keys;
 mod net_limits;
+mod recording;
 
 mod support;
 mod sync_http;
