@@ -4,6 +4,7 @@ use super::charts::{self, n, status_label, Day, STATUSES};
 use super::readable;
 use super::{Ending, ListQuery, Session, POLL_MS};
 use crate::lifecycle::{two_person, Action, FlightState, RevisionState};
+use crate::results::Results;
 use crate::store::{AuditEntry, ErrorReport, FlightDetail, FlightSummary, Progress, Revision};
 use axum::http::StatusCode;
 use maud::{html, Markup, DOCTYPE};
@@ -309,6 +310,7 @@ pub fn flight(
     s: &Session,
     d: &FlightDetail,
     p: &ProgressData,
+    results: Option<&Results>,
     (from, to): (u64, u64),
     now: Timestamp,
 ) -> Markup {
@@ -364,6 +366,7 @@ pub fn flight(
                     div { (progress(d, p)) }
                 }
             }
+            (super::results::section(results))
             section #spec {
                 h2 { "Spec of v" (to) " " @if let Some(r) = shown { (rev_badge(r.state)) } }
                 @if let Some(r) = shown { (copilot_source(r)) (spec_of(r)) }
@@ -534,7 +537,7 @@ pub fn progress(d: &FlightDetail, p: &ProgressData) -> Markup {
     let labels = p
         .flight
         .as_ref()
-        .map(|f| readable::step_labels(&f.flightplan))
+        .map(|f| readable::step_labels(&f.flightplan, &readable::known_variables(f, None)))
         .unwrap_or_default();
     let overall = charts::funnel_steps(&pr.breakdown, &labels, None);
     let arms: Vec<(String, Vec<String>)> = p
@@ -546,7 +549,10 @@ pub fn progress(d: &FlightDetail, p: &ProgressData) -> Markup {
                 .map(|a| {
                     (
                         a.name.clone(),
-                        readable::step_labels(f.plan_for(Some(&a.name))),
+                        readable::step_labels(
+                            f.plan_for(Some(&a.name)),
+                            &readable::known_variables(f, Some(&a.name)),
+                        ),
                     )
                 })
                 .collect()
