@@ -26,6 +26,10 @@ pub enum PilotCmd {
         topic: String,
         /// The event's subject, if any.
         subject: Option<String>,
+        /// A number the event carries (a finite number, e.g. `3` or `2.5`), recorded and sent
+        /// with it by a streaming `instrument`.
+        #[arg(long, value_parser = parse_value, allow_negative_numbers = true)]
+        value: Option<f64>,
         /// The pilot's profile folder (as given to `testpilot pilot run --profile`).
         #[arg(long)]
         profile: PathBuf,
@@ -126,16 +130,27 @@ pub fn run(c: PilotCmd) -> anyhow::Result<ExitCode> {
         PilotCmd::Observe {
             topic,
             subject,
+            value,
             profile,
         } => {
             let mut j = open_journal(&profile)?;
-            let id = j.record_event(&topic, subject.as_deref(), SystemClock.now())?;
+            let id = j.record_event(&topic, subject.as_deref(), value, SystemClock.now())?;
             outln!(
-                "recorded event {id}: {topic}{}",
-                subject.map(|s| format!(" {s}")).unwrap_or_default()
+                "recorded event {id}: {topic}{}{}",
+                subject.map(|s| format!(" {s}")).unwrap_or_default(),
+                value.map(|v| format!(" (value {v})")).unwrap_or_default()
             );
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// `--value`: a finite number.
+fn parse_value(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        Ok(_) => Err(format!("`{s}` is not a finite number")),
+        Err(_) => Err(format!("`{s}` is not a number (give one like 3 or 2.5)")),
     }
 }
 

@@ -23,7 +23,8 @@ pub struct TowerArgs {
 
 #[derive(clap::Subcommand)]
 pub enum RemoteCmd {
-    /// Push a flight file to a tower: creates the flight or a new draft revision.
+    /// Push a flight file, or a copilot document (which the tower expands and keeps beside the
+    /// flight), to a tower: creates the flight or a new draft revision.
     Push {
         file: PathBuf,
         #[command(flatten)]
@@ -244,8 +245,14 @@ async fn push(file: &std::path::Path, to: &TowerArgs) -> anyhow::Result<ExitCode
             return Ok(ExitCode::from(1));
         }
     };
-    // Validate here first: the same lines as `flight validate`, without a round trip.
-    if let Err(d) = testpilot_flight::Flight::from_json(&v) {
+    // Validate here first: the same lines as `flight validate` (or `copilot validate` for a
+    // copilot document, which the tower expands), without a round trip.
+    let checked = if testpilot_flight::copilot::is_copilot(&v) {
+        testpilot_flight::copilot::expand_json(&v).map(|_| ())
+    } else {
+        testpilot_flight::Flight::from_json(&v).map(|_| ())
+    };
+    if let Err(d) = checked {
         for p in d {
             outln!("{shown}: {}: {}", p.path, p.message);
         }

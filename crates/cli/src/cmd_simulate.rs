@@ -21,7 +21,7 @@ pub const DEFAULT_RUNS: u64 = 20_000;
 
 #[derive(Args)]
 pub struct SimulateArgs {
-    /// Flight files to simulate (or use --tower).
+    /// Flight files or copilot documents to simulate (or use --tower).
     files: Vec<PathBuf>,
     /// Simulate the flights of a live tower's index instead (verified with --public-key).
     #[arg(long, requires = "public_key")]
@@ -187,7 +187,7 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
             .files
             .get(i)
             .map_or_else(|| format!("index flight #{i}"), |f| f.display().to_string());
-        let f = SimFlight::new(v, &package).map_err(|d| {
+        let f = SimFlight::from_document(v, &package).map_err(|d| {
             let lines: Vec<String> = d
                 .iter()
                 .map(|d| format!("{name}: {}: {}", d.path, d.message))

@@ -22,7 +22,8 @@ pub struct UpArgs {
     /// Address for the tower.
     #[arg(long, default_value = "127.0.0.1:8470")]
     pub listen: SocketAddr,
-    /// Example flights to load and make live (`*.person.json` files are person contexts, skipped).
+    /// Example flights to load and make live (`*.person.json` files are person contexts,
+    /// skipped), and the copilot documents in its `copilot/` folder.
     #[arg(long, default_value = "examples")]
     pub examples: PathBuf,
 }
@@ -179,7 +180,7 @@ fn print_welcome(a: &UpArgs, local: &LocalTower, profile: &std::path::Path) {
         profile.display()
     );
     outln!(
-        "  testpilot pilot observe page-opened --profile {}",
+        "  testpilot pilot observe page-opened --profile {}   # counted at {url}/ui/flights/page-visits within a minute",
         profile.display()
     );
     outln!(

@@ -6,6 +6,7 @@
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod cmd_copilot;
 mod cmd_flight;
 mod cmd_pilot;
 mod cmd_remote;
@@ -39,6 +40,10 @@ enum Command {
     /// Work with flight files: validate, explain, schema; push and manage them on a tower.
     #[command(subcommand)]
     Flight(cmd_flight::FlightCmd),
+    /// Copilot documents, studies in a few lines that expand into flights: new, validate,
+    /// expand, schema. Push one with `testpilot flight push`.
+    #[command(subcommand)]
+    Copilot(cmd_copilot::CopilotCmd),
     /// The client agent that runs flights on this machine.
     #[command(subcommand)]
     Pilot(cmd_pilot::PilotCmd),
@@ -58,6 +63,7 @@ fn main() -> ExitCode {
         Command::Up(a) => cmd_up::run(a),
         Command::Tower(c) => cmd_tower::run(c),
         Command::Flight(c) => cmd_flight::run(c),
+        Command::Copilot(c) => cmd_copilot::run(c),
         Command::Pilot(c) => cmd_pilot::run(c),
         Command::Log(a) => cmd_pilot::log(a),
         Command::Later(a) => cmd_pilot::later(a),

@@ -15,8 +15,10 @@
 //! assert_eq!(e.bucket.len(), 12);
 //! ```
 
+pub mod copilot;
 pub mod diagnostic;
 pub mod enrollment;
+pub mod event;
 pub mod expression;
 pub mod index;
 mod memo;

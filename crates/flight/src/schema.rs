@@ -16,6 +16,40 @@ pub fn flight_schema() -> Value {
     schema
 }
 
+/// The JSON Schema (2020-12) of a copilot document, as `testpilot copilot schema` prints it.
+/// Like the flight's, it holds every rule about one field; validation adds the rules that
+/// tie fields together (only the control may change no feature, `uploadEvery` is at most
+/// the duration, template variables must exist).
+pub fn copilot_schema() -> Value {
+    let mut schema =
+        serde_json::to_value(schemars::schema_for!(crate::copilot::Copilot)).unwrap_or_default();
+    drop_null(&mut schema);
+    if let Some(p) = schema.pointer_mut("/properties/copilot") {
+        *p = json!({"description": "The format's version: 1.", "const": 1});
+    }
+    if let Some(Value::Object(p)) = schema.pointer_mut("/properties/sample") {
+        p.insert("exclusiveMinimum".into(), json!(0));
+        p.insert("maximum".into(), json!(1));
+    }
+    if let Some(Value::Object(p)) = schema.pointer_mut("/properties/watch") {
+        p.insert(
+            "items".into(),
+            json!({"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}),
+        );
+        p.insert("uniqueItems".into(), json!(true));
+    }
+    if let Some(Value::Object(p)) = schema.pointer_mut("/$defs/CopilotArm/properties/features") {
+        p.insert(
+            "propertyNames".into(),
+            json!({"pattern": "^[A-Za-z0-9._-]{1,200}$"}),
+        );
+    }
+    if let Some(Value::Object(p)) = schema.pointer_mut("/$defs/CopilotArm/properties/ratio") {
+        p.insert("maximum".into(), json!(1_000_000));
+    }
+    schema
+}
+
 /// Optional fields are absent, never `null`: validation refuses `null` for them.
 fn drop_null(v: &mut Value) {
     match v {

@@ -128,6 +128,41 @@ impl DurationSpec {
     }
 }
 
+impl DurationSpec {
+    /// A duration that keeps a text an author could have written (`"29d"`, `"1d12h"`), for
+    /// specs generated from others (the copilot's expansion).
+    pub fn from_millis_text(ms: u64) -> Self {
+        DurationSpec {
+            ms,
+            text: Some(format_duration(ms)),
+        }
+    }
+}
+
+/// `ms` in the units [`parse_duration`] reads, largest first: `"29d"`, `"1d12h"`, `"1500ms"`
+/// is `"1s500ms"`. Weeks are left as days, which authors read more easily.
+pub fn format_duration(ms: u64) -> String {
+    const UNITS: [(&str, u64); 5] = [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ];
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut rest = ms;
+    let mut out = String::new();
+    for (unit, size) in UNITS {
+        if rest >= size {
+            out.push_str(&format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    out
+}
+
 impl Serialize for DurationSpec {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match &self.text {
@@ -265,6 +300,21 @@ mod tests {
         assert!(ms("0s").is_err());
         assert!(ms("99999999999999999999w").is_err());
         assert_eq!(parse_duration(&json!(1500)).unwrap().ms, 1500);
+        for ms in [
+            1,
+            999,
+            1_000,
+            1_500,
+            90_000,
+            5_400_000,
+            86_400_000,
+            2_505_600_000,
+        ] {
+            let text = format_duration(ms);
+            assert_eq!(parse_duration(&json!(text)).unwrap().ms, ms, "{text}");
+        }
+        assert_eq!(format_duration(2_505_600_000), "29d");
+        assert_eq!(format_duration(131_400_000), "1d12h30m");
         assert!(parse_duration(&json!(-1)).is_err());
         assert!(parse_duration(&json!(0)).is_err());
     }

@@ -144,6 +144,33 @@ pub(crate) fn check_url(s: &str, schemes: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
+/// Why `id` cannot be a feature id, or `None` when it can: the one rule, for `feature`
+/// directives and the copilot's `features`.
+pub(crate) fn feature_id_problem(id: &str) -> Option<String> {
+    let ok = !id.is_empty()
+        && id.len() <= 200
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
+    (!ok).then(|| {
+        format!(
+            "{} is not a valid feature id: use letters, digits, `.`, `_` and `-`",
+            quote(id)
+        )
+    })
+}
+
+/// Reads a `filter` with the flight's rules, for documents that hold one (the copilot).
+pub(crate) fn read_filter(r: &mut Reader, v: &Value, path: &JsonPath) -> Option<Filter> {
+    let mut s = V {
+        r: std::mem::take(r),
+        uses: Vec::new(),
+    };
+    let f = s.filter(v, path);
+    *r = s.r;
+    f
+}
+
 impl V {
     fn flight(&mut self, v: &Value) -> Option<Flight> {
         let root = JsonPath::root();
@@ -847,21 +874,8 @@ impl V {
         let id = self
             .r
             .req_string(o, "id", "the feature's id, like \"search.newbar\"");
-        if let Some(i) = &id {
-            if i.is_empty()
-                || i.len() > 200
-                || !i
-                    .bytes()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
-            {
-                self.r.error(
-                    &o.path.key("id"),
-                    format!(
-                        "{} is not a valid feature id: use letters, digits, `.`, `_` and `-`",
-                        quote(i)
-                    ),
-                );
-            }
+        if let Some(problem) = id.as_deref().and_then(feature_id_problem) {
+            self.r.error(&o.path.key("id"), problem);
         }
         let value = match self
             .r

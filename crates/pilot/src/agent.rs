@@ -4,6 +4,7 @@
 use crate::clock::SystemClock;
 use crate::net::{HttpNet, Net};
 use crate::reference::ReferenceHost;
+use crate::stream::upload_events;
 use crate::sync::{sync, upload_reports};
 use crate::{engine::PilotConfig, Error, Faults, Pilot};
 use serde_json::Value;
@@ -281,6 +282,13 @@ fn agent_loop(config: AgentConfig, stop: &Stop) -> Result<(), Error> {
                         Timestamp(now.0 + (5_000i64 << upload_failures.min(10)).min(3_600_000));
                 }
             }
+        }
+        // Recorded events go out on their own schedule (`uploadEvery`, the window's end, and
+        // backoff after a failure), kept per recorder in the journal.
+        match upload_events(&mut pilot, &tower) {
+            Ok(_) => {}
+            Err(e) if e.is_fatal() => return Err(e),
+            Err(e) => tracing::warn!("event upload failed: {e}"),
         }
         if config.once {
             break;

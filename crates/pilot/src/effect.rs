@@ -38,6 +38,15 @@ pub enum Effect {
         after: i64,
         until: i64,
     },
+    /// A streaming recording (`instrument` without `upload`): the watched topics observed
+    /// after event id `after`, from the step's start `from` until `until`, kept in the
+    /// journal's recordings until the tower accepts them; undo deletes what is left.
+    Stream {
+        watch: Vec<String>,
+        after: i64,
+        from: i64,
+        until: i64,
+    },
     /// A `ping` request sent off the machine (never repeated, not undone).
     Ping(Sent),
     /// An `instrument` upload sent off the machine (never repeated, not undone).
@@ -54,7 +63,13 @@ pub struct Sent {
 }
 
 /// The kinds whose effects the undo reverses, in the order of [`Effect`]'s variants.
-pub const UNDOABLE: [&str; 4] = ["feature", "addon-install", "addon-uninstall", "record"];
+pub const UNDOABLE: [&str; 5] = [
+    "feature",
+    "addon-install",
+    "addon-uninstall",
+    "record",
+    "stream",
+];
 
 impl Effect {
     /// The stored `kind` column.
@@ -65,6 +80,7 @@ impl Effect {
             Effect::AddonInstall { .. } => "addon-install",
             Effect::AddonUninstall { .. } => "addon-uninstall",
             Effect::Record { .. } => "record",
+            Effect::Stream { .. } => "stream",
             Effect::Ping(_) => "ping",
             Effect::Upload(_) => "upload",
         }
@@ -126,6 +142,10 @@ mod tests {
             (
                 "record",
                 json!({"watch": ["a", "b"], "after": 3, "until": 9}),
+            ),
+            (
+                "stream",
+                json!({"watch": ["a"], "after": 3, "from": 5, "until": 9}),
             ),
             (
                 "ping",

@@ -38,7 +38,7 @@ pub fn flights(journal: &Journal, only: Option<&str>) -> Result<Vec<Value>, Erro
         let changes: Vec<Value> = journal
             .effects(&f.studyname)?
             .into_iter()
-            .filter(|e| matches!(e.kind.as_str(), "addon-install" | "addon-uninstall" | "feature" | "record" | "notify"))
+            .filter(|e| matches!(e.kind.as_str(), "addon-install" | "addon-uninstall" | "feature" | "record" | "stream" | "notify"))
             .map(|e| {
                 json!({
                     "at": e.at.to_rfc3339(), "step": e.path, "kind": e.kind, "what": e.summary, "phase": e.phase,
@@ -52,6 +52,13 @@ pub fn flights(journal: &Journal, only: Option<&str>) -> Result<Vec<Value>, Erro
             .map(|p| json!({"id": p.id, "type": p.kind, "title": p.title, "state": p.state, "url": p.url}))
             .collect();
         let reports: Vec<Value> = outbox_of(journal, &f.studyname)?;
+        // Recorded events still on this machine (not yet accepted by the tower); each one
+        // recorded is also in the timeline, with every upload.
+        let recorded: Vec<Value> = journal
+            .recorded(&f.studyname, crate::engine::MAX_RECORDED as usize)?
+            .iter()
+            .map(|e| json!({"seq": e.seq, "topic": e.topic, "subject": e.subject, "value": e.value, "at": e.at.to_rfc3339()}))
+            .collect();
         let started = f.started_at.is_some();
         out.push(json!({
             "studyname": f.studyname,
@@ -71,6 +78,7 @@ pub fn flights(journal: &Journal, only: Option<&str>) -> Result<Vec<Value>, Erro
             "changes": changes,
             "prompts": prompts,
             "reports": reports,
+            "recorded": recorded,
         }));
     }
     Ok(out)
@@ -112,6 +120,19 @@ pub fn pending_prompts(journal: &Journal) -> Result<Vec<Value>, Error> {
             })
         })
         .collect())
+}
+
+/// One recorded event: `#3 search-bar-used subject=x value=2.5 at 2027-01-05T10:00:00.000Z`.
+fn event_text(e: &Value) -> String {
+    let mut t = format!("#{} {}", e["seq"], e["topic"].as_str().unwrap_or(""));
+    if let Some(sub) = e["subject"].as_str() {
+        let _ = write!(t, " subject={sub}");
+    }
+    if let Some(v) = e["value"].as_f64() {
+        let _ = write!(t, " value={v}");
+    }
+    let _ = write!(t, " at {}", e["at"].as_str().unwrap_or(""));
+    t
 }
 
 /// The flight log as text, for people.
@@ -173,6 +194,17 @@ pub fn render_text(flights: &[Value], notes: &[Value], pending_reports: i64) -> 
             {
                 let _ = writeln!(s, "      - {r}");
             }
+            // Every recorded event, as it was recorded.
+            for e in t
+                .get("detail")
+                .filter(|_| str_of(t, "kind") == "record")
+                .and_then(|d| d.get("events"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let _ = writeln!(s, "      - {}", event_text(e));
+            }
             if str_of(t, "kind") == "request" {
                 if let Some(b) = t
                     .get("detail")
@@ -194,6 +226,13 @@ pub fn render_text(flights: &[Value], notes: &[Value], pending_reports: i64) -> 
                 };
                 let _ = writeln!(s, "    - {} [{state}]", str_of(&c, "what"));
             }
+        }
+        let waiting = f["recorded"].as_array().map_or(0, Vec::len);
+        if waiting > 0 {
+            let _ = writeln!(
+                s,
+                "  {waiting} recorded event(s) wait on this machine to be sent to the tower"
+            );
         }
         let open: Vec<&Value> = f["prompts"]
             .as_array()

@@ -8,6 +8,7 @@
 //! - [`host`]: what the application provides (add-ons, features, notifications), and
 //!   [`reference`](mod@reference), the host the standalone agent uses, over files in the profile.
 //! - [`sync`]: the seed's core loop: fetch the index, verify it, set up flights, report.
+//! - [`stream`]: recorded events streamed to the tower, in batches, with retries.
 //! - [`pins`]: the keys the index may be signed with: pinned, following rotations.
 //! - [`flightlog`]: what the person sees: the flight log, the message center, opt-out.
 //! - [`agent`]: the long-running agent: one per profile, answers shutdown cleanly.
@@ -25,6 +26,7 @@ pub mod net;
 pub mod package;
 pub mod pins;
 pub mod reference;
+pub mod stream;
 pub mod sync;
 
 pub use agent::{run_agent, AgentConfig, TowerSource};

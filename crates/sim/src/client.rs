@@ -17,6 +17,8 @@ use testpilot_flight::{Clock, Timestamp};
 use testpilot_pilot::engine::PilotConfig;
 use testpilot_pilot::host::{Host, MemoryHost};
 use testpilot_pilot::net::{Net, Request, Response};
+use testpilot_pilot::stream;
+use testpilot_pilot::sync::TowerSource;
 use testpilot_pilot::{Error, Journal, ManualClock, Pilot};
 
 /// A client that keeps the engine busy longer than this is stopped and counted as stuck.
@@ -131,6 +133,9 @@ struct SimNet {
 
 /// Where a tower takes streamed events.
 const EVENTS_PATH: &str = "/api/v1/events";
+
+/// The tower the simulated pilots stream events to (only [`SimNet`] answers it).
+const SIM_TOWER: &str = "https://tower.simulated.invalid";
 
 impl Net for SimNet {
     fn send(&self, req: &Request) -> Result<Response, Error> {
@@ -250,6 +255,13 @@ impl World<'_> {
         let mut next_event: BTreeMap<String, Timestamp> = BTreeMap::new();
         let mut answers: BTreeMap<i64, Pending> = BTreeMap::new();
         let mut now = arrival;
+        let tower = TowerSource::parse(SIM_TOWER)?;
+        let streaming = enrolled.iter().any(|&i| {
+            self.flights[i]
+                .listeners
+                .iter()
+                .any(|(_, l)| l.iter().any(|x| x.streams))
+        });
         let mut steps = 0;
         loop {
             steps += 1;
@@ -280,6 +292,11 @@ impl World<'_> {
                 applied = Some((p.serial, p.expires_at));
             }
             let wake = pilot.tick()?;
+            if streaming {
+                // The pilot's own streaming: recorders that are due send their events to
+                // the tower (counted by the network for the load); offline, they wait.
+                let _ = stream::upload_events(&mut pilot, &tower);
+            }
             // The arms and the steps under way, to know which events matter now.
             let rows = pilot.journal.flights()?;
             let running: Vec<_> = rows
@@ -389,7 +406,7 @@ impl World<'_> {
             // Events up to then happen, for the topics that are listened to now.
             for (topic, _, rate) in &waiting {
                 while let Some(at) = next_event.get(topic).copied().filter(|at| *at <= next) {
-                    pilot.journal.record_event(topic, None, at)?;
+                    pilot.journal.record_event(topic, None, None, at)?;
                     next_event.insert(topic.clone(), next_of(&mut rng, *rate, at));
                 }
             }

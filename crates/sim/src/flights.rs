@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::path::Path;
 use testpilot_flight::spec::{Directive, Entry, Permission};
-use testpilot_flight::{Diagnostics, Flight};
+use testpilot_flight::{copilot, Diagnostics, Flight};
 
 /// A step of a plan that waits on events (`observe`) or records them (`instrument`).
 #[derive(Debug, Clone, PartialEq)]
@@ -17,6 +17,8 @@ pub struct Listener {
     /// An `observe` (the pilot must look again when an event comes) or an `instrument`
     /// (events are only counted when it ends).
     pub observe: bool,
+    /// An `instrument` without `upload`: it streams its events to the tower.
+    pub streams: bool,
 }
 
 /// One flight, ready to simulate.
@@ -66,11 +68,13 @@ impl SimFlight {
                     path: path.to_string(),
                     topics: vec![o.topic.clone()],
                     observe: true,
+                    streams: false,
                 }),
                 Directive::Instrument(i) => l.push(Listener {
                     path: path.to_string(),
                     topics: i.watch.clone(),
                     observe: false,
+                    streams: i.upload.is_none(),
                 }),
                 _ => {}
             });
@@ -86,6 +90,16 @@ impl SimFlight {
             listeners,
             asks,
         })
+    }
+
+    /// Reads a flight, or a copilot document (a top-level `copilot` key) as the flight it
+    /// expands to.
+    pub fn from_document(v: &Value, package: &Path) -> Result<SimFlight, Diagnostics> {
+        if copilot::is_copilot(v) {
+            let (_, flight) = copilot::expand_json(v)?;
+            return SimFlight::new(&flight.to_json(), package);
+        }
+        SimFlight::new(v, package)
     }
 
     pub fn name(&self) -> &str {

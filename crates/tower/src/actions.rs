@@ -15,7 +15,8 @@ use crate::error::{Error, Result};
 use crate::lifecycle::{permit, Action, Actor};
 use crate::metrics::Metrics;
 use crate::store::Outcome;
-use testpilot_flight::{Diagnostics, Flight, JsonPath};
+use serde_json::Value;
+use testpilot_flight::{copilot, Diagnostics, Flight, JsonPath};
 
 /// The longest `reason` or `comment` kept in the audit log, in characters.
 pub const MAX_NOTE_CHARS: usize = 4000;
@@ -25,6 +26,28 @@ pub const MAX_NOTE_CHARS: usize = 4000;
 pub async fn push(s: &AppState, actor: &Actor, flight: &Flight) -> Result<Outcome> {
     permit(actor, Action::Push)?;
     let out = s.store.push(actor, flight, s.clock.now()).await?;
+    done(s, out).await
+}
+
+/// Pushes what an author wrote: a flight, or a copilot document (a top-level `copilot` key,
+/// docs/copilot.md), which is expanded and stored as the revision with the document beside
+/// it. Not valid: [`Error::Invalid`] with every problem and its path, nothing stored.
+pub async fn push_document(s: &AppState, actor: &Actor, doc: &Value) -> Result<Outcome> {
+    permit(actor, Action::Push)?;
+    let not_valid = |what: &str, problems: Diagnostics| Error::Invalid {
+        message: format!("the {what} is not valid ({} problems)", problems.len()),
+        problems,
+    };
+    let out = if copilot::is_copilot(doc) {
+        let (_, flight) =
+            copilot::expand_json(doc).map_err(|d| not_valid("copilot document", d))?;
+        s.store
+            .push_revision(actor, &flight, Some(doc), s.clock.now())
+            .await?
+    } else {
+        let flight = Flight::from_json(doc).map_err(|d| not_valid("flight", d))?;
+        s.store.push(actor, &flight, s.clock.now()).await?
+    };
     done(s, out).await
 }
 

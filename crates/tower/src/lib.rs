@@ -6,7 +6,9 @@
 //! - [`actions`]: push, review, approve, send back, kill and end, as one service that the
 //!   API, the dashboard and [`local`] call.
 //! - [`index`]: building, signing and serving the index from memory.
-//! - [`ingest`]: durable, batched report writing (group commit).
+//! - [`ingest`]: durable, batched report writing (group commit); [`ingest_events`] the same
+//!   for recorded events and their rollups.
+//! - [`results`]: a flight's results per arm and topic, from the rollups.
 //! - [`api`]: the HTTP API; [`app`] builds the router without a socket.
 //! - [`server`]: starting a tower: config, background tasks, graceful shutdown.
 //! - [`connections`]: accepting HTTP connections with time and count limits.
@@ -23,8 +25,10 @@ pub mod connections;
 pub mod dashboard;
 pub mod diff;
 pub mod error;
+pub mod export;
 pub mod index;
 pub mod ingest;
+pub mod ingest_events;
 pub mod keys;
 pub mod lifecycle;
 pub mod local;

@@ -11,7 +11,7 @@ use crate::store::Store;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use testpilot_flight::{Clock, Flight};
+use testpilot_flight::{copilot, Clock, Flight};
 
 /// Where and how to run the local tower.
 #[derive(Debug, Clone)]
@@ -20,7 +20,7 @@ pub struct LocalOptions {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     /// A directory of example flights (`*.json`; `*.person.json` are person contexts and
-    /// are skipped), or none.
+    /// are skipped) and copilot documents (`copilot/*.json`), or none.
     pub examples: Option<PathBuf>,
 }
 
@@ -102,21 +102,29 @@ pub async fn local_token(state: &AppState, data_dir: &Path) -> Result<(String, A
     Ok((token, Actor::new(info.name, info.role)))
 }
 
-/// Pushes, reviews and approves every valid flight in `dir` (sorted by file name), as
-/// `actor` on a single-user tower, through [`crate::actions`] as any other caller. Already-live identical flights are left alone; killed or
-/// ended ones are not revived.
+/// Pushes, reviews and approves every valid flight in `dir` and every valid copilot
+/// document in `dir/copilot` (sorted by path), as `actor` on a single-user tower, through
+/// [`crate::actions`] as any other caller. Already-live identical flights are left alone;
+/// killed or ended ones are not revived.
 pub async fn load_examples(
     state: &AppState,
     dir: &Path,
     actor: &Actor,
 ) -> Result<Vec<ExampleLoad>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            name.ends_with(".json") && !name.ends_with(".person.json")
-        })
-        .collect();
+    let json_files = |dir: &Path| -> Result<Vec<PathBuf>> {
+        Ok(std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                p.is_file() && name.ends_with(".json") && !name.ends_with(".person.json")
+            })
+            .collect())
+    };
+    let mut files = json_files(dir)?;
+    let copilot_dir = dir.join("copilot");
+    if copilot_dir.is_dir() {
+        files.extend(json_files(&copilot_dir)?);
+    }
     files.sort();
     let mut out = Vec::new();
     for file in files {
@@ -136,15 +144,28 @@ pub async fn load_examples(
                 continue;
             }
         };
-        let flight = match Flight::from_json(&value) {
+        let (flight, what) = if copilot::is_copilot(&value) {
+            (
+                copilot::expand_json(&value).map(|(_, f)| f),
+                "copilot document",
+            )
+        } else {
+            (Flight::from_json(&value), "flight")
+        };
+        let flight = match flight {
             Ok(f) => f,
             Err(d) => {
-                out.push(skip(format!("skipped: not a valid flight ({} problems; `testpilot flight validate` lists them)", d.len()), None));
+                let command = if what == "flight" {
+                    "flight"
+                } else {
+                    "copilot"
+                };
+                out.push(skip(format!("skipped: not a valid {what} ({} problems; `testpilot {command} validate` lists them)", d.len()), None));
                 continue;
             }
         };
         let name = flight.studyname.clone();
-        out.push(match make_live(state, &flight, actor).await {
+        out.push(match make_live(state, &value, &flight, actor).await {
             Ok((version, note)) => ExampleLoad {
                 file: file.clone(),
                 studyname: Some(name),
@@ -158,8 +179,14 @@ pub async fn load_examples(
     Ok(out)
 }
 
-async fn make_live(state: &AppState, flight: &Flight, actor: &Actor) -> Result<(u64, String)> {
-    let pushed = actions::push(state, actor, flight).await?;
+/// Makes `doc` (a flight or a copilot document, whose flight is `flight`) live.
+async fn make_live(
+    state: &AppState,
+    doc: &serde_json::Value,
+    flight: &Flight,
+    actor: &Actor,
+) -> Result<(u64, String)> {
+    let pushed = actions::push_document(state, actor, doc).await?;
     let name = &flight.studyname;
     if pushed.unchanged && pushed.revision_state == RevisionState::Live {
         return Ok((pushed.version, "already live".into()));

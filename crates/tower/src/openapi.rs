@@ -4,8 +4,9 @@
 //! completes it with what the derive cannot say, so that the document is true of every
 //! answer (a test drives the real router and checks each body against it):
 //! - the flight's JSON Schema (`testpilot_flight::schema`) as the component `Flight`, its
-//!   definitions as `Flight.<Name>`, and the report batch as `ReportBatch`, referenced by the
-//!   request bodies that take them;
+//!   definitions as `Flight.<Name>`, the copilot document's likewise as `Copilot` (a push
+//!   takes either), the report batch as `ReportBatch` and the event batch as `EventBatch`,
+//!   referenced by the request bodies that take them;
 //! - the bodies of answers built as JSON by hand (the index envelope, a diff, `/healthz`);
 //! - the errors every route of a kind can give, in the shape `ErrorBody`: 401 and 403
 //!   where a token is needed, 400 for a path or query string that does not parse, 404
@@ -13,6 +14,7 @@
 
 use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
+use testpilot_flight::event::{MAX_ARM_BYTES, MAX_SEQ, MAX_SUBJECT_BYTES, MAX_TOPIC_LENGTH};
 use testpilot_flight::report::{Status, AT_RANGE, MAX_NUMBER};
 
 /// The document, built once.
@@ -31,23 +33,37 @@ fn complete(mut doc: Value) -> Value {
         .pointer_mut("/components/schemas")
         .and_then(Value::as_object_mut);
     if let Some(schemas) = schemas {
-        add_flight_schema(schemas);
+        add_schema(schemas, "Flight", testpilot_flight::schema::flight_schema());
+        add_schema(
+            schemas,
+            "Copilot",
+            testpilot_flight::schema::copilot_schema(),
+        );
         schemas.extend(hand_written_schemas());
     }
     let body = |r: &str| json!({"required": true, "content": {"application/json": {"schema": {"$ref": r}}}});
     let json_answer = |r: Value| json!({"application/json": {"schema": r}});
-    let fixes: [(&str, &str, &str, Value); 6] = [
+    let fixes: [(&str, &str, &str, Value); 7] = [
         (
             "/api/v1/flights",
             "post",
             "requestBody",
-            body("#/components/schemas/Flight"),
+            json!({"required": true, "description": "A flight spec (docs/flight-spec.md), or a copilot document (docs/copilot.md), which has a top-level `copilot` key and is expanded into a flight",
+                   "content": {"application/json": {"schema": {"oneOf": [
+                       {"$ref": "#/components/schemas/Flight"},
+                       {"$ref": "#/components/schemas/Copilot"}]}}}}),
         ),
         (
             "/api/v1/reports",
             "post",
             "requestBody",
             body("#/components/schemas/ReportBatch"),
+        ),
+        (
+            "/api/v1/events",
+            "post",
+            "requestBody",
+            body("#/components/schemas/EventBatch"),
         ),
         (
             "/control/index.json",
@@ -85,6 +101,10 @@ fn complete(mut doc: Value) -> Value {
     }
     if let Some(spec) = doc.pointer_mut("/components/schemas/Revision/properties/spec") {
         *spec = json!({"$ref": "#/components/schemas/Flight"});
+    }
+    if let Some(source) = doc.pointer_mut("/components/schemas/Revision/properties/copilot") {
+        *source = json!({"$ref": "#/components/schemas/Copilot",
+                         "description": "The copilot document the spec was expanded from, as pushed; absent for a revision pushed as a flight."});
     }
     if let Some(m) = doc.pointer_mut("/paths/~1metrics/get/responses/200") {
         set(
@@ -177,36 +197,36 @@ fn add_errors(path: &str, op: &mut Value) {
 
 /// The flight's JSON Schema as components: its root as `Flight`, each of its `$defs` as
 /// `Flight.<Name>`, with references rewritten to match.
-fn add_flight_schema(schemas: &mut Map<String, Value>) {
-    let mut flight = testpilot_flight::schema::flight_schema();
-    let defs = flight
+/// A JSON Schema document as the component `name`, its definitions as `name.<Def>`.
+fn add_schema(schemas: &mut Map<String, Value>, name: &str, mut schema: Value) {
+    let defs = schema
         .as_object_mut()
         .and_then(|o| {
             o.remove("$schema");
             o.remove("$defs")
         })
         .unwrap_or_default();
-    rewrite_refs(&mut flight);
+    rewrite_refs(&mut schema, name);
     if let Value::Object(defs) = defs {
-        for (name, mut def) in defs {
-            rewrite_refs(&mut def);
-            schemas.insert(format!("Flight.{name}"), def);
+        for (def_name, mut def) in defs {
+            rewrite_refs(&mut def, name);
+            schemas.insert(format!("{name}.{def_name}"), def);
         }
     }
-    schemas.insert("Flight".into(), flight);
+    schemas.insert(name.into(), schema);
 }
 
-fn rewrite_refs(v: &mut Value) {
+fn rewrite_refs(v: &mut Value, prefix: &str) {
     match v {
         Value::Object(o) => {
             if let Some(Value::String(r)) = o.get_mut("$ref") {
                 if let Some(name) = r.strip_prefix("#/$defs/") {
-                    *r = format!("#/components/schemas/Flight.{name}");
+                    *r = format!("#/components/schemas/{prefix}.{name}");
                 }
             }
-            o.values_mut().for_each(rewrite_refs);
+            o.values_mut().for_each(|x| rewrite_refs(x, prefix));
         }
-        Value::Array(a) => a.iter_mut().for_each(rewrite_refs),
+        Value::Array(a) => a.iter_mut().for_each(|x| rewrite_refs(x, prefix)),
         _ => {}
     }
 }
@@ -243,6 +263,33 @@ fn hand_written_schemas() -> Map<String, Value> {
                        "anyOf": [{"type": "string"},
                                  {"type": "integer", "minimum": AT_RANGE.start(), "maximum": AT_RANGE.end()}]},
                 "detail": {"description": "Anything the pilot adds (why a flight failed, ...)."},
+            },
+        },
+        "EventBatch": {
+            "description": "The body of `POST /api/v1/events` (docs/api.md#events): at most 1,000 events and 1 MiB.",
+            "type": "object",
+            "required": ["client", "events"],
+            "additionalProperties": false,
+            "properties": {
+                "client": {"type": "string", "description": "The profile's random id (a UUID).",
+                           "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"},
+                "events": {"type": "array", "maxItems": 1000, "items": {"$ref": "#/components/schemas/Event"}},
+            },
+        },
+        "Event": {
+            "description": "One recorded event; `(client, seq)` identifies it.",
+            "type": "object",
+            "required": ["seq", "flight", "version", "topic", "at"],
+            "additionalProperties": false,
+            "properties": {
+                "seq": {"type": "integer", "minimum": 1, "maximum": MAX_SEQ},
+                "flight": {"type": "string", "description": "The flight's studyname."},
+                "version": whole,
+                "arm": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_ARM_BYTES},
+                "topic": {"type": "string", "pattern": format!("^[a-z0-9._-]{{1,{MAX_TOPIC_LENGTH}}}$")},
+                "subject": {"type": ["string", "null"], "description": format!("At most {MAX_SUBJECT_BYTES} bytes.")},
+                "value": {"type": ["number", "null"]},
+                "at": {"type": "string", "format": "date-time", "description": "RFC 3339; years 1970 to 9999."},
             },
         },
         "IndexEnvelope": {

@@ -1,10 +1,12 @@
 //! Integration tests of the `testpilot` binary, as one test binary (one link, not six).
 //! Each module runs the real binary as a person or a script would.
 
+mod copilot_cli;
 mod docs;
 mod flight_cli;
 mod keys_cli;
 mod pilot_agent;
+mod pilot_recording;
 mod pilot_sigkill;
 mod simulate_cli;
 mod support;

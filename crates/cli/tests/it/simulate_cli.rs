@@ -122,6 +122,33 @@ fn text_chart_and_a_kill() {
 }
 
 #[test]
+fn copilot_documents_run_as_the_flights_they_expand_to() {
+    let doc = examples().join("copilot").join("search-bar-2027.json");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&doc).unwrap()).unwrap();
+    let r = tp_json(&[
+        "simulate",
+        doc.to_str().unwrap(),
+        "--clients",
+        "3000",
+        "--runs",
+        "100",
+        "--start",
+        "2026-12-01",
+        "--json",
+    ]);
+    let f = &r["flights"][0];
+    assert_eq!(f["studyname"], v["studyname"]);
+    assert_eq!(
+        f["arms"].as_array().unwrap().len(),
+        v["arms"].as_array().unwrap().len()
+    );
+    assert!(
+        f["p"].as_f64().unwrap() > 0.001 && f["armsP"].as_f64().unwrap() > 0.001,
+        "{f}"
+    );
+}
+
+#[test]
 fn a_signed_index_is_verified_first() {
     let dir = scratch("simulate-index");
     let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);

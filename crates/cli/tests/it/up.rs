@@ -130,6 +130,13 @@ fn up_runs_tower_examples_and_pilot_and_resumes() {
     assert!(err.contains("already running"), "{err}");
     // The example that says "kill": true is a killed flight on the tower, not a live one.
     assert!(welcome.contains("autoplay-block-3 v1: killed"), "{welcome}");
+    // The copilot examples are live too, and the local pilot records for the simple one.
+    assert!(welcome.contains("page-visits v1: now live"), "{welcome}");
+    assert!(
+        welcome.contains("search-bar-2027 v1: now live"),
+        "{welcome}"
+    );
+    wait_for_flight(&profile, "page-visits", "running");
     stop(child);
 
     // Again: same data, same token, the tour still known to the pilot.

@@ -1,5 +1,6 @@
 //! Integration tests of the flight language. Cases are data under `tests/data/`.
 
+mod copilot;
 mod explain;
 mod expression;
 mod index;

@@ -50,6 +50,11 @@ pub fn backoff_ms(attempt: u32) -> i64 {
     (30_000i64 << attempt.saturating_sub(1).min(7)).min(3_600_000)
 }
 
+/// The most events a streaming `instrument` records per flight (sent or not). When a flight
+/// reaches it, the flight log says so once and later events are not recorded, so the
+/// journal's recordings never grow without bound. [`Pilot::set_recording_cap`] lowers it.
+pub const MAX_RECORDED: u64 = 100_000;
+
 /// Who the pilot runs flights for, and where.
 pub struct PilotConfig {
     pub profile: PathBuf,
@@ -66,6 +71,8 @@ pub struct Pilot {
     clock: Arc<dyn Clock>,
     person: Person,
     profile: PathBuf,
+    /// At most this many events recorded per flight ([`MAX_RECORDED`]).
+    recording_cap: u64,
 }
 
 fn min_wake(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
@@ -185,6 +192,7 @@ impl Pilot {
             clock,
             person,
             profile: config.profile,
+            recording_cap: MAX_RECORDED,
         })
     }
 
@@ -197,6 +205,15 @@ impl Pilot {
         self.interrupt
             .as_ref()
             .is_some_and(|f| f.load(Ordering::SeqCst))
+    }
+
+    /// Records at most `cap` events per flight (default [`MAX_RECORDED`]).
+    pub fn set_recording_cap(&mut self, cap: u64) {
+        self.recording_cap = cap;
+    }
+
+    pub fn recording_cap(&self) -> u64 {
+        self.recording_cap
     }
 
     pub fn person(&self) -> &Person {

@@ -320,21 +320,21 @@ fn observe_counts_events_after_the_step_starts() {
     let rig = Rig::new();
     let mut p = rig.pilot();
     p.journal
-        .record_event("click", Some("button"), rig.now())
+        .record_event("click", Some("button"), None, rig.now())
         .unwrap();
     let plan = json!([{"action": "observe", "topic": "click", "subject": "button", "count": 2}]);
     p.apply_index(&[flight("f", plan)], 1).unwrap();
     p.tick().unwrap();
     p.journal
-        .record_event("click", Some("button"), rig.now())
+        .record_event("click", Some("button"), None, rig.now())
         .unwrap();
     p.journal
-        .record_event("click", Some("other"), rig.now())
+        .record_event("click", Some("other"), None, rig.now())
         .unwrap();
     p.tick().unwrap();
     assert_eq!(status(&p, "f"), "running");
     p.journal
-        .record_event("click", Some("button"), rig.now())
+        .record_event("click", Some("button"), None, rig.now())
         .unwrap();
     p.tick().unwrap();
     assert_eq!(status(&p, "f"), "completed");
@@ -430,10 +430,10 @@ fn instrument_records_uploads_and_deletes_on_undo() {
     p.apply_index(&[flight("f", plan)], 1).unwrap();
     p.tick().unwrap();
     p.journal
-        .record_event("tab-open", Some("a"), rig.now())
+        .record_event("tab-open", Some("a"), None, rig.now())
         .unwrap();
     p.journal
-        .record_event("tab-close", None, rig.now())
+        .record_event("tab-close", None, None, rig.now())
         .unwrap();
     drive(&rig, &mut p, Say::Ok, &[]).unwrap();
     assert_eq!(status(&p, "f"), "completed");

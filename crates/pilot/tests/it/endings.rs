@@ -288,7 +288,9 @@ fn same_inputs_same_run_in_memory() {
                 break;
             }
             if i % 3 == 0 {
-                p.journal.record_event("t", None, clock.now()).unwrap();
+                p.journal
+                    .record_event("t", None, None, clock.now())
+                    .unwrap();
             }
             clock.set(wake.unwrap_or(testpilot_flight::Timestamp(clock.now().0 + 60_000)));
         }

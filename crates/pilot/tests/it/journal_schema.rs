@@ -36,6 +36,21 @@ fn a_version_1_journal_upgrades_and_its_flight_runs_on() {
         p.journal.open_requests().unwrap().is_empty(),
         "the v2 table exists"
     );
+    // Version 5: events carry a value; recorders and recordings exist (and are empty).
+    let id = p
+        .journal
+        .record_event("thaw", None, Some(1.5), rig.now())
+        .unwrap();
+    let e = p.journal.events_after(id - 1, "thaw").unwrap();
+    assert_eq!(e[0].value, Some(1.5));
+    assert!(p.journal.recorders().unwrap().is_empty());
+    assert_eq!(p.journal.recorded_count("frozen").unwrap(), 0);
+    assert!(p
+        .journal
+        .record_event("thaw", None, Some(f64::NAN), rig.now())
+        .unwrap_err()
+        .to_string()
+        .contains("finite number"));
     rig.clock.set(Timestamp(1_780_000_000_000 + 86_400_000));
     drive(&rig, &mut p, Say::Ok, &[]).unwrap();
     assert_eq!(status(&p, "frozen"), "completed");

@@ -4,6 +4,7 @@ mod actions;
 mod agent;
 
 mod badinput;
+mod copilot;
 mod crash;
 mod endings;
 mod host_records;
@@ -11,6 +12,7 @@ mod index_expiry;
 mod journal_schema;
 mod keys;
 mod net_limits;
+mod recording;
 
 mod support;
 mod sync_http;

@@ -289,7 +289,7 @@ pub fn drive(rig: &Rig, pilot: &mut Pilot, say: Say, topics: &[&str]) -> Result<
                     return Ok(());
                 }
                 for t in topics {
-                    pilot.journal.record_event(t, None, rig.now())?;
+                    pilot.journal.record_event(t, None, None, rig.now())?;
                 }
                 rig.clock.advance(1_000);
             }

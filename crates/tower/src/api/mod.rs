@@ -11,6 +11,7 @@
 use crate::error::Error;
 use crate::index::{etag_matches, IndexCache, IndexTiming};
 use crate::ingest::{Ingest, IngestConfig};
+use crate::ingest_events::EventIngest;
 use crate::keys::{KeyRing, KeyStatus};
 use crate::lifecycle::{permit, Action, Actor, Role};
 use crate::metrics::Metrics;
@@ -39,7 +40,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use testpilot_flight::index::{key_id, public_key_to_base64};
 use testpilot_flight::report::ReportBatch;
-use testpilot_flight::{Clock, Diagnostics, Flight};
+use testpilot_flight::{Clock, Diagnostics};
 use utoipa::OpenApi;
 
 /// Limits on the open client endpoints that write.
@@ -81,9 +82,13 @@ pub struct Shared {
     pub store: Store,
     pub index: IndexCache,
     pub ingest: Ingest,
+    /// The event writers (`POST /api/v1/events`).
+    pub events: EventIngest,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
     pub limiter: RateLimiter,
+    /// The same limit for event requests, counted apart from reports.
+    pub event_limiter: RateLimiter,
     pub config: ApiConfig,
 }
 
@@ -135,13 +140,16 @@ impl AppState {
                 max_group: 20_000,
             },
         );
+        let events = EventIngest::start(store.clone(), clock.clone(), writers, 20_000);
         Ok(AppState(Arc::new(Shared {
             store,
             index,
             ingest,
+            events,
             clock,
             metrics: Metrics::default(),
             limiter: RateLimiter::new(config.limits.rate_per_sec, config.limits.burst),
+            event_limiter: RateLimiter::new(config.limits.rate_per_sec, config.limits.burst),
             config,
         })))
     }
@@ -169,11 +177,29 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/reports",
             post(post_reports).layer(DefaultBodyLimit::max(limits.max_body_bytes)),
         )
+        .route(
+            "/api/v1/events",
+            post(events::post_events).layer(DefaultBodyLimit::max(
+                limits.max_body_bytes.min(events::MAX_EVENT_BODY),
+            )),
+        )
         .route("/api/v1/flights", post(push_flight).get(list_flights))
         .route("/api/v1/flights/{studyname}", get(get_flight))
         .route("/api/v1/flights/{studyname}/diff", get(flight_diff))
         .route("/api/v1/flights/{studyname}/progress", get(flight_progress))
         .route("/api/v1/flights/{studyname}/errors", get(flight_errors))
+        .route(
+            "/api/v1/flights/{studyname}/results",
+            get(events::flight_results),
+        )
+        .route(
+            "/api/v1/flights/{studyname}/events.csv",
+            get(events::export_csv),
+        )
+        .route(
+            "/api/v1/flights/{studyname}/events.jsonl",
+            get(events::export_jsonl),
+        )
         .route("/api/v1/flights/{studyname}/review", post(review_flight))
         .route("/api/v1/flights/{studyname}/approve", post(approve_flight))
         .route(
@@ -216,6 +242,8 @@ async fn log_requests(req: Request, next: Next) -> Response {
 
 mod errors;
 pub use errors::*;
+mod events;
+pub use events::{MAX_EVENTS, MAX_EVENT_BODY};
 
 // ---------------------------------------------------------------- auth
 
@@ -418,14 +446,14 @@ async fn post_reports(State(s): State<AppState>, req: Request) -> ApiResult<Json
 
 /// Creates a flight or a new draft revision of it. The tower assigns `version`.
 #[utoipa::path(post, path = "/api/v1/flights", tag = "flights", security(("token" = [])),
-    request_body(content = Object, description = "A flight spec (docs/flight-spec.md)", content_type = "application/json"),
+    request_body(content = Object, description = "A flight spec (docs/flight-spec.md) or a copilot document (docs/copilot.md)", content_type = "application/json"),
     responses(
         (status = 201, description = "A new revision", body = Outcome),
         (status = 200, description = "Identical to the newest revision: nothing changed", body = Outcome),
         (status = 403, description = "The token's role may not push", body = ErrorBody),
         (status = 409, description = "The flight is killed or ended", body = ErrorBody),
         (status = 415, description = "The body is not declared `Content-Type: application/json`", body = ErrorBody),
-        (status = 422, description = "Not a valid flight; every problem with its path", body = ErrorBody),
+        (status = 422, description = "Not a valid flight or copilot document; every problem with its path", body = ErrorBody),
     ))]
 async fn push_flight(
     State(s): State<AppState>,
@@ -435,13 +463,7 @@ async fn push_flight(
 ) -> ApiResult<(StatusCode, Json<Outcome>)> {
     let actor = require(&caller, Action::Push)?;
     let v = json_body(&headers, body, s.config.limits.max_body_bytes)?;
-    let flight = Flight::from_json(&v).map_err(|d| {
-        ApiError::invalid(
-            format!("the flight is not valid ({} problems)", d.len()),
-            &d,
-        )
-    })?;
-    let out = crate::actions::push(&s, actor, &flight).await?;
+    let out = crate::actions::push_document(&s, actor, &v).await?;
     let status = if out.unchanged {
         StatusCode::OK
     } else {
@@ -930,13 +952,17 @@ impl utoipa::Modify for BearerAuth {
 /// The OpenAPI description of this API.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Test Pilot control tower", description = "Flights' lifecycle and approval, the signed index, reports and progress."),
-    paths(get_index, post_reports, push_flight, list_flights, get_flight, flight_diff, flight_progress, flight_errors,
+    info(title = "Test Pilot control tower", description = "Flights' lifecycle and approval, the signed index, reports and progress, recorded events and their results."),
+    paths(get_index, post_reports, events::post_events, push_flight, list_flights, get_flight, flight_diff, flight_progress, flight_errors,
+          events::flight_results, events::export_csv, events::export_jsonl,
           review_flight, approve_flight, send_back_flight, kill_flight, end_flight, audit_log, create_token, list_tokens, healthz, metrics,
           list_keys, rotate_key, complete_rotation),
     components(schemas(ErrorBody, Problem, Outcome, FlightSummary, FlightDetail, Revision, AuditEntry, Pending, Progress,
                        ProgressRow, DailyPoint, ErrorReport, Ingested, TokenInfo, NewToken, CreatedToken, ActionBody, SendBackBody,
-                       KeyStatus, crate::keys::KeyInfo, RotateBody)),
+                       KeyStatus, crate::keys::KeyInfo, RotateBody,
+                       crate::results::Results, crate::results::TopicResults, crate::results::ArmResults,
+                       crate::results::Mean, crate::results::Share, crate::results::VsControl,
+                       crate::results::Difference, crate::results::DayCount)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

@@ -117,39 +117,62 @@ pub fn funnel_steps(rows: &[ProgressRow], labels: &[String], arm: Option<&str>) 
     steps
 }
 
-const FUNNEL_W: f64 = 720.0;
-const LABEL_W: f64 = 250.0;
-const ROW_H: f64 = 30.0;
+/// A position or length along an SVG's width, as a percentage of it: charts are drawn
+/// without a `viewBox`, so their text is never scaled and stays at the page's font size
+/// at any width, while bars and marks stretch. Never `NaN`, never outside 0–100 %.
+pub fn at(percent: f64) -> String {
+    let p = if percent.is_finite() {
+        percent.clamp(0.0, 100.0)
+    } else {
+        0.0
+    };
+    format!("{p:.2}%")
+}
 
-/// A horizontal funnel: one bar per step, widths relative to the clients enrolled; the part
-/// of a bar that stopped at that step (failed, declined, ...) in its status colour.
+/// Height of one funnel row: a line of label, then the bar.
+const ROW_H: f64 = 48.0;
+const BAR_H: f64 = 20.0;
+
+/// A horizontal funnel: one row per step, its label above a bar whose width is relative to
+/// the clients enrolled; the part of a bar that stopped at that step (failed, declined, ...)
+/// in its status colour. The count sits inside a long bar, after a short one.
 pub fn funnel(title: &str, steps: &[FunnelStep]) -> Markup {
     let total = steps.first().map(|s| s.reached).unwrap_or(0);
-    let bar_w = FUNNEL_W - LABEL_W - 110.0;
-    let h = ROW_H * steps.len() as f64 + 8.0;
+    let h = ROW_H * steps.len() as f64;
+    let share = |x: u64| {
+        if total == 0 {
+            0.0
+        } else {
+            100.0 * x as f64 / total as f64
+        }
+    };
     html! {
         figure.chart.funnel {
             figcaption { (title) }
-            svg viewBox={"0 0 " (FUNNEL_W) " " (h)} role="img" aria-label={(title) ": clients per flightplan step"} {
+            svg width="100%" height=(h) role="img" aria-label={(title) ": clients per flightplan step"} {
                 @for (i, s) in steps.iter().enumerate() {
-                    @let y = 4.0 + i as f64 * ROW_H;
-                    @let w = if total == 0 { 0.0 } else { bar_w * s.reached as f64 / total as f64 };
-                    @let ws = if total == 0 { 0.0 } else { bar_w * s.stopped as f64 / total as f64 };
-                    text.label x="0" y=(y + 19.0) {
+                    @let y = i as f64 * ROW_H;
+                    @let w = share(s.reached);
+                    @let ws = share(s.stopped).min(w);
+                    text.label x="0" y=(y + 16.0) {
                         title { (s.label) }
-                        @if i + 1 == steps.len() { (shorten(&s.label, 34)) } @else { (i + 1) ". " (shorten(&s.label, 31)) }
+                        @if i + 1 == steps.len() { (shorten(&s.label, 60)) } @else { (i + 1) ". " (shorten(&s.label, 56)) }
                     }
-                    rect.track x=(LABEL_W) y=(y + 4.0) width=(bar_w) height=(ROW_H - 8.0) rx="3" {}
-                    rect.c-reached x=(LABEL_W) y=(y + 4.0) width=(w.max(if s.reached > 0 { 2.0 } else { 0.0 })) height=(ROW_H - 8.0) rx="3" {
-                        title { (n(s.reached)) " clients reached this step" }
+                    rect.track x="0" y=(y + 22.0) width="100%" height=(BAR_H) rx="3" {}
+                    @if s.reached > 0 {
+                        rect.c-reached x="0" y=(y + 22.0) width=(at(w.max(0.4))) height=(BAR_H) rx="3" {
+                            title { (n(s.reached)) " clients reached this step" }
+                        }
                     }
                     @if s.stopped > 0 {
-                        rect.c-failed x=(LABEL_W + w - ws) y=(y + 4.0) width=(ws.max(2.0)) height=(ROW_H - 8.0) {
+                        rect.c-failed x=(at(w - ws)) y=(y + 22.0) width=(at(ws.max(0.4))) height=(BAR_H) {
                             title { (n(s.stopped)) " stopped here without completing" }
                         }
                     }
-                    text.value x=(LABEL_W + bar_w + 8.0) y=(y + 19.0) {
-                        (n(s.reached)) " · " (pct(s.reached, total))
+                    @if w >= 50.0 {
+                        text.value.inbar x="0" dx="6" y=(y + 37.0) { (n(s.reached)) " · " (pct(s.reached, total)) }
+                    } @else {
+                        text.value x=(at(w)) dx="6" y=(y + 37.0) { (n(s.reached)) " · " (pct(s.reached, total)) }
                     }
                 }
             }
@@ -205,21 +228,79 @@ pub struct Day {
     pub completed: u64,
 }
 
+/// The y axis of a bar chart drawn in two SVGs side by side (see [`daily`]): the axis in
+/// its own narrow SVG, so the plot beside it can be all percentages.
+pub const PLOT_H: f64 = 220.0;
+const PLOT_BOTTOM: f64 = 24.0;
+const PLOT_TOP: f64 = 10.0;
+
+/// The y of value `v` on a plot whose top is `max`.
+pub fn plot_y(v: u64, max: u64) -> f64 {
+    let plot_h = PLOT_H - PLOT_BOTTOM - PLOT_TOP;
+    PLOT_TOP + plot_h - plot_h * v as f64 / max.max(1) as f64
+}
+
+/// The y axis (0, half, max) of a plot: an SVG as wide as its longest number.
+pub fn y_axis(max: u64) -> Markup {
+    let ticks = [0, max / 2, max];
+    let chars = ticks.iter().map(|t| n(*t).len()).max().unwrap_or(1);
+    let w = 10.0 + 9.0 * chars as f64;
+    html! {
+        svg.yaxis width=(w) height=(PLOT_H) aria-hidden="true" {
+            @for t in ticks {
+                text.axis x=(w - 6.0) y=(plot_y(t, max) + 4.0) text-anchor="end" { (n(t)) }
+            }
+        }
+    }
+}
+
+/// Grid lines at 0, half and max, across the plot.
+pub fn grid(max: u64) -> Markup {
+    html! {
+        @for t in [0, max / 2, max] {
+            line.grid x1="0" x2="100%" y1=(plot_y(t, max)) y2=(plot_y(t, max)) {}
+        }
+    }
+}
+
+/// Which day labels to show for `days` days: about eight; every second of them is `alt`,
+/// which the stylesheet hides on narrow screens. `None` for a day without a label.
+pub fn day_label(i: usize, days: usize) -> Option<bool> {
+    let every = (days / 8).max(1);
+    // The last day always; no other label right before it.
+    if (i.is_multiple_of(every) && i + every / 2 + 1 < days) || i + 1 == days {
+        Some((i / every) % 2 == 1)
+    } else {
+        None
+    }
+}
+
+/// A day's label under its bars (`x`, `w`: where they are, in %): the first starts at its
+/// bars and the last ends at them, so neither is cut at the plot's edge.
+pub fn day_text(day: &str, i: usize, days: usize, x: f64, w: f64, alt: bool) -> Markup {
+    let (x, anchor) = if i == 0 && days > 1 {
+        (x, "start")
+    } else if i + 1 == days && days > 1 {
+        (x + w, "end")
+    } else {
+        (x + w / 2.0, "middle")
+    };
+    html! {
+        text.axis.alt[alt] x=(at(x)) y=(PLOT_H - 6.0) text-anchor=(anchor) { (day.get(5..).unwrap_or(day)) }
+    }
+}
+
 /// Enrolments and completions per day as paired bars, with a y axis and a few day labels.
 pub fn daily(days: &[Day]) -> Markup {
-    let (w, h, left, bottom, top) = (1200.0, 220.0, 52.0, 24.0, 10.0);
     let max = days
         .iter()
         .map(|d| d.enrolled.max(d.completed))
         .max()
         .unwrap_or(0)
         .max(1);
-    let plot_w = w - left - 8.0;
-    let plot_h = h - bottom - top;
-    let slot = plot_w / days.len().max(1) as f64;
-    let bar = (slot * 0.4).min(28.0);
-    let every = (days.len() / 8).max(1);
-    let y_of = |v: u64| top + plot_h - plot_h * v as f64 / max as f64;
+    let slot = 100.0 / days.len().max(1) as f64;
+    let bar = slot * 0.4;
+    let bottom = plot_y(0, max);
     html! {
         figure.chart.daily {
             figcaption {
@@ -232,21 +313,21 @@ pub fn daily(days: &[Day]) -> Markup {
             @if days.is_empty() {
                 p.muted { "No reports yet." }
             } @else {
-                svg viewBox={"0 0 " (w) " " (h)} role="img" aria-label="enrolments and completions per day" {
-                    @for t in [0, max / 2, max] {
-                        line.grid x1=(left) x2=(w - 8.0) y1=(y_of(t)) y2=(y_of(t)) {}
-                        text.axis x=(left - 6.0) y=(y_of(t) + 4.0) text-anchor="end" { (n(t)) }
-                    }
-                    @for (i, d) in days.iter().enumerate() {
-                        @let x0 = left + i as f64 * slot + (slot - 2.0 * bar) / 2.0;
-                        rect.c-enrolled x=(x0) y=(y_of(d.enrolled)) width=(bar) height=(top + plot_h - y_of(d.enrolled)) {
-                            title { (d.day) ": " (n(d.enrolled)) " enrolled" }
-                        }
-                        rect.c-completed x=(x0 + bar) y=(y_of(d.completed)) width=(bar) height=(top + plot_h - y_of(d.completed)) {
-                            title { (d.day) ": " (n(d.completed)) " completed" }
-                        }
-                        @if i % every == 0 || i + 1 == days.len() {
-                            text.axis x=(x0 + bar) y=(h - 6.0) text-anchor="middle" { (d.day.get(5..).unwrap_or(&d.day)) }
+                div.plot {
+                    (y_axis(max))
+                    svg.bars width="100%" height=(PLOT_H) role="img" aria-label="enrolments and completions per day" {
+                        (grid(max))
+                        @for (i, d) in days.iter().enumerate() {
+                            @let x0 = i as f64 * slot + (slot - 2.0 * bar) / 2.0;
+                            rect.c-enrolled x=(at(x0)) y=(plot_y(d.enrolled, max)) width=(at(bar)) height=(bottom - plot_y(d.enrolled, max)) {
+                                title { (d.day) ": " (n(d.enrolled)) " enrolled" }
+                            }
+                            rect.c-completed x=(at(x0 + bar)) y=(plot_y(d.completed, max)) width=(at(bar)) height=(bottom - plot_y(d.completed, max)) {
+                                title { (d.day) ": " (n(d.completed)) " completed" }
+                            }
+                            @if let Some(alt) = day_label(i, days.len()) {
+                                (day_text(d.day.as_str(), i, days.len(), x0, 2.0 * bar, alt))
+                            }
                         }
                     }
                 }
@@ -288,6 +369,61 @@ mod tests {
             .map(|s| s.reached)
             .collect();
         assert_eq!(a, [7, 2, 0]);
+    }
+
+    #[test]
+    fn day_labels_never_crowd() {
+        let shown = |days| {
+            (0..days)
+                .filter(|i| day_label(*i, days).is_some())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(shown(3), [0, 1, 2]);
+        assert_eq!(shown(20), [0, 2, 4, 6, 8, 10, 12, 14, 16, 19]);
+        assert_eq!(day_label(2, 20), Some(true));
+        assert!(shown(400).len() <= 10);
+    }
+
+    #[test]
+    fn positions_are_always_percentages_in_range() {
+        assert_eq!(at(12.345), "12.35%");
+        assert_eq!(at(f64::NAN), "0.00%");
+        assert_eq!(at(-3.0), "0.00%");
+        assert_eq!(at(f64::INFINITY), "0.00%");
+        assert_eq!(at(250.0), "100.00%");
+    }
+
+    #[test]
+    fn charts_have_no_viewbox_that_scales_text() {
+        let steps = vec![
+            FunnelStep {
+                label: "one".into(),
+                reached: 10,
+                stopped: 2,
+            },
+            FunnelStep {
+                label: "every step done".into(),
+                reached: 0,
+                stopped: 0,
+            },
+        ];
+        let f = funnel("All", &steps).into_string();
+        assert!(
+            !f.contains("viewBox") && f.contains("width=\"100%\""),
+            "{f}"
+        );
+        assert!(f.contains(">10 · 100%</text>") && !f.contains("NaN"));
+        let d = daily(&[Day {
+            day: "2026-04-23".into(),
+            enrolled: 3,
+            completed: 1,
+        }])
+        .into_string();
+        assert_eq!(
+            d.matches("viewBox").count(),
+            2,
+            "only the legend's swatches: {d}"
+        );
     }
 
     #[test]

@@ -1,10 +1,16 @@
 //! Data for the dashboard's tests and benchmark: many flights, and a flight with many
-//! reports, written through the store's own functions.
+//! reports, written through the store's own functions; and results of a flight's
+//! recordings, as the results endpoint answers them, for drawing the results section.
 
 use crate::error::Result;
 use crate::lifecycle::{Actor, Role};
+use crate::results::{
+    ArmResults, DayCount, Difference, Mean, Results, Share, TopicResults, VsControl, NO_ARM,
+};
 use crate::store::Store;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use testpilot_flight::report::ReportBatch;
 use testpilot_flight::{Flight, Timestamp};
 
@@ -125,4 +131,211 @@ pub async fn many_reports(
         }
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------- results
+
+fn mean(mean: f64, low: f64, high: f64) -> Mean {
+    Mean {
+        mean: Some(mean),
+        low: Some(low),
+        high: Some(high),
+    }
+}
+
+fn share(value: f64, low: f64, high: f64) -> Share {
+    Share {
+        value: Some(value),
+        low: Some(low),
+        high: Some(high),
+    }
+}
+
+fn difference(diff: f64, low: f64, high: f64, p: f64) -> Difference {
+    Difference {
+        diff: Some(diff),
+        low: Some(low),
+        high: Some(high),
+        p: Some(p),
+    }
+}
+
+const UNDEFINED: Difference = Difference {
+    diff: None,
+    low: None,
+    high: None,
+    p: None,
+};
+
+/// Events per day for 14 days from 2026-04-23, for `arms` with `per_day[k]` events a day
+/// on average (a weekly wave; some days without events, which results leave out).
+fn days(arms: &[&str], per_day: &[u64]) -> Vec<DayCount> {
+    let mut out = Vec::new();
+    for d in 0..14u64 {
+        for (k, a) in arms.iter().enumerate() {
+            let events = per_day[k] * [4, 5, 6, 5, 4, 2, 1][d as usize % 7] / 4;
+            if events > 0 && d != 9 {
+                out.push(DayCount {
+                    day: Timestamp(1_776_902_400_000 + d as i64 * 86_400_000).to_rfc3339()[..10]
+                        .to_string(),
+                    arm: a.to_string(),
+                    events,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Results of a two-arm flight (`control`, `treatment`, as [`flight_json`]'s) with the
+/// three cases an author meets: `search-bar-used` happens more often in `treatment`
+/// (12 %, 95 %: 4 % to 20 %), `newtab-opened` shows no detectable difference, and
+/// `settings-changed` has too few clients to say anything (`null`s).
+pub fn results(studyname: &str) -> Results {
+    let arm =
+        |name: &str, clients, with, events, m: Mean, s: Share, vs: Option<VsControl>| ArmResults {
+            arm: name.into(),
+            clients,
+            clients_with_event: with,
+            events,
+            per_client: m,
+            share: s,
+            vs_control: vs,
+        };
+    let arms = ["control", "treatment"];
+    Results {
+        studyname: studyname.into(),
+        arms: arms.iter().map(|a| a.to_string()).collect(),
+        topics: vec![
+            TopicResults {
+                topic: "search-bar-used".into(),
+                arms: vec![
+                    arm(
+                        "control",
+                        50,
+                        30,
+                        120,
+                        mean(2.4, 2.21, 2.59),
+                        share(0.6, 0.46, 0.72),
+                        None,
+                    ),
+                    arm(
+                        "treatment",
+                        48,
+                        34,
+                        129,
+                        mean(2.69, 2.5, 2.88),
+                        share(0.708, 0.57, 0.82),
+                        Some(VsControl {
+                            per_client: difference(0.288, 0.096, 0.48, 0.0036),
+                            share: difference(0.108, -0.08, 0.29, 0.26),
+                        }),
+                    ),
+                ],
+                days: days(&arms, &[9, 10]),
+            },
+            TopicResults {
+                topic: "newtab-opened".into(),
+                arms: vec![
+                    arm(
+                        "control",
+                        50,
+                        44,
+                        610,
+                        mean(12.2, 10.1, 14.3),
+                        share(0.88, 0.76, 0.94),
+                        None,
+                    ),
+                    arm(
+                        "treatment",
+                        48,
+                        41,
+                        600,
+                        mean(12.5, 10.2, 14.8),
+                        share(0.854, 0.73, 0.93),
+                        Some(VsControl {
+                            per_client: difference(0.3, -2.8, 3.4, 0.41),
+                            share: difference(-0.026, -0.16, 0.11, 0.71),
+                        }),
+                    ),
+                ],
+                days: days(&arms, &[44, 43]),
+            },
+            TopicResults {
+                topic: "settings-changed".into(),
+                arms: vec![
+                    arm(
+                        "control",
+                        1,
+                        1,
+                        2,
+                        Mean {
+                            mean: Some(2.0),
+                            low: None,
+                            high: None,
+                        },
+                        share(1.0, 0.21, 1.0),
+                        None,
+                    ),
+                    arm(
+                        "treatment",
+                        0,
+                        0,
+                        0,
+                        Mean {
+                            mean: None,
+                            low: None,
+                            high: None,
+                        },
+                        Share {
+                            value: None,
+                            low: None,
+                            high: None,
+                        },
+                        Some(VsControl {
+                            per_client: UNDEFINED,
+                            share: UNDEFINED,
+                        }),
+                    ),
+                ],
+                days: days(&["control"], &[1]),
+            },
+        ],
+    }
+}
+
+/// Results of a flight without arms: one topic, one arm named [`NO_ARM`].
+pub fn results_one_arm(studyname: &str) -> Results {
+    Results {
+        studyname: studyname.into(),
+        arms: vec![NO_ARM.into()],
+        topics: vec![TopicResults {
+            topic: "search-bar-used".into(),
+            arms: vec![ArmResults {
+                arm: NO_ARM.into(),
+                clients: 120,
+                clients_with_event: 80,
+                events: 300,
+                per_client: mean(2.5, 2.1, 2.9),
+                share: share(0.667, 0.58, 0.74),
+                vs_control: None,
+            }],
+            days: days(&[NO_ARM], &[20]),
+        }],
+    }
+}
+
+static SHOWN: Mutex<BTreeMap<String, Results>> = Mutex::new(BTreeMap::new());
+
+/// Makes the dashboard's flight page show `r` for its flight, whatever the store holds:
+/// for tests of the page's drawing, independent of how results are computed.
+pub fn show_results(r: Results) {
+    if let Ok(mut m) = SHOWN.lock() {
+        m.insert(r.studyname.clone(), r);
+    }
+}
+
+/// The results [`show_results`] set for `studyname`.
+pub fn shown_results(studyname: &str) -> Option<Results> {
+    SHOWN.lock().ok().and_then(|m| m.get(studyname).cloned())
 }

@@ -16,10 +16,12 @@
 //! - Nothing is loaded from another origin.
 
 mod charts;
+mod exports;
 #[cfg(any(test, feature = "testing"))]
 pub mod fixtures;
 mod pages;
 mod readable;
+mod results;
 mod snapshots;
 
 use crate::actions;
@@ -62,6 +64,8 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/assets/{file}", get(asset))
         .route("/ui/flights/{name}", get(flight_page))
         .route("/ui/flights/{name}/live", get(flight_live))
+        .route("/ui/flights/{name}/events.csv", get(exports::csv))
+        .route("/ui/flights/{name}/events.jsonl", get(exports::jsonl))
         .route("/ui/flights/{name}/review", get(review_page))
         .route("/ui/flights/{name}/submit", post(submit))
         .route("/ui/flights/{name}/approve", post(approve))
@@ -575,10 +579,36 @@ async fn flight_page(
         )
         .back(format!("/ui/flights/{name}")));
     }
+    let results = results_for(&s, &name).await;
     Ok(html(
         StatusCode::OK,
-        pages::flight(&session, &d, &p, (from, to), s.clock.now()),
+        pages::flight(
+            &session,
+            &d,
+            &p,
+            results.as_ref(),
+            (from, to),
+            s.clock.now(),
+        ),
     ))
+}
+
+/// The results the flight page shows (`docs/api.md#results`), computed from the rollups by
+/// [`crate::results::results`], as the API answers them; `None` (no results section) when
+/// they cannot be computed, which the tower's log says. Results a test set with
+/// `fixtures::show_results` take their place.
+async fn results_for(s: &AppState, name: &str) -> Option<crate::results::Results> {
+    #[cfg(any(test, feature = "testing"))]
+    if let Some(r) = fixtures::shown_results(name) {
+        return Some(r);
+    }
+    match crate::results::results(&s.store, name).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, flight = name, "dashboard: results failed");
+            None
+        }
+    }
 }
 
 async fn flight_live(
@@ -637,15 +667,14 @@ async fn push(
                 e.column()
             ),
         )],
-        Ok(v) => match Flight::from_json(&v) {
-            Err(d) => d
+        // A flight or a copilot document, as on the API.
+        Ok(v) => match actions::push_document(&s, &session.actor, &v).await {
+            Err(crate::error::Error::Invalid { problems, .. }) => problems
                 .iter()
                 .map(|x| (x.path.to_string(), x.message.clone()))
                 .collect(),
-            Ok(flight) => {
-                let out = actions::push(&s, &session.actor, &flight).await?;
-                return Ok(see_other(&format!("/ui/flights/{}", out.studyname)));
-            }
+            Err(e) => return Err(e.into()),
+            Ok(out) => return Ok(see_other(&format!("/ui/flights/{}", out.studyname))),
         },
     };
     Ok(html(

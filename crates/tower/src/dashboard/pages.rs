@@ -4,6 +4,7 @@ use super::charts::{self, n, status_label, Day, STATUSES};
 use super::readable;
 use super::{Ending, ListQuery, Session, POLL_MS};
 use crate::lifecycle::{two_person, Action, FlightState, RevisionState};
+use crate::results::Results;
 use crate::store::{AuditEntry, ErrorReport, FlightDetail, FlightSummary, Progress, Revision};
 use axum::http::StatusCode;
 use maud::{html, Markup, DOCTYPE};
@@ -309,6 +310,7 @@ pub fn flight(
     s: &Session,
     d: &FlightDetail,
     p: &ProgressData,
+    results: Option<&Results>,
     (from, to): (u64, u64),
     now: Timestamp,
 ) -> Markup {
@@ -364,9 +366,10 @@ pub fn flight(
                     div { (progress(d, p)) }
                 }
             }
+            (super::results::section(results))
             section #spec {
                 h2 { "Spec of v" (to) " " @if let Some(r) = shown { (rev_badge(r.state)) } }
-                @if let Some(r) = shown { (spec_of(r)) }
+                @if let Some(r) = shown { (copilot_source(r)) (spec_of(r)) }
             }
             section #revisions {
                 h2 { "Revisions and changes" }
@@ -380,6 +383,20 @@ pub fn flight(
             }
         },
     )
+}
+
+/// A revision pushed as a copilot document: the document, folded, beside the flight it
+/// expanded to.
+fn copilot_source(r: &Revision) -> Markup {
+    let Some(doc) = &r.copilot else {
+        return html! {};
+    };
+    html! {
+        details.copilot #copilot-source {
+            summary { "Pushed as a copilot document; the spec below is what it expands to. Show the document" }
+            pre { (serde_json::to_string_pretty(doc).unwrap_or_default()) }
+        }
+    }
 }
 
 fn spec_of(r: &Revision) -> Markup {
@@ -520,7 +537,7 @@ pub fn progress(d: &FlightDetail, p: &ProgressData) -> Markup {
     let labels = p
         .flight
         .as_ref()
-        .map(|f| readable::step_labels(&f.flightplan))
+        .map(|f| readable::step_labels(&f.flightplan, &readable::known_variables(f, None)))
         .unwrap_or_default();
     let overall = charts::funnel_steps(&pr.breakdown, &labels, None);
     let arms: Vec<(String, Vec<String>)> = p
@@ -532,7 +549,10 @@ pub fn progress(d: &FlightDetail, p: &ProgressData) -> Markup {
                 .map(|a| {
                     (
                         a.name.clone(),
-                        readable::step_labels(f.plan_for(Some(&a.name))),
+                        readable::step_labels(
+                            f.plan_for(Some(&a.name)),
+                            &readable::known_variables(f, Some(&a.name)),
+                        ),
                     )
                 })
                 .collect()
@@ -719,7 +739,7 @@ pub fn push(s: &Session, text: &str, problems: Option<&[(String, String)]>) -> M
         Some(s),
         html! {
             h1 { "Push a flight" }
-            p { "Paste a flight spec (JSON). It is validated, stored as a new draft revision, and you can then send it for review." }
+            p { "Paste a flight spec or a copilot document (JSON). It is validated (a copilot document is expanded into its flight and kept beside it), stored as a new draft revision, and you can then send it for review." }
             @if let Some(ps) = problems {
                 div.invalid role="alert" #problems {
                     p { "✗ Not pushed: " (ps.len()) " problems." }

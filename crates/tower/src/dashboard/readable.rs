@@ -4,6 +4,8 @@
 use super::charts::n;
 use maud::{html, Markup};
 use serde_json::Value;
+use std::collections::BTreeMap;
+use testpilot_flight::template::{self, Part};
 use testpilot_flight::{Directive, Entry, Flight};
 
 /// A scalar or small JSON value as text: strings without quotes.
@@ -18,10 +20,54 @@ fn json_of<T: serde::Serialize>(x: &T) -> Value {
     serde_json::to_value(x).unwrap_or(Value::Null)
 }
 
-/// The one phrase that says what a step does, for the funnel's labels.
-pub fn step_label(e: &Entry) -> String {
-    match e {
-        Entry::Parallel(list) => format!("{} in parallel", list.len()),
+/// The template variables whose value every client of a funnel shares, as text: the
+/// flight's `variables` overlaid with `arm`'s, or for all arms together only those no arm
+/// overrides; and the studyname (and the arm's name). Other variables (`{{os}}`,
+/// `{{person.KEY}}`, ...) differ from client to client.
+pub fn known_variables(f: &Flight, arm: Option<&str>) -> BTreeMap<String, String> {
+    let mut known: BTreeMap<String, String> = f
+        .variables
+        .iter()
+        .map(|(k, v)| (k.clone(), v.render()))
+        .collect();
+    match arm.and_then(|a| f.arms.iter().find(|x| x.name == a)) {
+        Some(a) => {
+            known.extend(a.variables.iter().map(|(k, v)| (k.clone(), v.render())));
+            known.insert("arm".into(), a.name.clone());
+        }
+        None => {
+            for a in &f.arms {
+                for k in a.variables.keys() {
+                    known.remove(k);
+                }
+            }
+        }
+    }
+    known.insert("studyname".into(), f.studyname.clone());
+    known
+}
+
+/// `text` with every `{{name}}` replaced by its value from `known`, or by `«name»` where the
+/// value differs from client to client: a label never shows raw template syntax. A
+/// malformed template (validation refuses those) shows with its braces as `«…»` too.
+pub fn untemplate(text: &str, known: &BTreeMap<String, String>) -> String {
+    match template::parse(text) {
+        Ok(parts) => parts
+            .into_iter()
+            .map(|p| match p {
+                Part::Text(t) => t,
+                Part::Var(v) => known.get(&v).cloned().unwrap_or_else(|| format!("«{v}»")),
+            })
+            .collect(),
+        Err(_) => text.replace("{{", "«").replace("}}", "»"),
+    }
+}
+
+/// The one phrase that says what a step does, for the funnel's labels: its action and what
+/// it acts on, e.g. `message: Welcome, «personid»` or `survey: How is the new tab?`.
+pub fn step_label(e: &Entry, known: &BTreeMap<String, String>) -> String {
+    let label = match e {
+        Entry::Parallel(list) => format!("{} steps in parallel", list.len()),
         Entry::Directive(d) => {
             let what = match d {
                 Directive::Wait(w) => match (&w.until, &w.for_) {
@@ -30,7 +76,9 @@ pub fn step_label(e: &Entry) -> String {
                     _ => String::new(),
                 },
                 Directive::Ping(p) => p.url.clone(),
-                Directive::External(x) => format!("{}: {}", x.kind.as_str(), x.title),
+                Directive::External(x) => {
+                    return untemplate(&format!("{}: {}", x.kind.as_str(), x.title), known)
+                }
                 Directive::Addon(a) => format!("{} {}", text(&json_of(&a.op)), a.id),
                 Directive::Feature(f) => f.id.clone(),
                 Directive::Observe(o) => o.topic.clone(),
@@ -38,14 +86,15 @@ pub fn step_label(e: &Entry) -> String {
                 Directive::Instrument(i) => i.watch.join(", "),
                 Directive::Log(t) | Directive::Status(t) | Directive::Message(t) => t.text.clone(),
             };
-            format!("{} {}", d.action(), what)
+            format!("{}: {}", d.action(), what)
         }
-    }
+    };
+    untemplate(&label, known)
 }
 
 /// Labels of every top-level step of a plan.
-pub fn step_labels(plan: &[Entry]) -> Vec<String> {
-    plan.iter().map(step_label).collect()
+pub fn step_labels(plan: &[Entry], known: &BTreeMap<String, String>) -> Vec<String> {
+    plan.iter().map(|e| step_label(e, known)).collect()
 }
 
 fn directive(d: &Directive) -> Markup {
@@ -175,5 +224,61 @@ pub fn spec(f: &Flight, raw: &Value) -> Markup {
             summary { "The spec as JSON" }
             pre { (serde_json::to_string_pretty(raw).unwrap_or_default()) }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn flight() -> Flight {
+        Flight::from_json(&json!({
+            "studyname": "welcome",
+            "author": "a@example.com",
+            "description": "d",
+            "variables": {"layout": "list", "greeting": "Welcome"},
+            "arms": [{"name": "control", "ratio": 1}, {"name": "grid", "ratio": 1, "variables": {"layout": "grid"}}],
+            "flightplan": [
+                {"action": "message", "text": "{{greeting}}, {{personid}}: the {{layout}} layout"},
+                {"action": "external", "type": "survey", "title": "How is {{layout}}?", "url": "https://example.com/s?l={{layout}}&os={{os}}", "waitFor": "ok"},
+                {"action": "ping", "url": "https://example.com/{{studyname}}/{{arm}}"},
+                {"action": "log", "text": "done"}
+            ]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn labels_show_the_step_not_its_templates() {
+        let f = flight();
+        let all = step_labels(&f.flightplan, &known_variables(&f, None));
+        assert_eq!(
+            all,
+            [
+                "message: Welcome, «personid»: the «layout» layout",
+                "survey: How is «layout»?",
+                "ping: https://example.com/welcome/«arm»",
+                "log: done",
+            ]
+        );
+        let grid = step_labels(f.plan_for(Some("grid")), &known_variables(&f, Some("grid")));
+        assert_eq!(grid[0], "message: Welcome, «personid»: the grid layout");
+        assert_eq!(grid[2], "ping: https://example.com/welcome/grid");
+        let control = step_labels(
+            f.plan_for(Some("control")),
+            &known_variables(&f, Some("control")),
+        );
+        assert_eq!(control[1], "survey: How is list?");
+        for l in all.iter().chain(&grid).chain(&control) {
+            assert!(!l.contains("{{") && !l.contains("}}"), "{l}");
+        }
+    }
+
+    #[test]
+    fn malformed_templates_show_no_braces() {
+        let known = BTreeMap::new();
+        assert_eq!(untemplate("a {{b", &known), "a «b");
+        assert_eq!(untemplate("no templates", &known), "no templates");
     }
 }

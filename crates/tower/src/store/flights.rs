@@ -61,6 +61,11 @@ pub struct Revision {
     /// The flight spec, with `version` set to this revision's number.
     #[schema(value_type = Object)]
     pub spec: Value,
+    /// The copilot document `spec` was expanded from, as it was pushed (docs/copilot.md);
+    /// absent for a revision pushed as a flight.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub copilot: Option<Value>,
 }
 
 /// One line of the audit log: who did what, when, and what changed.
@@ -119,6 +124,7 @@ struct FlightRow {
     live: Option<u64>,
     latest_state: RevisionState,
     latest_spec: String,
+    latest_copilot: Option<String>,
 }
 
 fn bad_state(s: &str) -> Error {
@@ -138,7 +144,7 @@ impl Store {
         name: &str,
     ) -> Result<Option<FlightRow>> {
         let row = sqlx::query(
-            "SELECT f.state, f.latest_version, f.live_version, r.state, r.spec FROM flights f \
+            "SELECT f.state, f.latest_version, f.live_version, r.state, r.spec, r.copilot FROM flights f \
              JOIN revisions r ON r.studyname = f.studyname AND r.version = f.latest_version WHERE f.studyname = $1",
         )
         .bind(name)
@@ -154,6 +160,7 @@ impl Store {
             latest_state: RevisionState::parse(&latest_state)
                 .ok_or_else(|| bad_state(&latest_state))?,
             latest_spec: row.try_get(4)?,
+            latest_copilot: row.try_get(5)?,
         }))
     }
 
@@ -207,6 +214,18 @@ impl Store {
     /// says `unchanged`. Refused for killed and ended flights. A draft or review revision that
     /// a push replaces becomes `superseded`.
     pub async fn push(&self, actor: &Actor, flight: &Flight, now: Timestamp) -> Result<Outcome> {
+        self.push_revision(actor, flight, None, now).await
+    }
+
+    /// [`Store::push`], keeping beside the flight the copilot document it was expanded from
+    /// (`None` for a flight pushed as one). A push is unchanged only when both are the same.
+    pub async fn push_revision(
+        &self,
+        actor: &Actor,
+        flight: &Flight,
+        copilot: Option<&Value>,
+        now: Timestamp,
+    ) -> Result<Outcome> {
         permit(actor, Action::Push)?;
         let name = flight.studyname.as_str();
         let body = without_version(flight.to_json());
@@ -232,7 +251,11 @@ impl Store {
             Some(cur) => {
                 let state = decide(actor, Action::Push, cur.state, cur.latest_state)?;
                 let old = without_version(parse_json(&cur.latest_spec)?);
-                if old == body {
+                let old_copilot = match &cur.latest_copilot {
+                    Some(text) => Some(parse_json(text)?),
+                    None => None,
+                };
+                if old == body && old_copilot.as_ref() == copilot {
                     return Ok(Outcome {
                         studyname: name.into(),
                         version: cur.latest,
@@ -279,19 +302,23 @@ impl Store {
             o.insert("version".into(), json!(version));
         }
         sqlx::query(
-            "INSERT INTO revisions (studyname, version, spec, state, created_by, created_at) VALUES ($1, $2, $3, 'draft', $4, $5)",
+            "INSERT INTO revisions (studyname, version, spec, state, created_by, created_at, copilot) VALUES ($1, $2, $3, 'draft', $4, $5, $6)",
         )
         .bind(name)
         .bind(version as i64)
         .bind(spec.to_string())
         .bind(&actor.name)
         .bind(now.0)
+        .bind(copilot.map(Value::to_string))
         .execute(&mut *tx)
         .await?;
-        let detail = match previous {
+        let mut detail = match previous {
             None => json!({"created": true}),
             Some(p) => json!({"previous": p, "changes": changes}),
         };
+        if copilot.is_some() {
+            detail["copilot"] = json!(true);
+        }
         Self::audit_in(
             &mut tx,
             now,
@@ -648,7 +675,7 @@ impl Store {
     /// Every revision of a flight, oldest first.
     pub async fn revisions(&self, name: &str) -> Result<Vec<Revision>> {
         let rows = sqlx::query(
-            "SELECT version, state, created_by, created_at, spec FROM revisions WHERE studyname = $1 ORDER BY version",
+            "SELECT version, state, created_by, created_at, spec, copilot FROM revisions WHERE studyname = $1 ORDER BY version",
         )
         .bind(name)
         .fetch_all(&self.read)
@@ -662,6 +689,10 @@ impl Store {
                     created_by: r.try_get(2)?,
                     created_at: Timestamp(r.try_get(3)?),
                     spec: parse_json(&r.try_get::<String, _>(4)?)?,
+                    copilot: match r.try_get::<Option<String>, _>(5)? {
+                        Some(text) => Some(parse_json(&text)?),
+                        None => None,
+                    },
                 })
             })
             .collect()

@@ -15,11 +15,15 @@
 //! SQL is written once for both engines (`$n` placeholders, `ON CONFLICT`, `RETURNING`,
 //! BIGINT milliseconds, JSON as TEXT) and run through sqlx's `Any` driver.
 
+mod events;
 mod flights;
 mod keys;
 mod reports;
 mod tokens;
 
+pub use events::{
+    day_label, ArmRollup, EventWindow, ExportCursor, Rollups, StoredEvent, NO_ARM_COLUMN,
+};
 pub use flights::{AuditEntry, FlightDetail, FlightSummary, Outcome, Pending, Revision};
 pub use keys::{KeyState, StoredKey};
 pub use reports::{DailyPoint, ErrorReport, Ingested, Progress, ProgressRow};
@@ -96,6 +100,16 @@ fn migrator(engine: Engine) -> Migrator {
                 "signing keys",
                 include_str!("../../migrations/sqlite/0002_signing_keys.sql"),
             ),
+            (
+                3,
+                "copilot source",
+                include_str!("../../migrations/sqlite/0003_copilot_source.sql"),
+            ),
+            (
+                4,
+                "events",
+                include_str!("../../migrations/sqlite/0004_events.sql"),
+            ),
         ],
         Engine::Postgres => &[
             (
@@ -107,6 +121,16 @@ fn migrator(engine: Engine) -> Migrator {
                 2,
                 "signing keys",
                 include_str!("../../migrations/postgres/0002_signing_keys.sql"),
+            ),
+            (
+                3,
+                "copilot source",
+                include_str!("../../migrations/postgres/0003_copilot_source.sql"),
+            ),
+            (
+                4,
+                "events",
+                include_str!("../../migrations/postgres/0004_events.sql"),
             ),
         ],
     };

@@ -13,13 +13,13 @@ use testpilot_tower::server::serve;
 use testpilot_tower::store::Engine;
 
 /// A tower serving HTTP on 127.0.0.1:0.
-async fn running(t: &Tower) -> testpilot_tower::RunningTower {
+pub async fn running(t: &Tower) -> testpilot_tower::RunningTower {
     serve(t.state.clone(), "127.0.0.1:0".parse().unwrap(), 200)
         .await
         .expect("serve the tower")
 }
 
-async fn sign_in(b: &Browser, base: &str, token: &str) {
+pub async fn sign_in(b: &Browser, base: &str, token: &str) {
     b.goto(&format!("{base}/ui/")).await;
     assert!(
         b.url().await.contains("/ui/signin"),

@@ -250,6 +250,16 @@ impl Browser {
         }
     }
 
+    /// Resizes the window to `width`×`height` CSS pixels.
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.cmd(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await;
+    }
+
     /// Makes the page see `prefers-color-scheme: dark` (or light again), through
     /// chromedriver's DevTools bridge.
     pub async fn color_scheme(&self, scheme: &str) {

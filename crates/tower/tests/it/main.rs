@@ -5,6 +5,8 @@ mod support;
 
 mod actions;
 mod connections;
+mod copilot;
+mod events;
 mod hardening;
 mod index;
 mod keys;

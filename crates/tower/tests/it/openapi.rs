@@ -233,6 +233,15 @@ fn report(seq: u64, status: &str, step: u64) -> Value {
     json!({"seq": seq, "flight": "layout", "version": 1, "arm": "control", "status": status, "step": step, "at": T0})
 }
 
+fn event(seq: u64, flight: &str) -> Value {
+    let arm = if seq.is_multiple_of(2) {
+        "treatment"
+    } else {
+        "control"
+    };
+    json!({"seq": seq, "flight": flight, "version": 1, "arm": arm, "topic": "clicked", "subject": "a,b", "value": seq, "at": "2026-04-23T00:00:00Z"})
+}
+
 /// An expected status, and the request: method, URI, token, JSON body.
 type Step<'a> = (
     StatusCode,
@@ -286,6 +295,11 @@ async fn every_answer_matches_the_document(engine: Engine) {
     let mut failed = report(3, "failed", 1);
     failed["detail"] = json!("the ping answered 503");
     let batch = json!({"client": C1, "reports": [report(1, "running", 0), report(2, "running", 1), failed]});
+    let events = json!({"client": C1, "events": [event(1, "layout"), event(2, "layout"), event(3, "layout")]});
+    let copilot = json!({"copilot": 1, "studyname": "copilot-study", "author": "a@example.com",
+        "description": "counts", "arms": [{"name": "control", "features": {}},
+        {"name": "new", "features": {"x": {"on": true}}}], "watch": ["t"], "duration": "7d",
+        "surveys": {"after": {"title": "Thanks", "text": "One question", "url": "https://example.com/s"}}});
     let json = |v: Value| Some(v.to_string().into_bytes());
     let raw = |b: &[u8]| Some(b.to_vec());
     let flights = "/api/v1/flights";
@@ -304,6 +318,16 @@ async fn every_answer_matches_the_document(engine: Engine) {
         (S::CREATED, M::POST, flights, author, json(f.clone())),
         (S::OK, M::POST, flights, author, json(f)),
         (S::CREATED, M::POST, flights, author, json(v2)),
+        // A copilot document: expanded, and served with its source.
+        (S::CREATED, M::POST, flights, author, json(copilot.clone())),
+        (S::OK, M::GET, "/api/v1/flights/copilot-study", author, None),
+        (
+            S::UNPROCESSABLE_ENTITY,
+            M::POST,
+            flights,
+            author,
+            json(json!({"copilot": 1, "studyname": "copilot-study"})),
+        ),
         (
             S::UNPROCESSABLE_ENTITY,
             M::POST,
@@ -370,6 +394,50 @@ async fn every_answer_matches_the_document(engine: Engine) {
             json(json!({"client": C1, "reports": [{"seq": -1}]})),
         ),
         (S::BAD_REQUEST, M::POST, "/api/v1/reports", None, raw(b"[")),
+        (S::OK, M::POST, "/api/v1/events", None, json(events.clone())),
+        (S::OK, M::POST, "/api/v1/events", None, json(events)),
+        (
+            S::UNPROCESSABLE_ENTITY,
+            M::POST,
+            "/api/v1/events",
+            None,
+            json(json!({"client": C1, "events": [{"seq": -1}]})),
+        ),
+        (
+            S::UNPROCESSABLE_ENTITY,
+            M::POST,
+            "/api/v1/events",
+            None,
+            json(json!({"client": C1, "events": [event(9, "nothing")]})),
+        ),
+        (
+            S::PAYLOAD_TOO_LARGE,
+            M::POST,
+            "/api/v1/events",
+            None,
+            raw(&[b' '; 20_000]),
+        ),
+        (
+            S::OK,
+            M::GET,
+            "/api/v1/flights/layout/results",
+            author,
+            None,
+        ),
+        (
+            S::OK,
+            M::GET,
+            "/api/v1/flights/layout/events.csv",
+            approver,
+            None,
+        ),
+        (
+            S::OK,
+            M::GET,
+            "/api/v1/flights/layout/events.jsonl",
+            admin,
+            None,
+        ),
         (S::OK, M::GET, flights, author, None),
         (S::OK, M::GET, "/api/v1/flights/layout", author, None),
         (S::OK, M::GET, "/api/v1/flights/layout/diff", author, None),

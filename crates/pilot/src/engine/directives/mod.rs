@@ -52,6 +52,7 @@ pub(super) fn undo(p: &mut Pilot, key: &str, e: &EffectRow) -> Result<Option<Str
             after,
             until,
         } => instrument::undo(p, watch, *after, *until, &e.summary),
+        Effect::Stream { .. } => instrument::undo_stream(p, &e.flight, &e.summary),
         Effect::Notify { .. } | Effect::Ping(_) | Effect::Upload(_) => return Ok(None),
     }
     .map(Some)

@@ -2,126 +2,33 @@
 //!
 //! It holds everything the pilot knows: flights and where each one is, every effect it had on
 //! the machine (an intent before, done after, and what undoes it), the timeline shown in the
-//! flight log, the message center, observed events, and the outbox of status reports.
+//! flight log, the message center, observed events, what streaming recordings keep, and the
+//! outbox of status reports.
+//!
+//! This file opens it and reads it, with the small writes of the CLI and sync; `schema` has
+//! the version and migrations, `writes` the engine's writes, `recording` the recorders and
+//! recorded events. SQL lives in these files only.
 //!
 //! Each write is one transaction and one [`Faults`] point. The schema is versioned
 //! (`PRAGMA user_version`, see [`JOURNAL_VERSION`]) and upgraded in place by [`MIGRATIONS`];
 //! a database of another application (`PRAGMA application_id`) is refused, never touched.
 
+mod recording;
+mod schema;
+mod writes;
+
+pub use recording::{topic_counts, Harvest, NewRecorder, RecordedEvent, RecorderRow};
+pub use schema::{APPLICATION_ID, JOURNAL_VERSION, MIGRATIONS};
+use writes::{add_line, add_timeline};
+pub use writes::{Also, Line, NewFlight, NewPrompt};
+
 use crate::effect::Effect;
 use crate::{Error, Faults};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use testpilot_flight::report::{Report, Status};
 use testpilot_flight::Timestamp;
-
-/// The schema version this pilot writes. Older journals are upgraded on open; newer ones are
-/// refused (they were written by a newer pilot).
-pub const JOURNAL_VERSION: i64 = 4;
-
-/// `PRAGMA application_id` of a Test Pilot journal ("TPJL").
-pub const APPLICATION_ID: i64 = 0x5450_4a4c;
-
-/// Migration `i` takes a journal from version `i` to `i + 1`. Never edit one that has shipped.
-pub const MIGRATIONS: &[&str] = &[
-    // 0 → 1: the first schema.
-    r#"
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE flights (
-        studyname TEXT PRIMARY KEY,
-        version INTEGER NOT NULL,
-        spec TEXT NOT NULL,
-        arm TEXT,
-        status TEXT NOT NULL,
-        step INTEGER NOT NULL DEFAULT 0,
-        status_line TEXT,
-        started_at INTEGER,
-        ended_at INTEGER,
-        cleaned_up INTEGER NOT NULL DEFAULT 0,
-        reason TEXT
-    );
-    CREATE TABLE nodes (
-        flight TEXT NOT NULL,
-        path TEXT NOT NULL,
-        state TEXT NOT NULL,
-        PRIMARY KEY (flight, path)
-    );
-    CREATE TABLE effects (
-        id INTEGER PRIMARY KEY,
-        flight TEXT NOT NULL,
-        path TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        phase TEXT NOT NULL,
-        spec TEXT NOT NULL,
-        summary TEXT NOT NULL,
-        at INTEGER NOT NULL,
-        done_at INTEGER,
-        undone_at INTEGER
-    );
-    CREATE TABLE timeline (
-        id INTEGER PRIMARY KEY,
-        flight TEXT NOT NULL,
-        at INTEGER NOT NULL,
-        kind TEXT NOT NULL,
-        what TEXT NOT NULL,
-        detail TEXT
-    );
-    CREATE TABLE prompts (
-        id INTEGER PRIMARY KEY,
-        flight TEXT NOT NULL,
-        path TEXT NOT NULL,
-        type TEXT NOT NULL,
-        title TEXT NOT NULL,
-        text TEXT NOT NULL,
-        url TEXT,
-        wait INTEGER NOT NULL,
-        state TEXT NOT NULL,
-        created_at INTEGER NOT NULL,
-        expires_at INTEGER,
-        answered_at INTEGER
-    );
-    CREATE TABLE events (id INTEGER PRIMARY KEY, topic TEXT NOT NULL, subject TEXT, at INTEGER NOT NULL);
-    CREATE TABLE outbox (
-        seq INTEGER PRIMARY KEY,
-        flight TEXT NOT NULL,
-        report TEXT NOT NULL,
-        created_at INTEGER NOT NULL,
-        sent_at INTEGER
-    );
-    "#,
-    // 1 → 2: wishes of the person relayed to a running agent (opt-out), and indexes for
-    // profiles with many flights and events.
-    r#"
-    CREATE TABLE requests (
-        id INTEGER PRIMARY KEY,
-        kind TEXT NOT NULL,
-        flight TEXT,
-        at INTEGER NOT NULL,
-        done_at INTEGER
-    );
-    CREATE INDEX events_topic ON events (topic, id);
-    CREATE INDEX effects_flight ON effects (flight, id);
-    CREATE INDEX timeline_flight ON timeline (flight, id);
-    CREATE INDEX prompts_flight ON prompts (flight, state);
-    "#,
-    // 2 → 3: an undo that fails on a host error is tried again with backoff; how often it
-    // failed and when it is next tried are kept with the flight.
-    r#"
-    ALTER TABLE flights ADD COLUMN undo_tries INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE flights ADD COLUMN undo_retry_at INTEGER;
-    "#,
-    // 3 → 4: the public keys the index may be signed with (`docs/keys.md`): the key given on
-    // the command line, then whatever key signed the last accepted index and the successor
-    // it announced.
-    r#"
-    CREATE TABLE pinned_keys (
-        position INTEGER PRIMARY KEY,
-        public_key TEXT NOT NULL UNIQUE
-    );
-    "#,
-];
 
 /// Effect phases, in order. An effect is undone when its flight ends if it reached `intent`.
 pub mod phase {
@@ -207,6 +114,8 @@ pub struct EventRow {
     pub id: i64,
     pub topic: String,
     pub subject: Option<String>,
+    /// A finite number the event carries (`pilot observe --value`).
+    pub value: Option<f64>,
     pub at: Timestamp,
 }
 
@@ -698,17 +607,24 @@ impl Journal {
 
     // ---- events ----
 
-    /// Records an observed event (`testpilot pilot observe`, or the application).
+    /// Records an observed event (`testpilot pilot observe`, or the application). A `value`
+    /// must be finite.
     pub fn record_event(
         &mut self,
         topic: &str,
         subject: Option<&str>,
+        value: Option<f64>,
         at: Timestamp,
     ) -> Result<i64, Error> {
+        if let Some(v) = value.filter(|v| !v.is_finite()) {
+            return Err(Error::Usage(format!(
+                "an event's value must be a finite number, not {v}"
+            )));
+        }
         self.write("event", |tx| {
             tx.execute(
-                "INSERT INTO events (topic, subject, at) VALUES (?1, ?2, ?3)",
-                params![topic, subject, at.0],
+                "INSERT INTO events (topic, subject, value, at) VALUES (?1, ?2, ?3, ?4)",
+                params![topic, subject, value, at.0],
             )?;
             Ok(tx.last_insert_rowid())
         })
@@ -722,7 +638,7 @@ impl Journal {
 
     pub fn events_after(&self, after: i64, topic: &str) -> Result<Vec<EventRow>, Error> {
         let mut st = self.conn.prepare(
-            "SELECT id, topic, subject, at FROM events WHERE topic = ?2 AND id > ?1 ORDER BY id",
+            "SELECT id, topic, subject, value, at FROM events WHERE topic = ?2 AND id > ?1 ORDER BY id",
         )?;
         let rows = st
             .query_map(params![after, topic], |r| {
@@ -730,7 +646,8 @@ impl Journal {
                     id: r.get(0)?,
                     topic: r.get(1)?,
                     subject: r.get(2)?,
-                    at: Timestamp(r.get(3)?),
+                    value: r.get(3)?,
+                    at: Timestamp(r.get(4)?),
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -861,398 +778,4 @@ fn warn_if_loose(path: &Path) {
     if let Some(w) = looseness(path) {
         tracing::warn!("{w}");
     }
-}
-
-/// A timeline line, written in the same transaction as the change it tells of.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Line {
-    pub kind: &'static str,
-    pub what: String,
-    pub detail: Option<Value>,
-}
-
-impl Line {
-    pub fn new(kind: &'static str, what: impl Into<String>) -> Line {
-        Line {
-            kind,
-            what: what.into(),
-            detail: None,
-        }
-    }
-
-    pub fn with(mut self, detail: Value) -> Line {
-        self.detail = Some(detail);
-        self
-    }
-}
-
-/// What a step's write settles besides the step itself.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Also<'a> {
-    Nothing,
-    /// The effect happened.
-    Done(i64),
-    /// The effect did not happen (a request that failed, a package the host refused).
-    Failed(i64),
-    /// A request that may or may not have left when the pilot stopped: taken as sent.
-    SentUnknown(i64),
-    /// The flight's status line changes.
-    StatusLine(&'a str),
-}
-
-/// A flight set up from the index: started, or not eligible or sampled.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewFlight<'a> {
-    pub name: &'a str,
-    pub version: u64,
-    /// The spec as the index gave it.
-    pub spec: &'a str,
-    pub arm: Option<&'a str>,
-    pub status: Status,
-    pub started: Option<Timestamp>,
-}
-
-/// A prompt for the message center.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewPrompt {
-    pub kind: &'static str,
-    pub title: String,
-    pub text: String,
-    pub url: Option<String>,
-    /// The step waits for the person's answer.
-    pub wait: bool,
-    pub expires: Option<Timestamp>,
-}
-
-/// The engine's writes: one transaction and one fault point each.
-impl Journal {
-    /// A prompt nobody answered in time.
-    pub fn expire_prompt(&mut self, p: &PromptRow, now: Timestamp) -> Result<(), Error> {
-        let line = Line::new(
-            "prompt",
-            format!("prompt {} \"{}\" expired unanswered", p.id, p.title),
-        );
-        self.write("expire prompt", |tx| {
-            tx.execute("UPDATE prompts SET state = 'expired', answered_at = ?2 WHERE id = ?1 AND state IN ('pending', 'later')", params![p.id, now.0])?;
-            add_line(tx, &p.flight, now, &line)
-        })
-    }
-
-    /// A relayed wish of the person has been carried out.
-    pub fn finish_request(&mut self, id: i64, now: Timestamp) -> Result<(), Error> {
-        self.write("request done", |tx| {
-            tx.execute(
-                "UPDATE requests SET done_at = ?2 WHERE id = ?1",
-                params![id, now.0],
-            )?;
-            Ok(())
-        })
-    }
-
-    /// The person left every flight, now and to come.
-    pub fn opt_out_all(&mut self, now: Timestamp, line: &Line) -> Result<(), Error> {
-        self.write("optout all", |tx| {
-            tx.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('optout_all', ?1)",
-                [now.0.to_string()],
-            )?;
-            add_line(tx, "", now, line)
-        })
-    }
-
-    /// A flight from the index, with its first timeline line and report.
-    pub fn enroll(
-        &mut self,
-        f: &NewFlight,
-        now: Timestamp,
-        line: &Line,
-        report: &Report,
-    ) -> Result<(), Error> {
-        self.write("enroll", |tx| {
-            tx.execute(
-                "INSERT INTO flights (studyname, version, spec, arm, status, step, started_at, cleaned_up) VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, 0)
-                 ON CONFLICT(studyname) DO UPDATE SET version = excluded.version, spec = excluded.spec, arm = excluded.arm, status = excluded.status, step = 0, started_at = excluded.started_at",
-                params![f.name, f.version as i64, f.spec, f.arm, f.status.as_str(), f.started.map(|t| t.0)],
-            )?;
-            add_line(tx, f.name, now, line)?;
-            queue_report(tx, report, now)
-        })
-    }
-
-    /// A flight moves on to top-level step `step`.
-    pub fn reach_step(&mut self, flight: &str, step: u64, report: &Report) -> Result<(), Error> {
-        self.write("step", |tx| {
-            tx.execute(
-                "UPDATE flights SET step = ?2 WHERE studyname = ?1",
-                params![flight, step as i64],
-            )?;
-            queue_report(tx, report, report.at)
-        })
-    }
-
-    /// The state of a plan entry (`state`, the engine's JSON), with what else it settles.
-    #[allow(clippy::too_many_arguments)]
-    pub fn save_node(
-        &mut self,
-        what: &str,
-        flight: &str,
-        path: &str,
-        state: &str,
-        also: Also,
-        line: Option<&Line>,
-        now: Timestamp,
-    ) -> Result<(), Error> {
-        self.write(what, |tx| {
-            put_node(tx, flight, path, state)?;
-            match also {
-                Also::Nothing => {}
-                Also::Done(id) => {
-                    tx.execute("UPDATE effects SET phase = 'done', done_at = ?2 WHERE id = ?1 AND phase = 'intent'", params![id, now.0])?;
-                }
-                Also::Failed(id) => {
-                    tx.execute("UPDATE effects SET phase = 'failed', done_at = ?2 WHERE id = ?1 AND phase = 'intent'", params![id, now.0])?;
-                }
-                Also::SentUnknown(id) => {
-                    tx.execute("UPDATE effects SET phase = 'done', done_at = ?2, summary = summary || ' (outcome unknown: the pilot stopped)' WHERE id = ?1", params![id, now.0])?;
-                }
-                Also::StatusLine(text) => {
-                    tx.execute(
-                        "UPDATE flights SET status_line = ?2 WHERE studyname = ?1",
-                        params![flight, text],
-                    )?;
-                }
-            }
-            match line {
-                Some(l) => add_line(tx, flight, now, l),
-                None => Ok(()),
-            }
-        })
-    }
-
-    /// An effect's intent, before it happens, and the step pointing at it (`node` makes the
-    /// step's state from the new effect's id). Returns the effect's id.
-    #[allow(clippy::too_many_arguments)]
-    pub fn intent(
-        &mut self,
-        flight: &str,
-        path: &str,
-        effect: &Effect,
-        summary: &str,
-        now: Timestamp,
-        node: impl FnOnce(i64) -> String,
-        line: Option<&Line>,
-    ) -> Result<i64, Error> {
-        let spec = effect.spec().to_string();
-        self.write("intent", |tx| {
-            tx.execute(
-                "INSERT INTO effects (flight, path, kind, phase, spec, summary, at) VALUES (?1, ?2, ?3, 'intent', ?4, ?5, ?6)",
-                params![flight, path, effect.kind(), spec, summary, now.0],
-            )?;
-            let id = tx.last_insert_rowid();
-            put_node(tx, flight, path, &node(id))?;
-            if let Some(l) = line {
-                add_line(tx, flight, now, l)?;
-            }
-            Ok(id)
-        })
-    }
-
-    /// An effect done on its own, outside a step's resolution (a recording that starts).
-    pub fn effect_done(&mut self, id: i64, now: Timestamp) -> Result<(), Error> {
-        self.write("record done", |tx| {
-            tx.execute("UPDATE effects SET phase = 'done', done_at = ?2 WHERE id = ?1 AND phase = 'intent'", params![id, now.0])?;
-            Ok(())
-        })
-    }
-
-    /// Puts a prompt in the message center, with the step's state (`node` makes it from the
-    /// prompt's id). Returns the prompt's id.
-    pub fn add_prompt(
-        &mut self,
-        flight: &str,
-        path: &str,
-        p: &NewPrompt,
-        now: Timestamp,
-        node: impl FnOnce(i64) -> String,
-    ) -> Result<i64, Error> {
-        self.write("prompt", |tx| {
-            tx.execute(
-                "INSERT INTO prompts (flight, path, type, title, text, url, wait, state, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9)",
-                params![flight, path, p.kind, p.title, p.text, p.url, p.wait as i64, now.0, p.expires.map(|e| e.0)],
-            )?;
-            let id = tx.last_insert_rowid();
-            put_node(tx, flight, path, &node(id))?;
-            let mut line = Line::new(
-                "prompt",
-                format!("prompt {id} ({}) \"{}\" put in the message center", p.kind, p.title),
-            );
-            if let Some(u) = &p.url {
-                line = line.with(json!({"url": u}));
-            }
-            add_line(tx, flight, now, &line)?;
-            Ok(id)
-        })
-    }
-
-    /// Ends a running flight: final status, pending prompts withdrawn, report queued.
-    pub fn end_flight(&mut self, name: &str, why: &str, report: &Report) -> Result<(), Error> {
-        let now = report.at;
-        let status = report.status;
-        self.write("end flight", |tx| {
-            tx.execute(
-                "UPDATE flights SET status = ?2, ended_at = ?3, reason = ?4, step = ?5 WHERE studyname = ?1",
-                params![name, status.as_str(), now.0, why, report.step as i64],
-            )?;
-            let withdrawn = tx.execute("UPDATE prompts SET state = 'withdrawn', answered_at = ?2 WHERE flight = ?1 AND state IN ('pending', 'later')", params![name, now.0])?;
-            add_line(tx, name, now, &Line::new("end", format!("ended {status}: {why}")))?;
-            if withdrawn > 0 {
-                let what = format!("withdrew {withdrawn} pending prompt(s) from the message center");
-                add_line(tx, name, now, &Line::new("undo", what))?;
-            }
-            queue_report(tx, report, now)
-        })
-    }
-
-    /// An effect's undo begins.
-    pub fn undoing(&mut self, id: i64) -> Result<(), Error> {
-        self.write("undoing", |tx| {
-            tx.execute("UPDATE effects SET phase = 'undoing' WHERE id = ?1", [id])?;
-            Ok(())
-        })
-    }
-
-    /// An effect is undone; with `successor`, a later effect on the same target takes over
-    /// what was there before (its effect rewritten to say so).
-    pub fn undone(
-        &mut self,
-        id: i64,
-        successor: Option<(i64, &Effect)>,
-        flight: &str,
-        now: Timestamp,
-        line: &Line,
-    ) -> Result<(), Error> {
-        let what = if successor.is_some() {
-            "handover"
-        } else {
-            "undone"
-        };
-        self.write(what, |tx| {
-            if let Some((next, effect)) = successor {
-                tx.execute(
-                    "UPDATE effects SET spec = ?2 WHERE id = ?1",
-                    params![next, effect.spec().to_string()],
-                )?;
-            }
-            tx.execute(
-                "UPDATE effects SET phase = 'undone', undone_at = ?2 WHERE id = ?1",
-                params![id, now.0],
-            )?;
-            add_line(tx, flight, now, line)
-        })
-    }
-
-    /// Deletes the events a recording kept (ids after `after`, up to time `until`).
-    pub fn delete_recording(
-        &mut self,
-        watch: &[String],
-        after: i64,
-        until: i64,
-    ) -> Result<(), Error> {
-        self.write("delete recording", |tx| {
-            for t in watch {
-                tx.execute(
-                    "DELETE FROM events WHERE topic = ?1 AND id > ?2 AND at <= ?3",
-                    params![t, after, until],
-                )?;
-            }
-            Ok(())
-        })
-    }
-
-    /// Everything the flight did is undone; `report` tells the tower when an undo that failed
-    /// before has now succeeded.
-    pub fn cleaned_up(
-        &mut self,
-        name: &str,
-        now: Timestamp,
-        report: Option<&Report>,
-    ) -> Result<(), Error> {
-        self.write("cleaned up", |tx| {
-            tx.execute(
-                "UPDATE flights SET cleaned_up = 1, undo_retry_at = NULL WHERE studyname = ?1",
-                [name],
-            )?;
-            let line = Line::new("cleanup", "cleaned up: everything the flight did is undone");
-            add_line(tx, name, now, &line)?;
-            match report {
-                Some(r) => queue_report(tx, r, now),
-                None => Ok(()),
-            }
-        })
-    }
-
-    /// Undoing the ended flight failed on a host error: when to try again, what the log says,
-    /// and (the first time) a report for the tower.
-    pub fn undo_failed(
-        &mut self,
-        name: &str,
-        tries: u32,
-        retry_at: Timestamp,
-        now: Timestamp,
-        line: &Line,
-        report: Option<&Report>,
-    ) -> Result<(), Error> {
-        self.write("undo failed", |tx| {
-            tx.execute(
-                "UPDATE flights SET undo_tries = ?2, undo_retry_at = ?3 WHERE studyname = ?1",
-                params![name, tries as i64, retry_at.0],
-            )?;
-            add_line(tx, name, now, line)?;
-            match report {
-                Some(r) => queue_report(tx, r, now),
-                None => Ok(()),
-            }
-        })
-    }
-}
-
-fn put_node(tx: &Transaction, flight: &str, path: &str, state: &str) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT INTO nodes (flight, path, state) VALUES (?1, ?2, ?3) ON CONFLICT(flight, path) DO UPDATE SET state = excluded.state",
-        params![flight, path, state],
-    )?;
-    Ok(())
-}
-
-/// Queues a status report in the outbox; its `seq` is the outbox row's, added when it is sent.
-fn queue_report(tx: &Transaction, report: &Report, now: Timestamp) -> rusqlite::Result<()> {
-    let mut v = serde_json::to_value(report).unwrap_or(Value::Null);
-    if let Some(o) = v.as_object_mut() {
-        o.remove("seq");
-    }
-    tx.execute(
-        "INSERT INTO outbox (flight, report, created_at) VALUES (?1, ?2, ?3)",
-        params![report.flight, v.to_string(), now.0],
-    )?;
-    Ok(())
-}
-
-fn add_line(tx: &Transaction, flight: &str, at: Timestamp, l: &Line) -> rusqlite::Result<()> {
-    add_timeline(tx, flight, at, l.kind, &l.what, l.detail.as_ref())
-}
-
-/// Adds a timeline line inside a transaction.
-fn add_timeline(
-    tx: &Transaction,
-    flight: &str,
-    at: Timestamp,
-    kind: &str,
-    what: &str,
-    detail: Option<&Value>,
-) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT INTO timeline (flight, at, kind, what, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![flight, at.0, kind, what, detail.map(|d| d.to_string())],
-    )?;
-    Ok(())
 }

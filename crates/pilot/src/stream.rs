@@ -1,0 +1,257 @@
+//! Streaming recorded events to the tower that served the index (`POST /api/v1/events`,
+//! docs/api.md "Events"): every `uploadEvery` and at the end of a recording's window, in
+//! batches of one flight, at most [`MAX_BATCH_EVENTS`] events and [`MAX_BATCH_BYTES`].
+//!
+//! An event leaves the journal only once the tower accepted it (2xx) or refused its batch for
+//! good (a 4xx other than 408 and 429: the flight log says why). Network errors, 5xx, 408 and
+//! 429 keep the batch and try again with backoff; a batch sent again carries the same `seq`s,
+//! which the tower counts once. Every request is written to the flight log before it is sent
+//! (URL and a summary of its body). With an index from a file there is no tower: the events
+//! stay on the machine (bounded by the cap) and the flight log says so once.
+
+use crate::engine::backoff_ms;
+use crate::journal::topic_counts;
+use crate::journal::{Line, RecordedEvent, RecorderRow};
+use crate::net::{Answer, Request, PEEK};
+use crate::sync::TowerSource;
+use crate::{Error, Pilot};
+use serde_json::{json, Value};
+use testpilot_flight::Timestamp;
+
+/// Most events in one batch.
+pub const MAX_BATCH_EVENTS: usize = 1_000;
+/// Most bytes of one batch's body.
+pub const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// Where events go for a tower: `<base>/api/v1/events`, beside its reports.
+pub fn events_url(tower: &TowerSource) -> Option<String> {
+    match tower {
+        TowerSource::Http { reports, .. } => Some(format!(
+            "{}/api/v1/events",
+            reports.strip_suffix("/api/v1/reports").unwrap_or(reports)
+        )),
+        TowerSource::File(_) => None,
+    }
+}
+
+/// What one call did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Streamed {
+    /// Events the tower accepted (new or already had).
+    pub accepted: usize,
+    /// Events dropped because the tower refused their batch for good.
+    pub refused: usize,
+    /// Batches that failed and are tried again later.
+    pub failed: usize,
+}
+
+/// Records what came in, then sends the recorded events of every recorder that is due.
+pub fn upload_events(pilot: &mut Pilot, tower: &TowerSource) -> Result<Streamed, Error> {
+    let now = pilot.now();
+    pilot.harvest(now)?;
+    let mut out = Streamed::default();
+    for r in pilot.journal.recorders()? {
+        if r.next_upload_at > now {
+            continue;
+        }
+        let next = next_upload(&r, now);
+        let Some(url) = events_url(tower) else {
+            let left = pilot.journal.recorded_count(&r.flight)?;
+            let line = (left > 0).then(|| {
+                Line::new("record", format!(
+                    "step {}: {left} recorded event(s) stay on this machine: the index came from a file, so there is no tower to send them to (at most {} are kept)",
+                    r.path, pilot.recording_cap()
+                ))
+            });
+            // Said once: later the schedule moves on quietly.
+            let said = pilot.journal.timeline(&r.flight)?.iter().any(|t| {
+                t.kind == "record" && t.what.contains("there is no tower to send them to")
+            });
+            let line = line.filter(|_| !said);
+            pilot
+                .journal
+                .schedule_upload(&r, 0, next, now, line.as_ref())?;
+            continue;
+        };
+        send_flight(pilot, &r, &url, now, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// After a successful round: the next period, or the window's end if that comes first.
+fn next_upload(r: &RecorderRow, now: Timestamp) -> Timestamp {
+    let next = now.0.saturating_add(r.every_ms);
+    if now < r.ends_at {
+        Timestamp(next.min(r.ends_at.0))
+    } else {
+        Timestamp(next)
+    }
+}
+
+/// Sends the flight's recorded events in batches until none is left or one fails.
+fn send_flight(
+    pilot: &mut Pilot,
+    r: &RecorderRow,
+    url: &str,
+    now: Timestamp,
+    out: &mut Streamed,
+) -> Result<(), Error> {
+    let client = pilot.journal.meta("client")?.unwrap_or_default();
+    let mut sent_any = false;
+    // Failures in a row: a batch accepted in this round resets them.
+    let mut tries = r.tries;
+    loop {
+        let events = pilot.journal.recorded(&r.flight, MAX_BATCH_EVENTS)?;
+        if events.is_empty() {
+            if !sent_any {
+                pilot
+                    .journal
+                    .schedule_upload(r, 0, next_upload(r, now), now, None)?;
+            }
+            return Ok(());
+        }
+        sent_any = true;
+        let batch = cut(&events);
+        let (first, last) = (batch[0].seq, batch[batch.len() - 1].seq);
+        let items: Vec<Value> = batch.iter().map(RecordedEvent::to_json).collect();
+        let body = json!({"client": client, "events": items});
+        let topics = topic_counts(batch.iter().map(|e| e.topic.as_str()));
+        let summary = json!({"client": client, "events": batch.len(), "seq": [first, last], "topics": topics});
+        let what = format!(
+            "sending {} recorded event(s) (seq {first}–{last}) to {url}",
+            batch.len()
+        );
+        let line =
+            Line::new("request", what).with(json!({"method": "POST", "url": url, "body": summary}));
+        pilot
+            .journal
+            .note(&r.flight, now, line.kind, &line.what, line.detail.as_ref())?;
+        let req = Request {
+            method: "POST".into(),
+            url: url.to_string(),
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: Some(body.to_string().into_bytes()),
+            answer: Answer::Status,
+        };
+        let answer = match pilot.net().send(&req) {
+            Ok(resp) => Ok(resp),
+            Err(e) if e.is_fatal() => return Err(e),
+            Err(e) => Err(e.to_string()),
+        };
+        let n = batch.len();
+        match answer {
+            Ok(resp) if (200..300).contains(&resp.status) => {
+                let told: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
+                let (acc, dup) = (&told["accepted"], &told["duplicates"]);
+                let line = Line::new(
+                    "upload",
+                    format!(
+                        "the tower accepted {n} event(s) (seq {first}–{last}): {acc} new, {dup} it already had"
+                    ),
+                );
+                let next = next_upload(r, now);
+                pilot
+                    .journal
+                    .events_settled(r, (first, last), next, now, &line)?;
+                tries = 0;
+                out.accepted += n;
+            }
+            Ok(resp) if (400..500).contains(&resp.status) && !matches!(resp.status, 408 | 429) => {
+                let text =
+                    String::from_utf8_lossy(&resp.body[..resp.body.len().min(PEEK)]).into_owned();
+                let line = Line::new(
+                    "upload",
+                    format!(
+                        "the tower refused {n} event(s) (seq {first}–{last}) with {}: {text}; they are dropped",
+                        resp.status
+                    ),
+                );
+                let next = next_upload(r, now);
+                pilot
+                    .journal
+                    .events_settled(r, (first, last), next, now, &line)?;
+                tries = 0;
+                out.refused += n;
+            }
+            other => {
+                let why = match other {
+                    Ok(resp) => format!("{url} answered {}", resp.status),
+                    Err(e) => e,
+                };
+                let tries = tries + 1;
+                let at = Timestamp(now.0 + backoff_ms(tries));
+                let line = Line::new(
+                    "upload",
+                    format!("{n} recorded event(s) not sent yet: {why}; they are kept and tried again at {at}"),
+                );
+                pilot
+                    .journal
+                    .schedule_upload(r, tries, at, now, Some(&line))?;
+                out.failed += 1;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The longest prefix of `events` that fits in one batch (at least one event: a single
+/// event is far below the limit, its subject being at most a few hundred bytes).
+fn cut(events: &[RecordedEvent]) -> &[RecordedEvent] {
+    // The envelope `{"client": "<uuid>", "events": []}` and the commas between events.
+    let mut size = 128;
+    for (i, e) in events.iter().enumerate().take(MAX_BATCH_EVENTS) {
+        size += e.to_json().to_string().len() + 1;
+        if size > MAX_BATCH_BYTES && i > 0 {
+            return &events[..i];
+        }
+    }
+    &events[..events.len().min(MAX_BATCH_EVENTS)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(seq: i64, subject: usize) -> RecordedEvent {
+        RecordedEvent {
+            seq,
+            flight: "f".into(),
+            version: 1,
+            arm: None,
+            topic: "t".into(),
+            subject: Some("x".repeat(subject)),
+            value: None,
+            at: Timestamp(0),
+        }
+    }
+
+    #[test]
+    fn batches_stay_under_the_limits() {
+        let many: Vec<_> = (1..=1_500).map(|s| event(s, 10)).collect();
+        assert_eq!(cut(&many).len(), MAX_BATCH_EVENTS);
+        let big: Vec<_> = (1..=1_000).map(|s| event(s, 4_000)).collect();
+        let b = cut(&big);
+        assert!(b.len() < 1_000 && b.len() > 200, "{}", b.len());
+        let body = json!({"client": "0f8fad5b-d9cb-469f-a165-70867728950e", "events": b.iter().map(RecordedEvent::to_json).collect::<Vec<_>>()});
+        assert!(body.to_string().len() <= MAX_BATCH_BYTES);
+        assert_eq!(cut(&big[..1]).len(), 1);
+    }
+
+    #[test]
+    fn the_events_url_sits_beside_the_reports() {
+        let u = |s: &str| events_url(&TowerSource::parse(s).unwrap());
+        assert_eq!(
+            u("http://127.0.0.1:8470").as_deref(),
+            Some("http://127.0.0.1:8470/api/v1/events")
+        );
+        assert_eq!(
+            u("http://h:9/control/index.json").as_deref(),
+            Some("http://h:9/api/v1/events")
+        );
+        assert_eq!(
+            u("https://t.example/tp/").as_deref(),
+            Some("https://t.example/tp/api/v1/events")
+        );
+        assert_eq!(u("file:///srv/index.json"), None);
+    }
+}
