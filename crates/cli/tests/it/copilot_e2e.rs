@@ -23,7 +23,7 @@ fn fed(i: usize, topic: &str, round: usize) -> usize {
         ("clicks", 0) => i % 4,
         ("searches", 0) => (i * 7) % 3,
         ("clicks", _) => i % 2,
-        _ => usize::from(i % 5 == 0),
+        _ => usize::from(i.is_multiple_of(5)),
     }
 }
 
@@ -202,11 +202,10 @@ async fn copilot_study_counts_what_was_fed(engine: Engine) {
     }
 
     let mut want: BTreeMap<(String, String), u64> = BTreeMap::new();
-    for i in 0..PROFILES {
+    for (i, arm) in arms.iter().enumerate() {
         for topic in TOPICS {
-            *want
-                .entry((arms[i].clone(), topic.to_string()))
-                .or_default() += (fed(i, topic, 0) + fed(i, topic, 1)) as u64;
+            *want.entry((arm.clone(), topic.to_string())).or_default() +=
+                (fed(i, topic, 0) + fed(i, topic, 1)) as u64;
         }
     }
     let results: Value = reqwest::Client::new()
