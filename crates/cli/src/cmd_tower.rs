@@ -153,10 +153,11 @@ pub struct ServeArgs {
     /// One person runs this tower: a revision's author may approve it. Said in /healthz and the audit log.
     #[arg(long)]
     pub single_user: bool,
-    /// Report requests per second allowed per client address (0: no limit).
+    /// Report requests per second allowed per client address (0: no limit); event batches
+    /// (`POST /api/v1/events`) have a bucket of their own with the same rate.
     #[arg(long, default_value_t = 20.0)]
     pub report_rate: f64,
-    /// Report requests a client address may send in a burst.
+    /// Report requests (and, apart, event batches) a client address may send in a burst.
     #[arg(long, default_value_t = 60.0)]
     pub report_burst: f64,
     /// Largest request body in bytes.

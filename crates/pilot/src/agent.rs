@@ -4,7 +4,7 @@
 use crate::clock::SystemClock;
 use crate::net::{HttpNet, Net};
 use crate::reference::ReferenceHost;
-use crate::stream::upload_events;
+use crate::stream::{upload_events, upload_events_retrying};
 use crate::sync::{sync, upload_reports};
 use crate::{engine::PilotConfig, Error, Faults, Pilot};
 use serde_json::Value;
@@ -285,7 +285,12 @@ fn agent_loop(config: AgentConfig, stop: &Stop) -> Result<(), Error> {
         }
         // Recorded events go out on their own schedule (`uploadEvery`, the window's end, and
         // backoff after a failure), kept per recorder in the journal.
-        match upload_events(&mut pilot, &tower) {
+        let streamed = if config.once {
+            upload_events_retrying(&mut pilot, &tower)
+        } else {
+            upload_events(&mut pilot, &tower)
+        };
+        match streamed {
             Ok(_) => {}
             Err(e) if e.is_fatal() => return Err(e),
             Err(e) => tracing::warn!("event upload failed: {e}"),

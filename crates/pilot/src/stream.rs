@@ -47,11 +47,22 @@ pub struct Streamed {
 
 /// Records what came in, then sends the recorded events of every recorder that is due.
 pub fn upload_events(pilot: &mut Pilot, tower: &TowerSource) -> Result<Streamed, Error> {
+    upload(pilot, tower, false)
+}
+
+/// Like [`upload_events`], but a recorder whose last upload failed is tried now rather than
+/// after its backoff: what `pilot run --once` does, whose caller (a person, or a scheduler
+/// running it now and then) is the spacing between tries. `uploadEvery` still holds.
+pub fn upload_events_retrying(pilot: &mut Pilot, tower: &TowerSource) -> Result<Streamed, Error> {
+    upload(pilot, tower, true)
+}
+
+fn upload(pilot: &mut Pilot, tower: &TowerSource, retry_now: bool) -> Result<Streamed, Error> {
     let now = pilot.now();
     pilot.harvest(now)?;
     let mut out = Streamed::default();
     for r in pilot.journal.recorders()? {
-        if r.next_upload_at > now {
+        if r.next_upload_at > now && !(retry_now && r.tries > 0) {
             continue;
         }
         let next = next_upload(&r, now);

@@ -362,6 +362,32 @@ async fn results(engine: Engine, events: u64, clients: u64, runs: usize) {
         times[runs * 95 / 100],
         times[runs - 1]
     );
+    // The flight page (progress, funnels and the results section) as a signed-in person.
+    let page = format!("{}/ui/flights/bench", tower.url);
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let res = http
+            .get(&page)
+            .header("cookie", format!("tp_dashboard={token}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{}", res.status());
+        let html = res.text().await.unwrap();
+        assert!(
+            html.contains("Results"),
+            "the page shows the results section"
+        );
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "{engine:?}: flight page with {total} events of {clients} clients: median {:.1} ms, p95 {:.1} ms, max {:.1} ms over {runs} requests",
+        times[runs / 2],
+        times[runs * 95 / 100],
+        times[runs - 1]
+    );
     tower.stop().await.unwrap();
     db.cleanup().await;
 }

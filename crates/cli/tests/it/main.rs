@@ -2,6 +2,7 @@
 //! Each module runs the real binary as a person or a script would.
 
 mod copilot_cli;
+mod copilot_e2e;
 mod docs;
 mod flight_cli;
 mod keys_cli;

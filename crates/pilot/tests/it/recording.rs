@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use testpilot_flight::Timestamp;
 use testpilot_pilot::net::Response;
-use testpilot_pilot::stream::{upload_events, MAX_BATCH_EVENTS};
+use testpilot_pilot::stream::{upload_events, upload_events_retrying, MAX_BATCH_EVENTS};
 use testpilot_pilot::sync::TowerSource;
 use testpilot_pilot::{Faults, Journal, Pilot};
 
@@ -436,4 +436,13 @@ fn an_unreachable_tower_408_and_429_keep_the_events_for_later() {
     assert_eq!(log.matches("not sent yet").count(), 3, "{log}");
     assert!(log.contains("answered 429"), "{log}");
     assert!(log.contains("answered 408"), "{log}");
+
+    // Within the backoff nothing is tried; a `--once` run tries again now and sends it.
+    answer.store(200, Ordering::SeqCst);
+    let soon = Timestamp(at(20).0 + 3_600_000 + 1_000);
+    rig.clock.set(soon);
+    assert_eq!(upload_events(&mut p, &tower).unwrap(), Default::default());
+    assert_eq!(left(&p, "s"), 1);
+    assert_eq!(upload_events_retrying(&mut p, &tower).unwrap().accepted, 1);
+    assert_eq!(left(&p, "s"), 0);
 }
