@@ -9,6 +9,11 @@
 //! - `recover/100-flights`: open a profile whose 100 running flights each stopped between an
 //!   effect's intent and its done record, and move them all on (the effect performed again,
 //!   the step resolved, each flight back at its wait).
+//! - `in-memory/open`: a new in-memory journal (`Journal::in_memory`, one per virtual client
+//!   of `testpilot simulate`).
+//! - `in-memory/client`: what a simulated client does: a new in-memory journal and pilot
+//!   (memory host), a flight with a feature and a prompt enrolled, its wait played out in
+//!   virtual time to the end, undone and cleaned up.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use serde_json::json;
@@ -17,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use testpilot_flight::Timestamp;
 use testpilot_pilot::engine::PilotConfig;
+use testpilot_pilot::host::MemoryHost;
 use testpilot_pilot::net::Offline;
 use testpilot_pilot::{Faults, Journal, ManualClock, Pilot, ReferenceHost};
 
@@ -118,5 +124,51 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(pilot_benches, benches);
+/// One simulated client's life on a fresh in-memory journal.
+fn memory_client(n: u64) {
+    let clock = ManualClock::new(T0);
+    let config = PilotConfig {
+        profile: std::env::temp_dir(),
+        person: Some(json!({"personid": format!("sim-{n}"), "os": "linux"})),
+    };
+    let mut p = Pilot::with_journal(
+        Journal::in_memory(Faults::default()).unwrap(),
+        config,
+        Box::new(MemoryHost::default()),
+        Arc::new(Offline),
+        Arc::new(clock.clone()),
+    )
+    .unwrap();
+    let plan = json!([
+        {"action": "log", "text": "hello"},
+        {"action": "feature", "id": "bench.f", "value": {"on": true}},
+        {"action": "notify", "topic": "bench.topic"},
+        {"action": "wait", "for": "7d"},
+        {"action": "log", "text": "done"}
+    ]);
+    p.apply_index(&[json!({"studyname": "f", "author": "a", "description": "d", "version": 1, "flightplan": plan})], 1).unwrap();
+    for day in 0..9 {
+        clock.set(Timestamp(T0.0 + day * 86_400_000));
+        p.tick().unwrap();
+    }
+    assert!(p.running().unwrap().is_empty());
+}
+
+fn in_memory(c: &mut Criterion) {
+    let mut g = c.benchmark_group("in-memory");
+    g.sample_size(20).measurement_time(Duration::from_secs(5));
+    g.bench_function("open", |b| {
+        b.iter(|| Journal::in_memory(Faults::default()).unwrap())
+    });
+    let mut n = 0;
+    g.bench_function("client", |b| {
+        b.iter(|| {
+            n += 1;
+            memory_client(n)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(pilot_benches, benches, in_memory);
 criterion_main!(pilot_benches);

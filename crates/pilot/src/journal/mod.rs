@@ -24,8 +24,10 @@ pub use writes::{Also, Line, NewFlight, NewPrompt};
 
 use crate::effect::Effect;
 use crate::{Error, Faults};
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::backup::Backup;
+use rusqlite::{params, Connection, OptionalExtension, Params, Transaction, TransactionBehavior};
 use serde_json::Value;
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use testpilot_flight::Timestamp;
@@ -148,6 +150,30 @@ fn ts(v: Option<i64>) -> Option<Timestamp> {
     v.map(Timestamp)
 }
 
+/// How many prepared statements a journal keeps: more than the distinct statements it runs
+/// (about 70), so none is ever parsed twice on one connection.
+const STATEMENT_CACHE: usize = 128;
+
+thread_local! {
+    /// An in-memory journal at the current version, copied by [`Journal::in_memory`].
+    static TEMPLATE: RefCell<Option<Connection>> = const { RefCell::new(None) };
+}
+
+/// Runs a statement from the connection's cache (parsed once per connection).
+fn exec(c: &Connection, sql: &str, p: impl Params) -> rusqlite::Result<usize> {
+    c.prepare_cached(sql)?.execute(p)
+}
+
+/// Reads one row with a statement from the connection's cache.
+fn one<T>(
+    c: &Connection,
+    sql: &str,
+    p: impl Params,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    c.prepare_cached(sql)?.query_row(p, f)
+}
+
 impl Journal {
     /// The journal's file in a profile.
     pub fn path_in(profile: &Path) -> PathBuf {
@@ -216,6 +242,7 @@ impl Journal {
             .map_err(|e| bad(e.to_string()))?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(|e| bad(e.to_string()))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let mut j = Journal {
             conn,
             path: path.to_path_buf(),
@@ -226,15 +253,35 @@ impl Journal {
     }
 
     /// A journal that lives in memory only, for simulations and tests that need no durability.
+    ///
+    /// The schema is built once per thread, in a template database that each new journal
+    /// copies (SQLite's backup API): a simulator opens one journal per virtual client, and
+    /// running the migrations for each cost more than the client's own writes.
     pub fn in_memory(faults: Faults) -> Result<Journal, Error> {
         let path = PathBuf::from(":memory:");
-        let conn = Connection::open_in_memory().map_err(|e| Error::Journal {
+        let bad = |e: rusqlite::Error| Error::Journal {
             path: path.clone(),
             msg: e.to_string(),
+        };
+        let mut conn = Connection::open_in_memory().map_err(bad)?;
+        TEMPLATE.with(|t| -> Result<(), Error> {
+            let mut t = t.borrow_mut();
+            if t.is_none() {
+                let mut j = Journal {
+                    conn: Connection::open_in_memory().map_err(bad)?,
+                    path: path.clone(),
+                    faults: Faults::default(),
+                };
+                j.upgrade(0)?;
+                *t = Some(j.conn);
+            }
+            let template = t.as_ref().expect("made above");
+            Backup::new(template, &mut conn)
+                .and_then(|b| b.run_to_completion(1024, Duration::ZERO, None))
+                .map_err(bad)
         })?;
-        let mut j = Journal { conn, path, faults };
-        j.upgrade(0)?;
-        Ok(j)
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(Journal { conn, path, faults })
     }
 
     fn upgrade(&mut self, from: i64) -> Result<(), Error> {
@@ -291,7 +338,7 @@ impl Journal {
     pub fn pinned_keys(&self) -> Result<Vec<String>, Error> {
         let mut st = self
             .conn
-            .prepare("SELECT public_key FROM pinned_keys ORDER BY position")?;
+            .prepare_cached("SELECT public_key FROM pinned_keys ORDER BY position")?;
         let keys = st
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<Vec<String>>>()?;
@@ -312,18 +359,18 @@ impl Journal {
         notes: &[String],
     ) -> Result<(), Error> {
         self.write("pinned keys", |tx| {
-            tx.execute("DELETE FROM pinned_keys", [])?;
+            exec(tx, "DELETE FROM pinned_keys", [])?;
             for (i, k) in keys.iter().enumerate() {
-                tx.execute(
+                exec(tx,
                     "INSERT OR IGNORE INTO pinned_keys (position, public_key) VALUES (?1, ?2)",
                     params![i as i64, k],
                 )?;
             }
             if let Some(g) = given {
-                tx.execute("INSERT INTO meta (key, value) VALUES ('pinned_by_flag', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value", [g])?;
+                exec(tx, "INSERT INTO meta (key, value) VALUES ('pinned_by_flag', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value", [g])?;
             }
             if reset_floor {
-                tx.execute(
+                exec(tx,
                     "DELETE FROM meta WHERE key IN ('last_serial', 'index_etag')",
                     [],
                 )?;
@@ -338,15 +385,18 @@ impl Journal {
     // ---- meta ----
 
     pub fn meta(&self, key: &str) -> Result<Option<String>, Error> {
-        Ok(self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?)
+        Ok(one(
+            &self.conn,
+            "SELECT value FROM meta WHERE key = ?1",
+            [key],
+            |r| r.get(0),
+        )
+        .optional()?)
     }
 
     pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), Error> {
         self.write("meta", |tx| {
-            tx.execute("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value", params![key, value])
+            exec(tx, "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value", params![key, value])
         })?;
         Ok(())
     }
@@ -362,7 +412,8 @@ impl Journal {
         }
         let v = make();
         self.write("meta", |tx| {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
                 params![key, v],
             )
@@ -391,7 +442,7 @@ impl Journal {
     }
 
     pub fn flights(&self) -> Result<Vec<FlightRow>, Error> {
-        let mut st = self.conn.prepare(&format!(
+        let mut st = self.conn.prepare_cached(&format!(
             "SELECT {FLIGHT_COLS} FROM flights ORDER BY studyname"
         ))?;
         let rows = st
@@ -402,10 +453,7 @@ impl Journal {
 
     pub fn flight(&self, name: &str) -> Result<Option<FlightRow>, Error> {
         let sql = format!("SELECT {FLIGHT_COLS} FROM flights WHERE studyname = ?1");
-        Ok(self
-            .conn
-            .query_row(&sql, [name], Journal::flight_from_row)
-            .optional()?)
+        Ok(one(&self.conn, &sql, [name], Journal::flight_from_row).optional()?)
     }
 
     // ---- nodes ----
@@ -413,7 +461,7 @@ impl Journal {
     pub fn nodes(&self, flight: &str) -> Result<Vec<(String, Value)>, Error> {
         let mut st = self
             .conn
-            .prepare("SELECT path, state FROM nodes WHERE flight = ?1")?;
+            .prepare_cached("SELECT path, state FROM nodes WHERE flight = ?1")?;
         let rows = st
             .query_map([flight], |r| {
                 Ok((r.get::<_, String>(0)?, json_col(r.get(1)?)))
@@ -451,7 +499,7 @@ impl Journal {
     }
 
     pub fn effects(&self, flight: &str) -> Result<Vec<EffectRow>, Error> {
-        let mut st = self.conn.prepare(&format!(
+        let mut st = self.conn.prepare_cached(&format!(
             "SELECT {EFFECT_COLS} FROM effects WHERE flight = ?1 ORDER BY id"
         ))?;
         let rows = st
@@ -462,10 +510,7 @@ impl Journal {
 
     pub fn effect(&self, id: i64) -> Result<Option<EffectRow>, Error> {
         let sql = format!("SELECT {EFFECT_COLS} FROM effects WHERE id = ?1");
-        Ok(self
-            .conn
-            .query_row(&sql, [id], Journal::effect_from_row)
-            .optional()?)
+        Ok(one(&self.conn, &sql, [id], Journal::effect_from_row).optional()?)
     }
 
     /// The next effect, by any flight, on the same feature or add-on as `e` that is still in
@@ -485,16 +530,19 @@ impl Journal {
             "SELECT {EFFECT_COLS} FROM effects WHERE id > ?1 AND kind IN {kinds} AND json_extract(spec, '$.id') = ?2
              AND phase IN ('intent', 'done', 'undoing') ORDER BY id LIMIT 1"
         );
-        Ok(self
-            .conn
-            .query_row(&sql, params![e.id, id], Journal::effect_from_row)
-            .optional()?)
+        Ok(one(
+            &self.conn,
+            &sql,
+            params![e.id, id],
+            Journal::effect_from_row,
+        )
+        .optional()?)
     }
 
     // ---- timeline ----
 
     pub fn timeline(&self, flight: &str) -> Result<Vec<TimelineRow>, Error> {
-        let mut st = self.conn.prepare(
+        let mut st = self.conn.prepare_cached(
             "SELECT id, flight, at, kind, what, detail FROM timeline WHERE flight = ?1 ORDER BY id",
         )?;
         let rows = st
@@ -548,10 +596,7 @@ impl Journal {
 
     pub fn prompt(&self, id: i64) -> Result<Option<PromptRow>, Error> {
         let sql = format!("SELECT {PROMPT_COLS} FROM prompts WHERE id = ?1");
-        Ok(self
-            .conn
-            .query_row(&sql, [id], Journal::prompt_from_row)
-            .optional()?)
+        Ok(one(&self.conn, &sql, [id], Journal::prompt_from_row).optional()?)
     }
 
     /// Prompts waiting for the person (`pending` or put off `later`), oldest first.
@@ -559,7 +604,7 @@ impl Journal {
         let sql = format!(
             "SELECT {PROMPT_COLS} FROM prompts WHERE state IN ('pending', 'later') ORDER BY id"
         );
-        let mut st = self.conn.prepare(&sql)?;
+        let mut st = self.conn.prepare_cached(&sql)?;
         let rows = st
             .query_map([], Journal::prompt_from_row)?
             .collect::<Result<Vec<_>, _>>()?;
@@ -568,7 +613,7 @@ impl Journal {
 
     pub fn prompts_of(&self, flight: &str) -> Result<Vec<PromptRow>, Error> {
         let sql = format!("SELECT {PROMPT_COLS} FROM prompts WHERE flight = ?1 ORDER BY id");
-        let mut st = self.conn.prepare(&sql)?;
+        let mut st = self.conn.prepare_cached(&sql)?;
         let rows = st
             .query_map([flight], Journal::prompt_from_row)?
             .collect::<Result<Vec<_>, _>>()?;
@@ -595,7 +640,7 @@ impl Journal {
         }
         let flight = p.flight.clone();
         self.write("answer prompt", |tx| {
-            tx.execute(
+            exec(tx,
                 "UPDATE prompts SET state = ?2, answered_at = ?3 WHERE id = ?1 AND state IN ('pending', 'later')",
                 params![id, answer, at.0],
             )?;
@@ -622,7 +667,8 @@ impl Journal {
             )));
         }
         self.write("event", |tx| {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO events (topic, subject, value, at) VALUES (?1, ?2, ?3, ?4)",
                 params![topic, subject, value, at.0],
             )?;
@@ -631,13 +677,16 @@ impl Journal {
     }
 
     pub fn last_event_id(&self) -> Result<i64, Error> {
-        Ok(self
-            .conn
-            .query_row("SELECT coalesce(max(id), 0) FROM events", [], |r| r.get(0))?)
+        Ok(one(
+            &self.conn,
+            "SELECT coalesce(max(id), 0) FROM events",
+            [],
+            |r| r.get(0),
+        )?)
     }
 
     pub fn events_after(&self, after: i64, topic: &str) -> Result<Vec<EventRow>, Error> {
-        let mut st = self.conn.prepare(
+        let mut st = self.conn.prepare_cached(
             "SELECT id, topic, subject, value, at FROM events WHERE topic = ?2 AND id > ?1 ORDER BY id",
         )?;
         let rows = st
@@ -658,7 +707,7 @@ impl Journal {
 
     /// Reports not yet accepted by the tower, oldest first: `(seq, report JSON)`.
     pub fn outbox(&self, limit: usize) -> Result<Vec<(i64, Value)>, Error> {
-        let mut st = self.conn.prepare(
+        let mut st = self.conn.prepare_cached(
             "SELECT seq, report FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT ?1",
         )?;
         let rows = st
@@ -670,7 +719,8 @@ impl Journal {
     }
 
     pub fn outbox_pending(&self) -> Result<i64, Error> {
-        Ok(self.conn.query_row(
+        Ok(one(
+            &self.conn,
             "SELECT count(*) FROM outbox WHERE sent_at IS NULL",
             [],
             |r| r.get(0),
@@ -680,7 +730,8 @@ impl Journal {
     pub fn mark_sent(&mut self, seqs: &[i64], at: Timestamp) -> Result<(), Error> {
         self.write("outbox sent", |tx| {
             for s in seqs {
-                tx.execute(
+                exec(
+                    tx,
                     "UPDATE outbox SET sent_at = ?2 WHERE seq = ?1",
                     params![s, at.0],
                 )?;
@@ -698,7 +749,8 @@ impl Journal {
         at: Timestamp,
     ) -> Result<i64, Error> {
         self.write("request", |tx| {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO requests (kind, flight, at) VALUES (?1, ?2, ?3)",
                 params![kind, flight, at.0],
             )?;
@@ -707,7 +759,7 @@ impl Journal {
     }
 
     pub fn open_requests(&self) -> Result<Vec<RequestRow>, Error> {
-        let mut st = self.conn.prepare(
+        let mut st = self.conn.prepare_cached(
             "SELECT id, kind, flight, at FROM requests WHERE done_at IS NULL ORDER BY id",
         )?;
         let rows = st
@@ -724,13 +776,14 @@ impl Journal {
     }
 
     pub fn request_done(&self, id: i64) -> Result<bool, Error> {
-        let done: Option<i64> = self
-            .conn
-            .query_row("SELECT done_at FROM requests WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .optional()?
-            .flatten();
+        let done: Option<i64> = one(
+            &self.conn,
+            "SELECT done_at FROM requests WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
         Ok(done.is_some())
     }
 }

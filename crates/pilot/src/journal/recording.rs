@@ -6,7 +6,7 @@
 //! A recorded event's `seq` (the `recordings` row, `AUTOINCREMENT`) is never reused, even after
 //! the row is deleted: it is the event's idempotency key at the tower (`docs/api.md`, Events).
 
-use super::{add_line, Journal, Line};
+use super::{add_line, exec, one, Journal, Line};
 use crate::Error;
 use rusqlite::{params, OptionalExtension};
 use serde_json::{json, Value};
@@ -135,19 +135,19 @@ impl Journal {
         let watch = serde_json::to_string(r.watch).unwrap_or_else(|_| "[]".into());
         let first_upload = (r.starts_at.0.saturating_add(r.every_ms)).min(r.ends_at.0);
         self.write("open recorder", |tx| {
-            tx.execute(
+            exec(tx,
                 "INSERT OR IGNORE INTO recorders (flight, path, version, arm, watch, cursor, starts_at, ends_at, every_ms, next_upload_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![r.flight, r.path, r.version as i64, r.arm, watch, r.mark, r.starts_at.0, r.ends_at.0, r.every_ms, first_upload],
             )?;
-            tx.execute("UPDATE effects SET phase = 'done', done_at = ?2 WHERE id = ?1 AND phase = 'intent'", params![effect, now.0])?;
+            exec(tx, "UPDATE effects SET phase = 'done', done_at = ?2 WHERE id = ?1 AND phase = 'intent'", params![effect, now.0])?;
             add_line(tx, r.flight, now, line)
         })
     }
 
     /// Every open recorder, by flight and step.
     pub fn recorders(&self) -> Result<Vec<RecorderRow>, Error> {
-        let mut st = self.conn.prepare(&format!(
+        let mut st = self.conn.prepare_cached(&format!(
             "SELECT {RECORDER_COLS} FROM recorders ORDER BY flight, path"
         ))?;
         let rows = st
@@ -158,10 +158,7 @@ impl Journal {
 
     pub fn recorder(&self, flight: &str, path: &str) -> Result<Option<RecorderRow>, Error> {
         let sql = format!("SELECT {RECORDER_COLS} FROM recorders WHERE flight = ?1 AND path = ?2");
-        Ok(self
-            .conn
-            .query_row(&sql, params![flight, path], recorder_from_row)
-            .optional()?)
+        Ok(one(&self.conn, &sql, params![flight, path], recorder_from_row).optional()?)
     }
 
     /// Copies the events of the host's stream after the recorder's cursor (at most
@@ -170,9 +167,12 @@ impl Journal {
     /// the first event over the cap leaves one line in the flight log. One write, with a line
     /// listing what was recorded; nothing is written when there is nothing new.
     pub fn harvest(&mut self, r: &RecorderRow, cap: u64, now: Timestamp) -> Result<Harvest, Error> {
-        let last: i64 =
-            self.conn
-                .query_row("SELECT coalesce(max(id), 0) FROM events", [], |x| x.get(0))?;
+        let last: i64 = one(
+            &self.conn,
+            "SELECT coalesce(max(id), 0) FROM events",
+            [],
+            |x| x.get(0),
+        )?;
         if last <= r.cursor {
             return Ok(Harvest::default());
         }
@@ -180,17 +180,17 @@ impl Journal {
         let (flight, path) = (r.flight.as_str(), r.path.as_str());
         self.write("record events", |tx| {
             // Read again inside the transaction: another write may have moved it.
-            let (cursor, capped): (i64, bool) = tx.query_row(
+            let (cursor, capped): (i64, bool) = one(tx,
                 "SELECT cursor, capped FROM recorders WHERE flight = ?1 AND path = ?2",
                 params![flight, path],
                 |x| Ok((x.get(0)?, x.get::<_, i64>(1)? != 0)),
             )?;
-            let mut total: i64 = tx.query_row(
+            let mut total: i64 = one(tx,
                 "SELECT coalesce(sum(recorded), 0) FROM recorders WHERE flight = ?1",
                 [flight],
                 |x| x.get(0),
             )?;
-            let mut st = tx.prepare(
+            let mut st = tx.prepare_cached(
                 "SELECT topic, subject, value, at FROM events WHERE id > ?1 AND id <= ?2 AND at >= ?3 AND at < ?4 ORDER BY id",
             )?;
             let events = st
@@ -213,7 +213,7 @@ impl Journal {
                     over = true;
                     break;
                 }
-                tx.execute(
+                exec(tx,
                     "INSERT INTO recordings (flight, version, arm, topic, subject, value, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     params![flight, r.version as i64, r.arm, topic, subject, value, at],
                 )?;
@@ -221,7 +221,7 @@ impl Journal {
                 let seq = tx.last_insert_rowid();
                 kept.push(json!({"seq": seq, "topic": topic, "subject": subject, "value": value, "at": Timestamp(at).to_rfc3339()}));
             }
-            tx.execute(
+            exec(tx,
                 "UPDATE recorders SET cursor = ?3, recorded = recorded + ?4, capped = capped OR ?5 WHERE flight = ?1 AND path = ?2",
                 params![flight, path, upto.max(cursor), kept.len() as i64, over],
             )?;
@@ -244,7 +244,7 @@ impl Journal {
 
     /// The flight's recorded events not yet accepted by the tower, oldest first.
     pub fn recorded(&self, flight: &str, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
-        let mut st = self.conn.prepare(
+        let mut st = self.conn.prepare_cached(
             "SELECT seq, flight, version, arm, topic, subject, value, at FROM recordings WHERE flight = ?1 ORDER BY seq LIMIT ?2",
         )?;
         let rows = st
@@ -266,7 +266,8 @@ impl Journal {
 
     /// How many of the flight's recorded events wait to be sent.
     pub fn recorded_count(&self, flight: &str) -> Result<i64, Error> {
-        Ok(self.conn.query_row(
+        Ok(one(
+            &self.conn,
             "SELECT count(*) FROM recordings WHERE flight = ?1",
             [flight],
             |r| r.get(0),
@@ -285,11 +286,11 @@ impl Journal {
         line: &Line,
     ) -> Result<(), Error> {
         self.write("events settled", |tx| {
-            tx.execute(
+            exec(tx,
                 "DELETE FROM recordings WHERE flight = ?1 AND seq >= ?2 AND seq <= ?3",
                 params![r.flight, first, last],
             )?;
-            tx.execute(
+            exec(tx,
                 "UPDATE recorders SET tries = 0, next_upload_at = ?3 WHERE flight = ?1 AND path = ?2",
                 params![r.flight, r.path, next.0],
             )?;
@@ -307,7 +308,7 @@ impl Journal {
         line: Option<&Line>,
     ) -> Result<(), Error> {
         self.write("schedule upload", |tx| {
-            tx.execute(
+            exec(tx,
                 "UPDATE recorders SET tries = ?3, next_upload_at = ?4 WHERE flight = ?1 AND path = ?2",
                 params![r.flight, r.path, tries as i64, next.0],
             )?;
@@ -322,8 +323,8 @@ impl Journal {
     /// Returns how many recorded events were still unsent.
     pub fn delete_recordings(&mut self, flight: &str) -> Result<usize, Error> {
         self.write("delete recordings", |tx| {
-            let n = tx.execute("DELETE FROM recordings WHERE flight = ?1", [flight])?;
-            tx.execute("DELETE FROM recorders WHERE flight = ?1", [flight])?;
+            let n = exec(tx, "DELETE FROM recordings WHERE flight = ?1", [flight])?;
+            exec(tx, "DELETE FROM recorders WHERE flight = ?1", [flight])?;
             Ok(n)
         })
     }

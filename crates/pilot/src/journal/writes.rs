@@ -1,7 +1,7 @@
 //! The engine's writes: one transaction and one fault point each, with the timeline line and
 //! report each settles, and the helpers that write inside a transaction.
 
-use super::{Journal, PromptRow};
+use super::{exec, Journal, PromptRow};
 use crate::effect::Effect;
 use crate::Error;
 use rusqlite::{params, Transaction};
@@ -79,7 +79,7 @@ impl Journal {
             format!("prompt {} \"{}\" expired unanswered", p.id, p.title),
         );
         self.write("expire prompt", |tx| {
-            tx.execute("UPDATE prompts SET state = 'expired', answered_at = ?2 WHERE id = ?1 AND state IN ('pending', 'later')", params![p.id, now.0])?;
+            exec(tx, "UPDATE prompts SET state = 'expired', answered_at = ?2 WHERE id = ?1 AND state IN ('pending', 'later')", params![p.id, now.0])?;
             add_line(tx, &p.flight, now, &line)
         })
     }
@@ -87,7 +87,8 @@ impl Journal {
     /// A relayed wish of the person has been carried out.
     pub fn finish_request(&mut self, id: i64, now: Timestamp) -> Result<(), Error> {
         self.write("request done", |tx| {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE requests SET done_at = ?2 WHERE id = ?1",
                 params![id, now.0],
             )?;
@@ -98,7 +99,8 @@ impl Journal {
     /// The person left every flight, now and to come.
     pub fn opt_out_all(&mut self, now: Timestamp, line: &Line) -> Result<(), Error> {
         self.write("optout all", |tx| {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('optout_all', ?1)",
                 [now.0.to_string()],
             )?;
@@ -115,7 +117,7 @@ impl Journal {
         report: &Report,
     ) -> Result<(), Error> {
         self.write("enroll", |tx| {
-            tx.execute(
+            exec(tx,
                 "INSERT INTO flights (studyname, version, spec, arm, status, step, started_at, cleaned_up) VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, 0)
                  ON CONFLICT(studyname) DO UPDATE SET version = excluded.version, spec = excluded.spec, arm = excluded.arm, status = excluded.status, step = 0, started_at = excluded.started_at",
                 params![f.name, f.version as i64, f.spec, f.arm, f.status.as_str(), f.started.map(|t| t.0)],
@@ -128,7 +130,8 @@ impl Journal {
     /// A flight moves on to top-level step `step`.
     pub fn reach_step(&mut self, flight: &str, step: u64, report: &Report) -> Result<(), Error> {
         self.write("step", |tx| {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE flights SET step = ?2 WHERE studyname = ?1",
                 params![flight, step as i64],
             )?;
@@ -153,16 +156,16 @@ impl Journal {
             match also {
                 Also::Nothing => {}
                 Also::Done(id) => {
-                    tx.execute("UPDATE effects SET phase = 'done', done_at = ?2 WHERE id = ?1 AND phase = 'intent'", params![id, now.0])?;
+                    exec(tx, "UPDATE effects SET phase = 'done', done_at = ?2 WHERE id = ?1 AND phase = 'intent'", params![id, now.0])?;
                 }
                 Also::Failed(id) => {
-                    tx.execute("UPDATE effects SET phase = 'failed', done_at = ?2 WHERE id = ?1 AND phase = 'intent'", params![id, now.0])?;
+                    exec(tx, "UPDATE effects SET phase = 'failed', done_at = ?2 WHERE id = ?1 AND phase = 'intent'", params![id, now.0])?;
                 }
                 Also::SentUnknown(id) => {
-                    tx.execute("UPDATE effects SET phase = 'done', done_at = ?2, summary = summary || ' (outcome unknown: the pilot stopped)' WHERE id = ?1", params![id, now.0])?;
+                    exec(tx, "UPDATE effects SET phase = 'done', done_at = ?2, summary = summary || ' (outcome unknown: the pilot stopped)' WHERE id = ?1", params![id, now.0])?;
                 }
                 Also::StatusLine(text) => {
-                    tx.execute(
+                    exec(tx,
                         "UPDATE flights SET status_line = ?2 WHERE studyname = ?1",
                         params![flight, text],
                     )?;
@@ -190,7 +193,7 @@ impl Journal {
     ) -> Result<i64, Error> {
         let spec = effect.spec().to_string();
         self.write("intent", |tx| {
-            tx.execute(
+            exec(tx,
                 "INSERT INTO effects (flight, path, kind, phase, spec, summary, at) VALUES (?1, ?2, ?3, 'intent', ?4, ?5, ?6)",
                 params![flight, path, effect.kind(), spec, summary, now.0],
             )?;
@@ -206,7 +209,7 @@ impl Journal {
     /// An effect done on its own, outside a step's resolution (a recording that starts).
     pub fn effect_done(&mut self, id: i64, now: Timestamp) -> Result<(), Error> {
         self.write("record done", |tx| {
-            tx.execute("UPDATE effects SET phase = 'done', done_at = ?2 WHERE id = ?1 AND phase = 'intent'", params![id, now.0])?;
+            exec(tx, "UPDATE effects SET phase = 'done', done_at = ?2 WHERE id = ?1 AND phase = 'intent'", params![id, now.0])?;
             Ok(())
         })
     }
@@ -222,7 +225,7 @@ impl Journal {
         node: impl FnOnce(i64) -> String,
     ) -> Result<i64, Error> {
         self.write("prompt", |tx| {
-            tx.execute(
+            exec(tx,
                 "INSERT INTO prompts (flight, path, type, title, text, url, wait, state, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9)",
                 params![flight, path, p.kind, p.title, p.text, p.url, p.wait as i64, now.0, p.expires.map(|e| e.0)],
             )?;
@@ -245,11 +248,11 @@ impl Journal {
         let now = report.at;
         let status = report.status;
         self.write("end flight", |tx| {
-            tx.execute(
+            exec(tx,
                 "UPDATE flights SET status = ?2, ended_at = ?3, reason = ?4, step = ?5 WHERE studyname = ?1",
                 params![name, status.as_str(), now.0, why, report.step as i64],
             )?;
-            let withdrawn = tx.execute("UPDATE prompts SET state = 'withdrawn', answered_at = ?2 WHERE flight = ?1 AND state IN ('pending', 'later')", params![name, now.0])?;
+            let withdrawn = exec(tx, "UPDATE prompts SET state = 'withdrawn', answered_at = ?2 WHERE flight = ?1 AND state IN ('pending', 'later')", params![name, now.0])?;
             add_line(tx, name, now, &Line::new("end", format!("ended {status}: {why}")))?;
             if withdrawn > 0 {
                 let what = format!("withdrew {withdrawn} pending prompt(s) from the message center");
@@ -262,7 +265,11 @@ impl Journal {
     /// An effect's undo begins.
     pub fn undoing(&mut self, id: i64) -> Result<(), Error> {
         self.write("undoing", |tx| {
-            tx.execute("UPDATE effects SET phase = 'undoing' WHERE id = ?1", [id])?;
+            exec(
+                tx,
+                "UPDATE effects SET phase = 'undoing' WHERE id = ?1",
+                [id],
+            )?;
             Ok(())
         })
     }
@@ -284,12 +291,14 @@ impl Journal {
         };
         self.write(what, |tx| {
             if let Some((next, effect)) = successor {
-                tx.execute(
+                exec(
+                    tx,
                     "UPDATE effects SET spec = ?2 WHERE id = ?1",
                     params![next, effect.spec().to_string()],
                 )?;
             }
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE effects SET phase = 'undone', undone_at = ?2 WHERE id = ?1",
                 params![id, now.0],
             )?;
@@ -306,7 +315,8 @@ impl Journal {
     ) -> Result<(), Error> {
         self.write("delete recording", |tx| {
             for t in watch {
-                tx.execute(
+                exec(
+                    tx,
                     "DELETE FROM events WHERE topic = ?1 AND id > ?2 AND at <= ?3",
                     params![t, after, until],
                 )?;
@@ -324,7 +334,8 @@ impl Journal {
         report: Option<&Report>,
     ) -> Result<(), Error> {
         self.write("cleaned up", |tx| {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE flights SET cleaned_up = 1, undo_retry_at = NULL WHERE studyname = ?1",
                 [name],
             )?;
@@ -349,7 +360,8 @@ impl Journal {
         report: Option<&Report>,
     ) -> Result<(), Error> {
         self.write("undo failed", |tx| {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE flights SET undo_tries = ?2, undo_retry_at = ?3 WHERE studyname = ?1",
                 params![name, tries as i64, retry_at.0],
             )?;
@@ -363,7 +375,7 @@ impl Journal {
 }
 
 fn put_node(tx: &Transaction, flight: &str, path: &str, state: &str) -> rusqlite::Result<()> {
-    tx.execute(
+    exec(tx,
         "INSERT INTO nodes (flight, path, state) VALUES (?1, ?2, ?3) ON CONFLICT(flight, path) DO UPDATE SET state = excluded.state",
         params![flight, path, state],
     )?;
@@ -376,7 +388,8 @@ fn queue_report(tx: &Transaction, report: &Report, now: Timestamp) -> rusqlite::
     if let Some(o) = v.as_object_mut() {
         o.remove("seq");
     }
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO outbox (flight, report, created_at) VALUES (?1, ?2, ?3)",
         params![report.flight, v.to_string(), now.0],
     )?;
@@ -401,7 +414,8 @@ pub(super) fn add_timeline(
     what: &str,
     detail: Option<&Value>,
 ) -> rusqlite::Result<()> {
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO timeline (flight, at, kind, what, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![flight, at.0, kind, what, detail.map(|d| d.to_string())],
     )?;
