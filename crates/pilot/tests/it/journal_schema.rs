@@ -58,10 +58,8 @@ fn a_version_1_journal_upgrades_and_its_flight_runs_on() {
     assert_eq!(rig.features(), json!({}), "the v1 effect is undone");
 }
 
-#[test]
-fn the_current_schema_is_frozen() {
-    let dir = tempfile::tempdir().unwrap();
-    let j = Journal::open(dir.path(), Faults::default()).unwrap();
+/// The journal's tables and indexes as a fixture holds them, with its version.
+fn schema_text(j: &Journal) -> String {
     let mut st = j
         .conn()
         .prepare(
@@ -80,10 +78,23 @@ fn the_current_schema_is_frozen() {
         .unwrap()
         .map(|r| r.unwrap().split_whitespace().collect::<Vec<_>>().join(" "))
         .collect();
-    let actual = format!(
+    format!(
         "-- journal version {JOURNAL_VERSION}\n{}\n",
         rows.join("\n")
-    );
+    )
+}
+
+fn pragma(j: &Journal, name: &str) -> i64 {
+    j.conn()
+        .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn the_current_schema_is_frozen() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path(), Faults::default()).unwrap();
+    let actual = schema_text(&j);
     let path = data(&format!("schema-v{JOURNAL_VERSION}.txt"));
     if std::env::var_os("TESTPILOT_BLESS").is_some() {
         std::fs::write(&path, &actual).unwrap();
@@ -94,4 +105,42 @@ fn the_current_schema_is_frozen() {
         "the journal schema changed: that needs a new JOURNAL_VERSION and migration (never edit a shipped one); then rerun with TESTPILOT_BLESS=1 to write the new schema to {}",
         path.display()
     );
+}
+
+/// In-memory journals are copies of one template: each has the file journal's schema,
+/// version and application id, and each is its own database.
+#[test]
+fn in_memory_journals_have_the_schema_and_are_separate() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = Journal::open(dir.path(), Faults::default()).unwrap();
+    let mut a = Journal::in_memory(Faults::default()).unwrap();
+    let mut b = Journal::in_memory(Faults::default()).unwrap();
+    for j in [&a, &b] {
+        assert_eq!(schema_text(j), schema_text(&file));
+        assert_eq!(pragma(j, "user_version"), JOURNAL_VERSION);
+        assert_eq!(pragma(j, "application_id"), pragma(&file, "application_id"));
+    }
+    a.set_meta("who", "a").unwrap();
+    let at = Timestamp(1_780_000_000_000);
+    assert_eq!(a.record_event("t", None, None, at).unwrap(), 1);
+    assert_eq!(b.meta("who").unwrap(), None, "b does not see a's write");
+    assert_eq!(b.record_event("t", None, None, at).unwrap(), 1);
+    b.set_meta("who", "b").unwrap();
+    assert_eq!(a.meta("who").unwrap().as_deref(), Some("a"));
+    // A journal made after others were written to starts empty.
+    let c = Journal::in_memory(Faults::default()).unwrap();
+    assert_eq!(c.meta("who").unwrap(), None);
+    assert_eq!(c.last_event_id().unwrap(), 0);
+}
+
+/// The fault points of an in-memory journal fire like a file journal's, so a simulated
+/// crash stops the write before anything of it lands.
+#[test]
+fn an_in_memory_journal_keeps_its_fault_points() {
+    let faults = Faults::crash_after(2);
+    let mut j = Journal::in_memory(faults.clone()).unwrap();
+    assert_eq!(faults.passed(), 0, "opening passes no fault point");
+    j.set_meta("who", "x").unwrap();
+    assert!(j.set_meta("who", "y").is_err());
+    assert_eq!(j.meta("who").unwrap().as_deref(), Some("x"));
 }
