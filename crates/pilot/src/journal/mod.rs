@@ -13,21 +13,21 @@
 //! (`PRAGMA user_version`, see [`JOURNAL_VERSION`]) and upgraded in place by [`MIGRATIONS`];
 //! a database of another application (`PRAGMA application_id`) is refused, never touched.
 
+mod memory;
 mod recording;
 mod schema;
 mod writes;
 
 pub use recording::{topic_counts, Harvest, NewRecorder, RecordedEvent, RecorderRow};
+use schema::upgrade;
 pub use schema::{APPLICATION_ID, JOURNAL_VERSION, MIGRATIONS};
 use writes::{add_line, add_timeline};
 pub use writes::{Also, Line, NewFlight, NewPrompt};
 
 use crate::effect::Effect;
 use crate::{Error, Faults};
-use rusqlite::backup::Backup;
 use rusqlite::{params, Connection, OptionalExtension, Params, Transaction, TransactionBehavior};
 use serde_json::Value;
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use testpilot_flight::Timestamp;
@@ -135,6 +135,18 @@ pub struct Journal {
     conn: Connection,
     path: PathBuf,
     faults: Faults,
+    /// Made by [`Journal::in_memory`]: its emptied connection serves the next one.
+    in_memory: bool,
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        if self.in_memory {
+            if let Ok(empty) = Connection::open_in_memory() {
+                memory::give_back(std::mem::replace(&mut self.conn, empty));
+            }
+        }
+    }
 }
 
 const FLIGHT_COLS: &str = "studyname, version, spec, arm, status, step, status_line, started_at, ended_at, cleaned_up, reason, undo_tries, undo_retry_at";
@@ -153,11 +165,6 @@ fn ts(v: Option<i64>) -> Option<Timestamp> {
 /// How many prepared statements a journal keeps: more than the distinct statements it runs
 /// (about 70), so none is ever parsed twice on one connection.
 const STATEMENT_CACHE: usize = 128;
-
-thread_local! {
-    /// An in-memory journal at the current version, copied by [`Journal::in_memory`].
-    static TEMPLATE: RefCell<Option<Connection>> = const { RefCell::new(None) };
-}
 
 /// Runs a statement from the connection's cache (parsed once per connection).
 fn exec(c: &Connection, sql: &str, p: impl Params) -> rusqlite::Result<usize> {
@@ -247,6 +254,7 @@ impl Journal {
             conn,
             path: path.to_path_buf(),
             faults,
+            in_memory: false,
         };
         j.upgrade(version)?;
         Ok(j)
@@ -254,55 +262,20 @@ impl Journal {
 
     /// A journal that lives in memory only, for simulations and tests that need no durability.
     ///
-    /// The schema is built once per thread, in a template database that each new journal
-    /// copies (SQLite's backup API): a simulator opens one journal per virtual client, and
-    /// running the migrations for each cost more than the client's own writes.
+    /// A simulator opens one per virtual client, so it is cheap: a copy of a template built
+    /// once per thread, or the emptied connection of a dropped one (`memory`).
     pub fn in_memory(faults: Faults) -> Result<Journal, Error> {
-        let path = PathBuf::from(":memory:");
-        let bad = |e: rusqlite::Error| Error::Journal {
-            path: path.clone(),
-            msg: e.to_string(),
-        };
-        let mut conn = Connection::open_in_memory().map_err(bad)?;
-        TEMPLATE.with(|t| -> Result<(), Error> {
-            let mut t = t.borrow_mut();
-            if t.is_none() {
-                let mut j = Journal {
-                    conn: Connection::open_in_memory().map_err(bad)?,
-                    path: path.clone(),
-                    faults: Faults::default(),
-                };
-                j.upgrade(0)?;
-                *t = Some(j.conn);
-            }
-            let template = t.as_ref().expect("made above");
-            Backup::new(template, &mut conn)
-                .and_then(|b| b.run_to_completion(1024, Duration::ZERO, None))
-                .map_err(bad)
-        })?;
-        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        Ok(Journal { conn, path, faults })
+        let conn = memory::connection()?;
+        Ok(Journal {
+            conn,
+            path: PathBuf::from(memory::PATH),
+            faults,
+            in_memory: true,
+        })
     }
 
     fn upgrade(&mut self, from: i64) -> Result<(), Error> {
-        let path = self.path.clone();
-        for v in from..JOURNAL_VERSION {
-            let tx = Transaction::new(&mut self.conn, TransactionBehavior::Immediate)?;
-            // Another process may have upgraded it meanwhile.
-            let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-            if now > v {
-                continue;
-            }
-            tx.execute_batch(MIGRATIONS[v as usize])
-                .map_err(|e| Error::Journal {
-                    path: path.clone(),
-                    msg: format!("cannot upgrade it from version {v} to {}: {e}", v + 1),
-                })?;
-            tx.pragma_update(None, "application_id", APPLICATION_ID)?;
-            tx.pragma_update(None, "user_version", v + 1)?;
-            tx.commit()?;
-        }
-        Ok(())
+        upgrade(&mut self.conn, &self.path, from)
     }
 
     pub fn path(&self) -> &Path {

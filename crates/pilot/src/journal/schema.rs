@@ -1,6 +1,10 @@
 //! The journal's schema: its version, its application id, and the migrations that build it
 //! (frozen: the fixtures `tests/data/schema-v*.txt` hold each version as shipped).
 
+use crate::Error;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+use std::path::Path;
+
 /// The schema version this pilot writes. Older journals are upgraded on open; newer ones are
 /// refused (they were written by a newer pilot).
 pub const JOURNAL_VERSION: i64 = 5;
@@ -140,3 +144,24 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX recordings_flight ON recordings (flight, seq);
     "#,
 ];
+
+/// Brings the journal on `conn` from version `from` to [`JOURNAL_VERSION`].
+pub(super) fn upgrade(conn: &mut Connection, path: &Path, from: i64) -> Result<(), Error> {
+    for v in from..JOURNAL_VERSION {
+        let tx = Transaction::new(conn, TransactionBehavior::Immediate)?;
+        // Another process may have upgraded it meanwhile.
+        let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if now > v {
+            continue;
+        }
+        tx.execute_batch(MIGRATIONS[v as usize])
+            .map_err(|e| Error::Journal {
+                path: path.to_path_buf(),
+                msg: format!("cannot upgrade it from version {v} to {}: {e}", v + 1),
+            })?;
+        tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+        tx.pragma_update(None, "user_version", v + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

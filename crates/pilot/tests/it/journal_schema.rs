@@ -127,10 +127,33 @@ fn in_memory_journals_have_the_schema_and_are_separate() {
     assert_eq!(b.record_event("t", None, None, at).unwrap(), 1);
     b.set_meta("who", "b").unwrap();
     assert_eq!(a.meta("who").unwrap().as_deref(), Some("a"));
-    // A journal made after others were written to starts empty.
-    let c = Journal::in_memory(Faults::default()).unwrap();
-    assert_eq!(c.meta("who").unwrap(), None);
-    assert_eq!(c.last_event_id().unwrap(), 0);
+    // Dropped journals serve the next ones, emptied: ids start again at 1, the
+    // `AUTOINCREMENT` counters too.
+    a.conn()
+        .execute_batch(
+            "INSERT INTO recordings (flight, version, topic, at) VALUES ('f', 1, 't', 0);",
+        )
+        .unwrap();
+    drop(a);
+    drop(b);
+    for _ in 0..3 {
+        let mut c = Journal::in_memory(Faults::default()).unwrap();
+        assert_eq!(schema_text(&c), schema_text(&file));
+        assert_eq!(pragma(&c, "user_version"), JOURNAL_VERSION);
+        assert_eq!(c.meta("who").unwrap(), None);
+        assert_eq!(c.last_event_id().unwrap(), 0);
+        let rows: i64 = c
+            .conn()
+            .query_row(
+                "SELECT (SELECT count(*) FROM recordings) + (SELECT count(*) FROM sqlite_sequence)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(rows, 0);
+        assert_eq!(c.record_event("t", None, None, at).unwrap(), 1);
+        c.set_meta("who", "c").unwrap();
+    }
 }
 
 /// The fault points of an in-memory journal fire like a file journal's, so a simulated
