@@ -156,7 +156,10 @@ fn send_flight(
         };
         let n = batch.len();
         match judge(answer, n, url) {
-            Verdict::Settled { accepted, duplicates } => {
+            Verdict::Settled {
+                accepted,
+                duplicates,
+            } => {
                 let line = Line::new(
                     "upload",
                     format!(

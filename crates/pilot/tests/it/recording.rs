@@ -490,14 +490,20 @@ fn only_the_towers_own_answers_settle_or_drop_a_batch() {
     {
         answer.store(status, Ordering::SeqCst);
         let out = upload_events_retrying(&mut p, &tower).unwrap();
-        assert_eq!((out.accepted, out.refused, out.failed), (0, 0, 1), "{status}");
+        assert_eq!(
+            (out.accepted, out.refused, out.failed),
+            (0, 0, 1),
+            "{status}"
+        );
         assert_eq!(left(&p, "s"), 1, "{status}: kept");
         assert_eq!(seen.lock().unwrap().len(), i + 1);
         let log = timeline_text(&p, "s");
         assert!(log.contains(why), "{status}: {log}");
     }
     assert_eq!(
-        timeline_text(&p, "s").matches("they are kept and tried again").count(),
+        timeline_text(&p, "s")
+            .matches("they are kept and tried again")
+            .count(),
         6
     );
     // The tower's error, in its shape, drops the batch.
