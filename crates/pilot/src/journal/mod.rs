@@ -618,10 +618,14 @@ impl Journal {
         value: Option<f64>,
         at: Timestamp,
     ) -> Result<i64, Error> {
-        use testpilot_flight::event::{is_topic, MAX_SUBJECT_BYTES, MAX_TOPIC_LENGTH};
-        if !is_topic(topic) {
+        use testpilot_flight::event::MAX_SUBJECT_BYTES;
+        // Any topic an `observe` step may wait for is taken (those are templates, not held to
+        // the event form); a recording only watches topics of the event form (validation), so
+        // what streams to the tower is always one. Bounded and without NUL all the same.
+        if topic.is_empty() || topic.len() > MAX_SUBJECT_BYTES || topic.contains('\0') {
             return Err(Error::Usage(format!(
-                "{topic:?} is not an event topic: use 1 to {MAX_TOPIC_LENGTH} lowercase letters, digits, `.`, `-` and `_`"
+                "{topic:?} is not an event topic: give 1 to {MAX_SUBJECT_BYTES} bytes, without NUL \
+                 (a recording watches only lowercase letters, digits, `.`, `-` and `_`)"
             )));
         }
         if let Some(s) = subject {
