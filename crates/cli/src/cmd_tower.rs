@@ -448,6 +448,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
             max_reports: a.max_reports,
             rate_per_sec: a.report_rate,
             burst: a.report_burst,
+            ..ClientLimits::default()
         },
         index: timing(&a.index_ttl, a.index_max_age)?,
     };

@@ -14,8 +14,8 @@ pub const MAX_SEQ: u64 = 1 << 53;
 pub const MAX_SUBJECT_BYTES: usize = 256;
 /// The longest `topic`, in characters (`a-z`, `0-9`, `.`, `-`, `_`).
 pub const MAX_TOPIC_LENGTH: usize = 64;
-/// The longest `arm` name, in bytes.
-pub const MAX_ARM_BYTES: usize = 128;
+/// The longest `arm` name, in bytes: the flight's own arm-name rule.
+pub const MAX_ARM_BYTES: usize = 64;
 
 /// One recorded event of one flight on one machine.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -130,10 +130,10 @@ fn read_event(r: &mut Reader, v: &Value, path: &JsonPath) -> Option<Event> {
     let arm = match o.map.get("arm") {
         None | Some(Value::Null) => None,
         Some(x) => r.string(x, &path.key("arm")).and_then(|a| {
-            if a.is_empty() || a.len() > MAX_ARM_BYTES {
+            if !crate::validate::is_name(&a, MAX_ARM_BYTES) {
                 r.error(
                     &path.key("arm"),
-                    format!("`arm` must be an arm's name (1 to {MAX_ARM_BYTES} bytes), or null for a flight without arms"),
+                    format!("`arm` must be an arm's name (1 to {MAX_ARM_BYTES} lowercase letters, digits, `.`, `_` and `-`), or null for a flight without arms"),
                 );
                 None
             } else {
@@ -160,6 +160,13 @@ fn read_event(r: &mut Reader, v: &Value, path: &JsonPath) -> Option<Event> {
                         "`subject` is {} bytes; at most {MAX_SUBJECT_BYTES}",
                         s.len()
                     ),
+                );
+                None
+            }
+            Some(s) if s.contains('\0') => {
+                r.error(
+                    &path.key("subject"),
+                    "`subject` must not contain the NUL character (U+0000)",
                 );
                 None
             }
@@ -269,6 +276,11 @@ mod tests {
             (ev(json!({"at": 1_799_143_200_000u64})), "events[0].at"),
             (ev(json!({"at": "yesterday"})), "events[0].at"),
             (ev(json!({"arm": ""})), "events[0].arm"),
+            (ev(json!({"arm": "Has Space"})), "events[0].arm"),
+            (ev(json!({"arm": "a\u{0}"})), "events[0].arm"),
+            (ev(json!({"arm": "x".repeat(65)})), "events[0].arm"),
+            (ev(json!({"subject": "a\u{0}b"})), "events[0].subject"),
+            (ev(json!({"topic": "t\u{0}"})), "events[0].topic"),
             (ev(json!({"flight": "Not A Name"})), "events[0].flight"),
             (ev(json!({"extra": 1})), "events[0].extra"),
         ] {

@@ -182,6 +182,26 @@ fn bounded(r: &mut Reader, x: &Value, path: &JsonPath) -> Option<u64> {
     Some(n)
 }
 
+/// The path of the first string (or object key) in `v` holding a NUL character, which
+/// PostgreSQL's JSON text cannot hold.
+fn nul_at(v: &Value, path: &JsonPath) -> Option<JsonPath> {
+    match v {
+        Value::String(s) if s.contains('\0') => Some(path.clone()),
+        Value::Array(list) => list
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| nul_at(x, &path.index(i))),
+        Value::Object(m) => m.iter().find_map(|(k, x)| {
+            if k.contains('\0') {
+                Some(path.clone())
+            } else {
+                nul_at(x, &path.key(k))
+            }
+        }),
+        _ => None,
+    }
+}
+
 fn read_report(r: &mut Reader, v: &Value, path: &JsonPath) -> Option<Report> {
     let o = r.object(v, path, "a report", REPORT_FIELDS)?;
     let seq = r
@@ -199,7 +219,17 @@ fn read_report(r: &mut Reader, v: &Value, path: &JsonPath) -> Option<Report> {
         .and_then(|x| bounded(r, x, &path.key("version")));
     let arm = match o.map.get("arm") {
         None | Some(Value::Null) => None,
-        Some(x) => r.string(x, &path.key("arm")),
+        Some(x) => r.string(x, &path.key("arm")).and_then(|a| {
+            if a.contains('\0') {
+                r.error(
+                    &path.key("arm"),
+                    "`arm` must not contain the NUL character (U+0000)",
+                );
+                None
+            } else {
+                Some(a)
+            }
+        }),
     };
     let status = r
         .required(&o, "status", "the flight's status")
@@ -231,6 +261,14 @@ fn read_report(r: &mut Reader, v: &Value, path: &JsonPath) -> Option<Report> {
             }
         });
     let detail = o.map.get("detail").filter(|d| !d.is_null()).cloned();
+    if let Some(d) = &detail {
+        if let Some(at) = nul_at(d, &path.key("detail")) {
+            r.error(
+                &at,
+                "text in `detail` must not contain the NUL character (U+0000)",
+            );
+        }
+    }
     Some(Report {
         seq: seq?,
         flight: flight?,
@@ -241,4 +279,41 @@ fn read_report(r: &mut Reader, v: &Value, path: &JsonPath) -> Option<Report> {
         at: at?,
         detail,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn problems(extra: Value) -> Vec<String> {
+        let mut rep = json!({"seq": 1, "flight": "f", "version": 1, "arm": "a",
+                             "status": "running", "step": 0, "at": "2027-01-05T10:00:00Z"});
+        for (k, v) in extra.as_object().unwrap() {
+            rep[k] = v.clone();
+        }
+        let b = json!({"client": "0f8fad5b-d9cb-469f-a165-70867728950e", "reports": [rep]});
+        match ReportBatch::from_json(&b, 10) {
+            Ok(_) => Vec::new(),
+            Err(d) => d.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn nul_in_text_is_refused_with_its_path() {
+        assert!(problems(json!({})).is_empty());
+        assert!(problems(json!({"detail": {"why": ["ok", "fine"]}})).is_empty());
+        for (extra, path) in [
+            (json!({"arm": "a\u{0}"}), "reports[0].arm"),
+            (
+                json!({"detail": {"why": ["ok", "b\u{0}d"]}}),
+                "reports[0].detail.why[1]",
+            ),
+            (json!({"detail": {"k\u{0}": 1}}), "reports[0].detail"),
+            (json!({"detail": "\u{0}"}), "reports[0].detail"),
+        ] {
+            let p = problems(extra.clone());
+            assert!(p.iter().any(|m| m.starts_with(path)), "{extra}: {p:?}");
+        }
+    }
 }

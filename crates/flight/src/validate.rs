@@ -964,6 +964,21 @@ impl V {
             .required(o, "for", "how long to record, like \"7d\"")
             .and_then(|f| self.duration(f, &o.path.key("for")));
         let has_upload = o.map.contains_key("upload");
+        if let (false, Some(w)) = (has_upload, &watch) {
+            // Streamed to the tower: only topics its events endpoint takes (docs/api.md).
+            for (i, t) in w.iter().enumerate() {
+                if !crate::event::is_topic(t) {
+                    self.r.error(
+                        &o.path.key("watch").index(i),
+                        format!(
+                            "{} is not an event topic: a recording streamed to the tower (no `upload`) watches topics of 1 to {} lowercase letters, digits, `.`, `-` and `_`",
+                            quote(t),
+                            crate::event::MAX_TOPIC_LENGTH
+                        ),
+                    );
+                }
+            }
+        }
         let upload = if has_upload {
             self.r
                 .req_string(o, "upload", "the address the recording is sent to (https)")

@@ -2,10 +2,13 @@
 //! docs/api.md "Events"): every `uploadEvery` and at the end of a recording's window, in
 //! batches of one flight, at most [`MAX_BATCH_EVENTS`] events and [`MAX_BATCH_BYTES`].
 //!
-//! An event leaves the journal only once the tower accepted it (2xx) or refused its batch for
-//! good (a 4xx other than 408 and 429: the flight log says why). Network errors, 5xx, 408 and
-//! 429 keep the batch and try again with backoff; a batch sent again carries the same `seq`s,
-//! which the tower counts once. Every request is written to the flight log before it is sent
+//! An event leaves the journal only once the tower accepted it (a 2xx whose body is the
+//! events endpoint's answer, `{"accepted": a, "duplicates": d}` with `a + d` the batch's
+//! size) or refused its batch for good (400, 415 or 422 in the tower's error shape, a JSON
+//! object with `"error"`: the flight log says why). A 413 sends the same events again in
+//! halves. Every other answer and every network error keeps the batch and tries again with
+//! backoff, the flight log saying why; a batch sent again carries the same `seq`s, which the
+//! tower counts once. Every request is written to the flight log before it is sent
 //! (URL and a summary of its body). With an index from a file there is no tower: the events
 //! stay on the machine (bounded by the cap) and the flight log says so once.
 
@@ -111,8 +114,10 @@ fn send_flight(
     let mut sent_any = false;
     // Failures in a row: a batch accepted in this round resets them.
     let mut tries = r.tries;
+    // The most events in one batch: halved each time the tower answers 413.
+    let mut limit = MAX_BATCH_EVENTS;
     loop {
-        let events = pilot.journal.recorded(&r.flight, MAX_BATCH_EVENTS)?;
+        let events = pilot.journal.recorded(&r.flight, limit)?;
         if events.is_empty() {
             if !sent_any {
                 pilot
@@ -150,14 +155,15 @@ fn send_flight(
             Err(e) => Err(e.to_string()),
         };
         let n = batch.len();
-        match answer {
-            Ok(resp) if (200..300).contains(&resp.status) => {
-                let told: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
-                let (acc, dup) = (&told["accepted"], &told["duplicates"]);
+        match judge(answer, n, url) {
+            Verdict::Settled {
+                accepted,
+                duplicates,
+            } => {
                 let line = Line::new(
                     "upload",
                     format!(
-                        "the tower accepted {n} event(s) (seq {first}–{last}): {acc} new, {dup} it already had"
+                        "the tower accepted {n} event(s) (seq {first}–{last}): {accepted} new, {duplicates} it already had"
                     ),
                 );
                 let next = next_upload(r, now);
@@ -167,14 +173,11 @@ fn send_flight(
                 tries = 0;
                 out.accepted += n;
             }
-            Ok(resp) if (400..500).contains(&resp.status) && !matches!(resp.status, 408 | 429) => {
-                let text =
-                    String::from_utf8_lossy(&resp.body[..resp.body.len().min(PEEK)]).into_owned();
+            Verdict::Refused { status, text } => {
                 let line = Line::new(
                     "upload",
                     format!(
-                        "the tower refused {n} event(s) (seq {first}–{last}) with {}: {text}; they are dropped",
-                        resp.status
+                        "the tower refused {n} event(s) (seq {first}–{last}) with {status}: {text}; they are dropped"
                     ),
                 );
                 let next = next_upload(r, now);
@@ -184,11 +187,14 @@ fn send_flight(
                 tries = 0;
                 out.refused += n;
             }
-            other => {
-                let why = match other {
-                    Ok(resp) => format!("{url} answered {}", resp.status),
-                    Err(e) => e,
-                };
+            Verdict::Smaller => {
+                limit = (n / 2).max(1);
+                let what = format!(
+                    "{url} answered 413 (too large) for {n} event(s) (seq {first}–{last}): sending them again in batches of at most {limit}"
+                );
+                pilot.journal.note(&r.flight, now, "upload", &what, None)?;
+            }
+            Verdict::Retry(why) => {
                 let tries = tries + 1;
                 let at = Timestamp(now.0 + backoff_ms(tries));
                 let line = Line::new(
@@ -202,6 +208,57 @@ fn send_flight(
                 return Ok(());
             }
         }
+    }
+}
+
+/// What an answer to a batch of `n` events means for it.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    /// The events endpoint's answer, counting every event: the batch leaves the journal.
+    Settled { accepted: u64, duplicates: u64 },
+    /// Refused for good, in the tower's error shape: the batch is dropped.
+    Refused { status: u16, text: String },
+    /// 413: the same events again, in smaller batches.
+    Smaller,
+    /// Anything else: kept and tried again with backoff, for the reason given.
+    Retry(String),
+}
+
+/// Only the events endpoint's own answers settle a batch: a 2xx whose body is
+/// `{"accepted": a, "duplicates": d}` with `a + d == n` (anything else in between, like a
+/// proxy's page, might not have reached the tower), and a 400, 415 or 422 in the tower's
+/// error shape (a JSON object with `"error"`), which drops the batch. A 413 asks for smaller
+/// batches (a single event too large is kept); every other answer and every network error is
+/// tried again.
+fn judge(answer: Result<crate::net::Response, String>, n: usize, url: &str) -> Verdict {
+    let resp = match answer {
+        Ok(resp) => resp,
+        Err(e) => return Verdict::Retry(e),
+    };
+    let status = resp.status;
+    let text = String::from_utf8_lossy(&resp.body[..resp.body.len().min(PEEK)]).into_owned();
+    let body: Option<Value> = serde_json::from_slice(&resp.body).ok();
+    match status {
+        200..=299 => {
+            let count = |k: &str| body.as_ref().and_then(|b| b.get(k)).and_then(Value::as_u64);
+            match (count("accepted"), count("duplicates")) {
+                (Some(a), Some(d)) if a.checked_add(d) == Some(n as u64) => Verdict::Settled {
+                    accepted: a,
+                    duplicates: d,
+                },
+                _ => Verdict::Retry(format!(
+                    "{url} answered {status}, but not with the events endpoint's answer ({{\"accepted\": a, \"duplicates\": d}} adding up to {n}): {text}"
+                )),
+            }
+        }
+        400 | 415 | 422 if body.as_ref().is_some_and(|b| b.get("error").is_some()) => {
+            Verdict::Refused { status, text }
+        }
+        400 | 415 | 422 => Verdict::Retry(format!(
+            "{url} answered {status}, but not with the tower's error (a JSON object with \"error\"): {text}"
+        )),
+        413 if n > 1 => Verdict::Smaller,
+        _ => Verdict::Retry(format!("{url} answered {status}")),
     }
 }
 

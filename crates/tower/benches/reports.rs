@@ -47,6 +47,7 @@ async fn run(engine: Engine, seconds: u64, batch: u64, clients: usize) {
         max_reports: batch as usize,
         max_body_bytes: 16 << 20,
         burst: 1.0,
+        ..ClientLimits::default()
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let tower = testpilot_tower::start(config, clock.clone())

@@ -34,21 +34,43 @@ pub async fn push(s: &AppState, actor: &Actor, flight: &Flight) -> Result<Outcom
 /// it. Not valid: [`Error::Invalid`] with every problem and its path, nothing stored.
 pub async fn push_document(s: &AppState, actor: &Actor, doc: &Value) -> Result<Outcome> {
     permit(actor, Action::Push)?;
+    // Validating (and expanding) a document of up to the body limit is CPU work: it runs off
+    // the async workers, so one large push does not stall every other request.
+    let owned = doc.clone();
+    let checked = tokio::task::spawn_blocking(move || check_document(&owned))
+        .await
+        .map_err(|e| Error::Internal(format!("validating the document failed: {e}")))??;
+    let out = match checked {
+        Checked::Copilot(flight) => {
+            s.store
+                .push_revision(actor, &flight, Some(doc), s.clock.now())
+                .await?
+        }
+        Checked::Flight(flight) => s.store.push(actor, &flight, s.clock.now()).await?,
+    };
+    done(s, out).await
+}
+
+/// A pushed document, validated: a copilot document's expansion, or a flight.
+enum Checked {
+    Copilot(Box<Flight>),
+    Flight(Box<Flight>),
+}
+
+/// Validates what an author pushed: every problem with its path, or the flight to store.
+fn check_document(doc: &Value) -> Result<Checked> {
     let not_valid = |what: &str, problems: Diagnostics| Error::Invalid {
         message: format!("the {what} is not valid ({} problems)", problems.len()),
         problems,
     };
-    let out = if copilot::is_copilot(doc) {
+    if copilot::is_copilot(doc) {
         let (_, flight) =
             copilot::expand_json(doc).map_err(|d| not_valid("copilot document", d))?;
-        s.store
-            .push_revision(actor, &flight, Some(doc), s.clock.now())
-            .await?
+        Ok(Checked::Copilot(Box::new(flight)))
     } else {
         let flight = Flight::from_json(doc).map_err(|d| not_valid("flight", d))?;
-        s.store.push(actor, &flight, s.clock.now()).await?
-    };
-    done(s, out).await
+        Ok(Checked::Flight(Box::new(flight)))
+    }
 }
 
 /// Sends the newest revision (a draft) for review. `version`, when given, must be the

@@ -35,16 +35,27 @@ impl Format {
 /// The CSV header line.
 pub const CSV_HEADER: &str = "client,seq,version,arm,topic,subject,value,at,received\r\n";
 
-/// A text as one CSV field: prefixed with `'` when a spreadsheet would take it for a
-/// formula (it starts with `=`, `+`, `-` or `@`), and quoted (quotes doubled) when it holds
-/// a comma, a quote or a line break.
+/// Characters that make a spreadsheet take a cell for a formula when they start it.
+const FORMULA_START: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+/// Characters after which a spreadsheet may start a new cell: the separators of every locale
+/// (`,` or `;`), tab, and line breaks.
+const CELL_BREAK: [char; 5] = [',', ';', '\t', '\n', '\r'];
+
+/// A text as one CSV field: a `'` is put before every formula character (`=`, `+`, `-`, `@`,
+/// tab, CR) that starts the text or follows a separator of any locale (`,` `;` tab, line
+/// break), so that no cell a spreadsheet makes of it is a formula; and quoted (quotes
+/// doubled) when it holds a comma, a semicolon, a quote, a tab or a line break.
 pub fn csv_text(s: &str) -> String {
-    let guarded = if s.starts_with(['=', '+', '-', '@']) {
-        format!("'{s}")
-    } else {
-        s.to_string()
-    };
-    if guarded.contains([',', '"', '\n', '\r']) {
+    let mut guarded = String::with_capacity(s.len() + 2);
+    let mut at_start = true;
+    for c in s.chars() {
+        if at_start && FORMULA_START.contains(&c) {
+            guarded.push('\'');
+        }
+        guarded.push(c);
+        at_start = CELL_BREAK.contains(&c);
+    }
+    if guarded.contains([',', ';', '"', '\t', '\n', '\r']) {
         format!("\"{}\"", guarded.replace('"', "\"\""))
     } else {
         guarded
@@ -166,6 +177,15 @@ mod tests {
             csv_text("=HYPERLINK(\"x\",\"y\")"),
             "\"'=HYPERLINK(\"\"x\"\",\"\"y\"\")\""
         );
+        // Tab and CR start formulas too; so does a cell a `;` locale splits off.
+        assert_eq!(csv_text("\tx"), "\"'\tx\"");
+        assert_eq!(csv_text("\t=1"), "\"'\t'=1\"", "a tab also splits cells");
+        assert_eq!(csv_text("\rx"), "\"'\rx\"");
+        assert_eq!(csv_text("a;=1+2"), "\"a;'=1+2\"");
+        assert_eq!(csv_text("a;b"), "\"a;b\"");
+        assert_eq!(csv_text("x,@y"), "\"x,'@y\"");
+        assert_eq!(csv_text("x\n-1"), "\"x\n'-1\"");
+        assert_eq!(csv_text("a-b=c"), "a-b=c", "only at a cell's start");
         assert_eq!(number(1e300), "1e+300");
         assert_eq!(number(-2.5), "-2.5");
     }

@@ -75,6 +75,20 @@ fn observed_values_are_recorded_and_the_log_shows_each_event() {
             "{bad}: {err}"
         );
     }
+    // What the tower's events endpoint would refuse is refused here, with why.
+    let long = "s".repeat(257);
+    for (args, why) in [
+        (vec![""], "\"\" is not an event topic"),
+        (vec!["searched", long.as_str()], "257 bytes, more than 256"),
+    ] {
+        let mut all = vec!["pilot", "observe"];
+        all.extend(args.iter().copied());
+        all.extend(["--profile", p]);
+        let out = tp(&all);
+        assert!(!out.status.success(), "{args:?} was taken");
+        let err = stderr(&out);
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
     assert!(tp(&["pilot", "observe", "other", "--profile", p])
         .status
         .success());

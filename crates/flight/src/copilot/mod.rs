@@ -18,6 +18,10 @@
 mod expand;
 mod read;
 
+pub use read::{
+    MAX_ARMS, MAX_EXPANDED_BYTES, MAX_SURVEY_TEXT_CHARS, MAX_SURVEY_TITLE_CHARS, MAX_WATCH,
+};
+
 use crate::spec::Filter;
 use crate::time::{Dateish, DurationSpec};
 use crate::{Diagnostics, Flight};
@@ -64,11 +68,11 @@ pub struct Copilot {
     /// The share of people who pass the filter that take part, in (0, 1]; default 1.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sample: Option<f64>,
-    /// The arms; the first is the control.
-    #[schemars(length(min = 1))]
+    /// The arms; the first is the control. At most 32.
+    #[schemars(length(min = 1, max = 32))]
     pub arms: Vec<CopilotArm>,
-    /// The event topics recorded: `[a-z0-9][a-z0-9._-]{0,63}`, each once.
-    #[schemars(length(min = 1))]
+    /// The event topics recorded: `[a-z0-9][a-z0-9._-]{0,63}`, each once. At most 64.
+    #[schemars(length(min = 1, max = 64))]
     pub watch: Vec<String>,
     /// How long each person's recording lasts.
     pub duration: DurationSpec,
@@ -123,9 +127,11 @@ impl Surveys {
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Survey {
-    /// Template.
+    /// Template; at most 200 characters.
+    #[schemars(length(max = 200))]
     pub title: String,
-    /// Template.
+    /// Template; at most 4000 characters.
+    #[schemars(length(max = 4000))]
     pub text: String,
     /// The survey's address: an https URL template.
     #[schemars(regex(pattern = r"^https://"))]

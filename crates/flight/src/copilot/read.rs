@@ -37,6 +37,18 @@ const MAX_RATIO: u64 = 1_000_000;
 /// The longest topic name, as the events endpoint takes it.
 const MAX_TOPIC: usize = 64;
 
+/// The most arms a study may have: each arm is a copy of the plan in the expanded flight.
+pub const MAX_ARMS: usize = 32;
+/// The most topics a study may watch.
+pub const MAX_WATCH: usize = 64;
+/// The longest survey title, in characters.
+pub const MAX_SURVEY_TITLE_CHARS: usize = 200;
+/// The longest survey text, in characters.
+pub const MAX_SURVEY_TEXT_CHARS: usize = 4000;
+/// The largest expanded flight, in bytes of JSON (estimated before expanding: every arm
+/// repeats the surveys and the watch list).
+pub const MAX_EXPANDED_BYTES: usize = 1 << 20;
+
 pub(super) fn read(v: &Value) -> Result<Copilot, Diagnostics> {
     let mut r = Reader::default();
     let doc = document(&mut r, v);
@@ -152,6 +164,17 @@ fn document(r: &mut Reader, v: &Value) -> Option<Copilot> {
             }
         },
     };
+    if let (Some(a), Some(w), Some(s)) = (&arms, &watch, &surveys) {
+        let size = expanded_size(a, w, s);
+        if size > MAX_EXPANDED_BYTES {
+            r.error(
+                &root.key("arms"),
+                format!(
+                    "the expanded flight would be about {size} bytes, more than {MAX_EXPANDED_BYTES}: every arm repeats the surveys and the watch list, so use fewer arms or shorter surveys"
+                ),
+            );
+        }
+    }
     Some(Copilot {
         copilot: copilot?,
         studyname: studyname?,
@@ -167,6 +190,23 @@ fn document(r: &mut Reader, v: &Value) -> Option<Copilot> {
         surveys: surveys?,
         end_by: end_by?,
     })
+}
+
+/// An estimate of the expanded flight's size, from above: every arm carries its own
+/// features, a copy of the surveys and of the watch list, and room for its fixed fields.
+/// Computed from the document's parts, without building the flight.
+fn expanded_size(arms: &[CopilotArm], watch: &[String], surveys: &Surveys) -> usize {
+    const FIXED: usize = 512;
+    let shared = json_len(surveys)
+        .saturating_add(json_len(&watch))
+        .saturating_add(FIXED);
+    arms.iter()
+        .map(|a| shared.saturating_add(json_len(a)))
+        .fold(FIXED, usize::saturating_add)
+}
+
+fn json_len<T: serde::Serialize + ?Sized>(x: &T) -> usize {
+    serde_json::to_vec(x).map_or(usize::MAX, |v| v.len())
 }
 
 /// How a duration reads in a message: as written, or in milliseconds.
@@ -225,6 +265,16 @@ fn arms(r: &mut Reader, v: &Value, path: &JsonPath) -> Option<Vec<CopilotArm>> {
         r.error(
             path,
             "`arms` is empty: list at least the control, like [{\"name\": \"control\", \"features\": {}}]",
+        );
+        return None;
+    }
+    if items.len() > MAX_ARMS {
+        r.error(
+            path,
+            format!(
+                "{} arms is too many: a study has at most {MAX_ARMS} (each arm is a group of people to compare)",
+                items.len()
+            ),
         );
         return None;
     }
@@ -351,6 +401,16 @@ fn watch(r: &mut Reader, v: &Value, path: &JsonPath) -> Option<Vec<String>> {
         );
         return None;
     }
+    if items.len() > MAX_WATCH {
+        r.error(
+            path,
+            format!(
+                "{} topics is too many: a study watches at most {MAX_WATCH}",
+                items.len()
+            ),
+        );
+        return None;
+    }
     let mut out = Vec::with_capacity(items.len());
     let mut seen = BTreeSet::new();
     for (i, item) in items.iter().enumerate() {
@@ -405,6 +465,7 @@ fn survey(r: &mut Reader, v: &Value, path: &JsonPath) -> Option<Survey> {
         "the survey's title, shown in the message center",
     );
     if let Some(t) = &title {
+        check_length(r, t, &path.key("title"), MAX_SURVEY_TITLE_CHARS);
         check_template(r, t, &path.key("title"));
     }
     let text = nonempty(
@@ -414,6 +475,7 @@ fn survey(r: &mut Reader, v: &Value, path: &JsonPath) -> Option<Survey> {
         "a sentence that says what the survey asks and how long it takes",
     );
     if let Some(t) = &text {
+        check_length(r, t, &path.key("text"), MAX_SURVEY_TEXT_CHARS);
         check_template(r, t, &path.key("text"));
     }
     let url = r.req_string(
@@ -437,6 +499,17 @@ fn survey(r: &mut Reader, v: &Value, path: &JsonPath) -> Option<Survey> {
         url: url?,
         expires: expires?,
     })
+}
+
+/// A survey's title or text is at most `max` characters: it is shown in a message center.
+fn check_length(r: &mut Reader, text: &str, path: &JsonPath, max: usize) {
+    let n = text.chars().count();
+    if n > max {
+        r.error(
+            path,
+            format!("{n} characters is too long: at most {max}; say it in fewer words"),
+        );
+    }
 }
 
 /// A survey's texts are templates of the expanded flight: a copilot document has no

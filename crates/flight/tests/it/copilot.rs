@@ -211,6 +211,9 @@ fn schema_refuses_field_level_mistakes() {
         "surveys-shapes",
         "surveys-not-object",
         "header",
+        "arms-too-many",
+        "watch-too-many",
+        "surveys-too-long",
     ] {
         let v = read_json(&copilot_dir().join("bad").join(format!("{name}.json")));
         assert!(

@@ -625,8 +625,10 @@ impl Journal {
 
     // ---- events ----
 
-    /// Records an observed event (`testpilot pilot observe`, or the application). A `value`
-    /// must be finite.
+    /// Records an observed event (`testpilot pilot observe`, or the application). The event
+    /// must be one the tower's events endpoint takes (docs/api.md "Events"), or one bad event
+    /// would have its whole batch refused: the topic of the event topic form, the subject at
+    /// most 256 bytes without NUL, a `value` finite.
     pub fn record_event(
         &mut self,
         topic: &str,
@@ -634,6 +636,29 @@ impl Journal {
         value: Option<f64>,
         at: Timestamp,
     ) -> Result<i64, Error> {
+        use testpilot_flight::event::MAX_SUBJECT_BYTES;
+        // Any topic an `observe` step may wait for is taken (those are templates, not held to
+        // the event form); a recording only watches topics of the event form (validation), so
+        // what streams to the tower is always one. Bounded and without NUL all the same.
+        if topic.is_empty() || topic.len() > MAX_SUBJECT_BYTES || topic.contains('\0') {
+            return Err(Error::Usage(format!(
+                "{topic:?} is not an event topic: give 1 to {MAX_SUBJECT_BYTES} bytes, without NUL \
+                 (a recording watches only lowercase letters, digits, `.`, `-` and `_`)"
+            )));
+        }
+        if let Some(s) = subject {
+            if s.len() > MAX_SUBJECT_BYTES {
+                return Err(Error::Usage(format!(
+                    "an event's subject is {} bytes, more than {MAX_SUBJECT_BYTES}: shorten it",
+                    s.len()
+                )));
+            }
+            if s.contains('\0') {
+                return Err(Error::Usage(
+                    "an event's subject must not contain a NUL character".into(),
+                ));
+            }
+        }
         if let Some(v) = value.filter(|v| !v.is_finite()) {
             return Err(Error::Usage(format!(
                 "an event's value must be a finite number, not {v}"

@@ -51,6 +51,33 @@ fn a_version_1_journal_upgrades_and_its_flight_runs_on() {
         .unwrap_err()
         .to_string()
         .contains("finite number"));
+    // Only what the tower's events endpoint takes is recorded: one bad event would have its
+    // whole batch refused.
+    let mut refused = |topic: &str, subject: Option<&str>| {
+        p.journal
+            .record_event(topic, subject, None, rig.now())
+            .unwrap_err()
+            .to_string()
+    };
+    let long = "x".repeat(257);
+    assert!(refused("thaw", Some(&long)).contains("257 bytes, more than 256"));
+    assert!(refused("thaw", Some("a\0b")).contains("NUL"));
+    for topic in ["", &"t".repeat(257), "thaw\0"] {
+        assert!(
+            refused(topic, None).contains("is not an event topic"),
+            "{topic:?}"
+        );
+    }
+    // An `observe` step may wait for any topic; only recordings keep to the event form.
+    assert!(p
+        .journal
+        .record_event("Page Opened", None, None, rig.now())
+        .is_ok());
+    let at_most = "x".repeat(256);
+    assert!(p
+        .journal
+        .record_event("thaw", Some(&at_most), None, rig.now())
+        .is_ok());
     rig.clock.set(Timestamp(1_780_000_000_000 + 86_400_000));
     drive(&rig, &mut p, Say::Ok, &[]).unwrap();
     assert_eq!(status(&p, "frozen"), "completed");

@@ -128,7 +128,9 @@ fn the_cap_stops_recording_with_one_line() {
 }
 
 /// A tower over real HTTP whose answer to events is set by `status` (200 answers like the
-/// contract; 422 with an error body).
+/// contract; 422 with an error body; 201 is a 200 that is not the events endpoint's answer,
+/// 202 a 200 that counts one event short; 413 refuses batches of more than 250 events and
+/// accepts the rest; anything else answers with that status and a body that is not JSON).
 fn tower(status: Arc<AtomicU16>) -> (String, Arc<std::sync::Mutex<Vec<Seen>>>) {
     let handler: Arc<Handler> = Arc::new(move |r: &Seen| {
         if r.path != "/api/v1/events" {
@@ -147,6 +149,18 @@ fn tower(status: Arc<AtomicU16>) -> (String, Arc<std::sync::Mutex<Vec<Seen>>>) {
                 422,
                 vec![],
                 br#"{"error": "flight not live", "problems": [{"path": "events[0].flight", "message": "no such flight"}]}"#.to_vec(),
+            ),
+            201 => (200, vec![], b"<html>welcome to the hotel wifi</html>".to_vec()),
+            202 => (
+                200,
+                vec![],
+                json!({"accepted": n - 1, "duplicates": 0}).to_string().into_bytes(),
+            ),
+            413 if n > 250 => (413, vec![], b"too large".to_vec()),
+            413 => (
+                200,
+                vec![],
+                json!({"accepted": n, "duplicates": 0}).to_string().into_bytes(),
             ),
             s => (s, vec![], b"oops".to_vec()),
         }
@@ -445,4 +459,87 @@ fn an_unreachable_tower_408_and_429_keep_the_events_for_later() {
     assert_eq!(left(&p, "s"), 1);
     assert_eq!(upload_events_retrying(&mut p, &tower).unwrap().accepted, 1);
     assert_eq!(left(&p, "s"), 0);
+}
+
+/// Only the events endpoint's answer settles a batch and only the tower's error drops it:
+/// a 2xx with another body, a 2xx that counts short, and a 400 or 404 that is not the
+/// tower's error keep the events, and the flight log says why.
+#[test]
+fn only_the_towers_own_answers_settle_or_drop_a_batch() {
+    let rig = Rig::new();
+    let answer = Arc::new(AtomicU16::new(201));
+    let (base, seen) = tower(answer.clone());
+    let tower = TowerSource::parse(&base).unwrap();
+    let mut p = http_pilot(&rig);
+    p.apply_index(&[study("s", &["a"], "1h", "10m")], 1)
+        .unwrap();
+    p.tick().unwrap();
+    rig.clock.set(at(1));
+    observe(&rig, "a", None, None);
+    rig.clock.set(at(10));
+    for (i, (status, why)) in [
+        (201, "but not with the events endpoint's answer"),
+        (202, "adding up to 1"),
+        (400, "answered 400, but not with the tower's error"),
+        (415, "answered 415, but not with the tower's error"),
+        (404, "answered 404"),
+        (503, "answered 503"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        answer.store(status, Ordering::SeqCst);
+        let out = upload_events_retrying(&mut p, &tower).unwrap();
+        assert_eq!(
+            (out.accepted, out.refused, out.failed),
+            (0, 0, 1),
+            "{status}"
+        );
+        assert_eq!(left(&p, "s"), 1, "{status}: kept");
+        assert_eq!(seen.lock().unwrap().len(), i + 1);
+        let log = timeline_text(&p, "s");
+        assert!(log.contains(why), "{status}: {log}");
+    }
+    assert_eq!(
+        timeline_text(&p, "s")
+            .matches("they are kept and tried again")
+            .count(),
+        6
+    );
+    // The tower's error, in its shape, drops the batch.
+    answer.store(422, Ordering::SeqCst);
+    let out = upload_events_retrying(&mut p, &tower).unwrap();
+    assert_eq!(out.refused, 1);
+    assert_eq!(left(&p, "s"), 0);
+}
+
+/// A 413 sends the same events again in halves, in the same round, until they fit.
+#[test]
+fn a_413_halves_the_batch() {
+    let rig = Rig::new();
+    let answer = Arc::new(AtomicU16::new(413));
+    let (base, seen) = tower(answer.clone());
+    let tower = TowerSource::parse(&base).unwrap();
+    let mut p = http_pilot(&rig);
+    p.apply_index(&[study("s", &["a"], "1h", "10m")], 1)
+        .unwrap();
+    p.tick().unwrap();
+    rig.clock.set(at(1));
+    {
+        let mut j = Journal::open(&rig.profile, Faults::default()).unwrap();
+        for _ in 0..1_000 {
+            j.record_event("a", None, None, rig.now()).unwrap();
+        }
+    }
+    rig.clock.set(at(10));
+    let out = upload_events(&mut p, &tower).unwrap();
+    assert_eq!((out.accepted, out.failed), (1_000, 0));
+    assert_eq!(left(&p, "s"), 0);
+    let sizes: Vec<usize> = seen.lock().unwrap().iter().map(|s| seqs(s).len()).collect();
+    assert_eq!(sizes, [1_000, 500, 250, 250, 250, 250]);
+    let sent: Vec<i64> = seen.lock().unwrap()[2..].iter().flat_map(seqs).collect();
+    assert_eq!(sent, (1..=1_000).collect::<Vec<i64>>());
+    let log = timeline_text(&p, "s");
+    assert!(log.contains("answered 413 (too large) for 1000 event(s) (seq 1–1000): sending them again in batches of at most 500"), "{log}");
+    assert!(log.contains("in batches of at most 250"), "{log}");
 }

@@ -29,7 +29,7 @@ fn peer(req: &Request) -> IpAddr {
         (status = 400, description = "Not JSON", body = ErrorBody),
         (status = 413, description = "Body too large (over 1 MiB)", body = ErrorBody),
         (status = 415, description = "The body is not declared `Content-Type: application/json`", body = ErrorBody),
-        (status = 422, description = "Not a valid batch (over 1,000 events, a bad field), or a batch with events on flights that take none (`events[i].flight` names each); every problem with its path. Nothing of the batch is stored", body = ErrorBody),
+        (status = 422, description = "Not a valid batch (over 1,000 events, a bad field), or a batch with events the tower does not take: on flights that take none (`events[i].flight`), on arms or topics not of the flight (`events[i].arm`, `events[i].topic`), dated more than a day ahead (`events[i].at`), or past the client's 100,000 events on a flight (`events[i]`); every problem with its path. Nothing of the batch is stored", body = ErrorBody),
         (status = 429, description = "Too many requests from this address; see Retry-After", body = ErrorBody),
     ))]
 pub(super) async fn post_events(

@@ -54,6 +54,8 @@ pub struct ClientLimits {
     pub rate_per_sec: f64,
     /// Requests a client address may send at once before the rate applies.
     pub burst: f64,
+    /// The most events one client may store on one flight.
+    pub max_events_per_client: u64,
 }
 
 impl Default for ClientLimits {
@@ -63,6 +65,7 @@ impl Default for ClientLimits {
             max_reports: 1000,
             rate_per_sec: 20.0,
             burst: 60.0,
+            max_events_per_client: crate::ingest_events::MAX_EVENTS_PER_CLIENT,
         }
     }
 }
@@ -140,7 +143,13 @@ impl AppState {
                 max_group: 20_000,
             },
         );
-        let events = EventIngest::start(store.clone(), clock.clone(), writers, 20_000);
+        let events = EventIngest::start(
+            store.clone(),
+            clock.clone(),
+            writers,
+            20_000,
+            config.limits.max_events_per_client,
+        );
         Ok(AppState(Arc::new(Shared {
             store,
             index,

@@ -366,7 +366,7 @@ pub fn flight(
                     div { (progress(d, p)) }
                 }
             }
-            (super::results::section(results))
+            (super::results::section(results, now))
             section #spec {
                 h2 { "Spec of v" (to) " " @if let Some(r) = shown { (rev_badge(r.state)) } }
                 @if let Some(r) = shown { (copilot_source(r)) (spec_of(r)) }

@@ -12,6 +12,7 @@ use super::charts::{self, at, n};
 use crate::results::{ArmResults, DayCount, Difference, Results, TopicResults, NO_ARM};
 use maud::{html, Markup};
 use std::collections::BTreeMap;
+use testpilot_flight::Timestamp;
 
 /// How many arm colours the stylesheet has (`arm-0` … `arm-5`); more arms reuse them.
 const ARM_COLOURS: usize = 6;
@@ -443,10 +444,14 @@ fn difference_marks(t: &TopicResults) -> Vec<Mark<'_>> {
 // ---------------------------------------------------------------- events per day
 
 /// The days from the first to the last with events, gaps filled with zeros (at most the
-/// latest [`MAX_DAYS`]), and per day the events of each arm in `arms`' order.
-pub fn per_day(days: &[DayCount], arms: &[String]) -> Vec<(String, Vec<u64>)> {
+/// latest [`MAX_DAYS`]), and per day the events of each arm in `arms`' order. The chart
+/// ends at `now`'s day at the latest: days after it (a pilot's clock far ahead) are not
+/// drawn, so they cannot push the real days out.
+pub fn per_day(days: &[DayCount], arms: &[String], now: Timestamp) -> Vec<(String, Vec<u64>)> {
+    let today = now.to_rfc3339();
+    let today = today.get(..10).unwrap_or(&today);
     let mut by_day: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
-    for d in days {
+    for d in days.iter().filter(|d| d.day.as_str() <= today) {
         if let Some(k) = arms.iter().position(|a| *a == d.arm) {
             by_day.entry(&d.day).or_insert_with(|| vec![0; arms.len()])[k] += d.events;
         }
@@ -486,8 +491,8 @@ pub fn per_day(days: &[DayCount], arms: &[String]) -> Vec<(String, Vec<u64>)> {
     out
 }
 
-fn daily(t: &TopicResults, arms: &[String]) -> Markup {
-    let days = per_day(&t.days, arms);
+fn daily(t: &TopicResults, arms: &[String], now: Timestamp) -> Markup {
+    let days = per_day(&t.days, arms, now);
     let max = days
         .iter()
         .flat_map(|(_, c)| c.iter().copied())
@@ -599,7 +604,7 @@ fn table(t: &TopicResults) -> Markup {
     }
 }
 
-fn topic(t: &TopicResults, arms: &[String]) -> Markup {
+fn topic(t: &TopicResults, arms: &[String], now: Timestamp) -> Markup {
     let control = t.arms.first().map(|a| a.arm.as_str()).unwrap_or(NO_ARM);
     html! {
         article.topic data-topic=(t.topic) {
@@ -615,14 +620,15 @@ fn topic(t: &TopicResults, arms: &[String]) -> Markup {
                 (intervals(&format!("Events per client: difference from {control}, and 95% interval"), &difference_marks(t), true))
             }
             (table(t))
-            (daily(t, arms))
+            (daily(t, arms, now))
         }
     }
 }
 
 /// The results section of a flight's page; nothing when there are no results to show or
 /// the flight records no topics (it has no `instrument` step that streams to the tower).
-pub fn section(r: Option<&Results>) -> Markup {
+/// `now` is the tower's clock: the daily charts end at its day.
+pub fn section(r: Option<&Results>, now: Timestamp) -> Markup {
     let Some(r) = r.filter(|r| !r.topics.is_empty()) else {
         return html! {};
     };
@@ -643,7 +649,7 @@ pub fn section(r: Option<&Results>) -> Markup {
                 " · "
                 a #export-jsonl href={(base) "/events.jsonl"} download { "events.jsonl" }
             }
-            @for t in &r.topics { (topic(t, &r.arms)) }
+            @for t in &r.topics { (topic(t, &r.arms, now)) }
         }
     }
 }
@@ -653,6 +659,9 @@ mod tests {
     use super::*;
     use crate::dashboard::fixtures;
     use crate::results::{Mean, Share, VsControl};
+
+    /// 2027-01-10T12:00:00Z.
+    const NOW: i64 = 1_799_582_400_000;
 
     fn diff(diff: f64, low: f64, high: f64, p: f64) -> Difference {
         Difference {
@@ -802,7 +811,7 @@ mod tests {
     #[test]
     fn the_fixture_results_render() {
         let r = fixtures::results("newtab");
-        let html = section(Some(&r)).into_string();
+        let html = section(Some(&r), Timestamp(NOW)).into_string();
         check_svg(&html);
         assert!(html.contains("id=\"results\""));
         assert!(html.contains("href=\"/ui/flights/newtab/events.csv\""));
@@ -812,7 +821,7 @@ mod tests {
         assert!(html.contains("not enough data yet"));
         // One circle per arm and topic with a mean, in the arm's colour.
         assert!(html.contains("class=\"mean arm-1\""));
-        assert_eq!(section(None).into_string(), "");
+        assert_eq!(section(None, Timestamp(NOW)).into_string(), "");
     }
 
     #[test]
@@ -857,7 +866,7 @@ mod tests {
             arms: vec!["a".into(), "b".into(), "c".into()],
             topics: vec![t],
         };
-        let html = section(Some(&r)).into_string();
+        let html = section(Some(&r), Timestamp(NOW)).into_string();
         check_svg(&html);
         assert!(html.contains("not enough data yet"));
         // A flight that records no topics has no section.
@@ -866,7 +875,7 @@ mod tests {
             arms: vec![NO_ARM.into()],
             topics: vec![],
         };
-        assert_eq!(section(Some(&empty)).into_string(), "");
+        assert_eq!(section(Some(&empty), Timestamp(NOW)).into_string(), "");
     }
 
     #[test]
@@ -884,6 +893,7 @@ mod tests {
                 d("2027-01-05", "b", 1),
             ],
             &arms,
+            Timestamp(NOW),
         );
         assert_eq!(
             got,
@@ -894,9 +904,22 @@ mod tests {
                 ("2027-01-08".to_string(), vec![0, 2]),
             ]
         );
-        let long = per_day(&[d("2020-01-01", "a", 1), d("2027-01-01", "a", 1)], &arms);
+        let long = per_day(
+            &[d("2020-01-01", "a", 1), d("2027-01-01", "a", 1)],
+            &arms,
+            Timestamp(NOW),
+        );
         assert_eq!(long.len(), MAX_DAYS);
         assert_eq!(long.last().unwrap().0, "2027-01-01");
-        assert!(per_day(&[], &arms).is_empty());
+        assert!(per_day(&[], &arms, Timestamp(NOW)).is_empty());
+        // A day far after the tower's today is not drawn and pushes nothing out.
+        let ahead = per_day(
+            &[d("2027-01-05", "a", 3), d("9999-12-31", "b", 7)],
+            &arms,
+            Timestamp(NOW),
+        );
+        assert_eq!(ahead, vec![("2027-01-05".to_string(), vec![3, 0])]);
+        let today = per_day(&[d("2027-01-10", "a", 1)], &arms, Timestamp(NOW));
+        assert_eq!(today.len(), 1, "today's events are drawn");
     }
 }

@@ -14,6 +14,10 @@ use super::model::*;
 use crate::store::{day_label, Rollups, NO_ARM_COLUMN};
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 
+/// The most arms, and the most topics, shown beyond the flight's own (from events stored
+/// before the tower refused arms and topics not of the flight): the first in name order.
+pub const MAX_EXTRA: usize = 32;
+
 /// One arm's numbers for one topic.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Sample {
@@ -198,7 +202,7 @@ pub fn compute(studyname: &str, arms: &[String], watched: &[String], r: &Rollups
     let mut extra: Vec<&String> = seen.filter(|a| !columns.contains(a)).collect();
     extra.sort();
     extra.dedup();
-    columns.extend(extra.into_iter().cloned());
+    columns.extend(extra.into_iter().take(MAX_EXTRA).cloned());
     let shown = |c: &str| {
         if c == NO_ARM_COLUMN {
             NO_ARM.to_string()
@@ -215,7 +219,7 @@ pub fn compute(studyname: &str, arms: &[String], watched: &[String], r: &Rollups
         .collect();
     more.sort();
     more.dedup();
-    topics.extend(more.into_iter().cloned());
+    topics.extend(more.into_iter().take(MAX_EXTRA).cloned());
 
     let topics = topics
         .iter()
@@ -269,5 +273,35 @@ pub fn compute(studyname: &str, arms: &[String], watched: &[String], r: &Rollups
         studyname: studyname.to_string(),
         arms: columns.iter().map(|c| shown(c)).collect(),
         topics,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ArmRollup;
+
+    #[test]
+    fn arms_and_topics_not_of_the_flight_are_capped() {
+        let mut r = Rollups::default();
+        for i in 0..100 {
+            let one = ArmRollup {
+                events: 1,
+                clients_with_event: 1,
+                sum_sq: 1,
+            };
+            r.arms
+                .insert((format!("made-up-{i:03}"), "search".into()), one);
+            r.arms.insert(("control".into(), format!("t{i:03}")), one);
+            r.days
+                .insert(("search".into(), 20_000, format!("day-arm-{i:03}")), 1);
+        }
+        let arms = ["control".to_string(), "new".to_string()];
+        let res = compute("bar", &arms, &["search".to_string()], &r);
+        assert_eq!(res.arms.len(), 2 + MAX_EXTRA);
+        assert_eq!(res.arms[2], "day-arm-000", "the first in name order");
+        assert_eq!(res.topics.len(), 1 + MAX_EXTRA);
+        assert_eq!(res.topics[1].topic, "t000");
+        assert!(res.topics.iter().all(|t| t.arms.len() == 2 + MAX_EXTRA));
     }
 }

@@ -19,7 +19,7 @@ use testpilot_flight::Flight;
 ///
 /// Arms are in the order of the flight's newest live revision (its newest revision if it
 /// was never live); topics are those its streamed recordings watch, then any other topic
-/// that has events.
+/// that has events (at most [`compute::MAX_EXTRA`] more arms and topics than the flight's).
 pub async fn results(store: &Store, studyname: &str) -> Result<Option<Results>> {
     let Some((latest, live)) = store.flight_versions(studyname).await? else {
         return Ok(None);
@@ -41,5 +41,10 @@ pub async fn results(store: &Store, studyname: &str) -> Result<Option<Results>> 
         }
     }
     let rollups = store.rollups(studyname).await?;
-    Ok(Some(compute::compute(studyname, &arms, &watched, &rollups)))
+    let name = studyname.to_string();
+    // Pure but proportional to the rollups: off the async workers.
+    tokio::task::spawn_blocking(move || compute::compute(&name, &arms, &watched, &rollups))
+        .await
+        .map(Some)
+        .map_err(|e| crate::error::Error::Internal(format!("computing results: {e}")))
 }

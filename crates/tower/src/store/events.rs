@@ -32,8 +32,9 @@ pub struct EventWindow {
     pub live: bool,
     /// When it was first killed or ended (from the audit log), if it was.
     pub stopped_at: Option<Timestamp>,
-    /// The live revision's spec.
-    pub spec: Value,
+    /// The spec of every revision that was ever live (live or retired), oldest first: what
+    /// pilots may still be running and streaming from.
+    pub specs: Vec<Value>,
 }
 
 /// One arm's numbers for one topic, as the rollups keep them.
@@ -41,8 +42,23 @@ pub struct EventWindow {
 pub struct ArmRollup {
     pub events: u64,
     pub clients_with_event: u64,
-    /// The sum over clients of the square of each client's count.
+    /// The sum over clients of the square of each client's count (saturating at
+    /// `i64::MAX`, the largest the database keeps).
     pub sum_sq: u64,
+}
+
+/// `n` as a bound value: at most `i64::MAX`.
+fn bind_u64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// What a client going from `before` to `now` events adds to the sum of squares, without
+/// overflow (`now² − before²` in 128 bits, saturating at `u64::MAX`).
+fn sq_delta(before: u64, now: u64) -> u64 {
+    let d = u128::from(now)
+        .pow(2)
+        .saturating_sub(u128::from(before).pow(2));
+    u64::try_from(d).unwrap_or(u64::MAX)
 }
 
 /// Everything results are computed from, read in one snapshot.
@@ -269,11 +285,11 @@ impl Store {
                 ));
             };
             seen += 1;
-            let before = now_n - k;
+            let before = now_n.saturating_sub(k);
             let agg = arms.entry((f, a, t)).or_default();
-            agg.events += k;
+            agg.events = agg.events.saturating_add(k);
             agg.clients_with_event += u64::from(before == 0);
-            agg.sum_sq += now_n * now_n - before * before;
+            agg.sum_sq = agg.sum_sq.saturating_add(sq_delta(before, now_n));
         }
         if seen != per_client.len() {
             return Err(Error::Internal(format!(
@@ -288,9 +304,9 @@ impl Store {
                     f,
                     a,
                     t,
-                    x.events as i64,
-                    x.clients_with_event as i64,
-                    x.sum_sq as i64,
+                    bind_u64(x.events),
+                    bind_u64(x.clients_with_event),
+                    bind_u64(x.sum_sq),
                 )
             })
             .collect();
@@ -298,8 +314,10 @@ impl Store {
             "INSERT INTO event_arms (flight, arm, topic, events, clients_with_event, sum_sq) {} \
              ON CONFLICT (flight, arm, topic) DO UPDATE SET events = event_arms.events + excluded.events, \
              clients_with_event = event_arms.clients_with_event + excluded.clients_with_event, \
-             sum_sq = event_arms.sum_sq + excluded.sum_sq",
-            unpack(self.engine, &[Text, Text, Text, Int, Int, Int])
+             sum_sq = CASE WHEN event_arms.sum_sq > {max} - excluded.sum_sq THEN {max} \
+             ELSE event_arms.sum_sq + excluded.sum_sq END",
+            unpack(self.engine, &[Text, Text, Text, Int, Int, Int]),
+            max = i64::MAX,
         ))
         .bind(encode(&rows)?)
         .execute(&mut **tx)
@@ -312,23 +330,45 @@ impl Store {
         let rows = sqlx::query(
             "SELECT f.studyname, f.state, r.spec, \
              (SELECT MIN(a.at) FROM audit a WHERE a.studyname = f.studyname AND a.action IN ('kill', 'end')) \
-             FROM flights f JOIN revisions r ON r.studyname = f.studyname AND r.version = f.live_version",
+             FROM flights f JOIN revisions r ON r.studyname = f.studyname AND r.state IN ('live', 'retired') \
+             WHERE f.live_version IS NOT NULL ORDER BY f.studyname, r.version",
         )
         .fetch_all(&self.read)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let state: String = r.try_get(1)?;
-                Ok((
-                    r.try_get(0)?,
-                    EventWindow {
-                        live: state == "live",
-                        stopped_at: r.try_get::<Option<i64>, _>(3)?.map(Timestamp),
-                        spec: super::parse_json(&r.try_get::<String, _>(2)?)?,
-                    },
-                ))
-            })
-            .collect()
+        let mut out: HashMap<String, EventWindow> = HashMap::new();
+        for r in &rows {
+            let state: String = r.try_get(1)?;
+            let spec = super::parse_json(&r.try_get::<String, _>(2)?)?;
+            let w = out.entry(r.try_get(0)?).or_insert_with(|| EventWindow {
+                live: state == "live",
+                stopped_at: None,
+                specs: Vec::new(),
+            });
+            w.stopped_at = r.try_get::<Option<i64>, _>(3)?.map(Timestamp);
+            w.specs.push(spec);
+        }
+        Ok(out)
+    }
+
+    /// How many events `client` has stored per flight, for the flights named (from the
+    /// per-client rollup, by the index `event_clients_by_client`).
+    pub async fn client_event_counts(
+        &self,
+        client: &str,
+        flights: &[&str],
+    ) -> Result<HashMap<String, u64>> {
+        let mut out = HashMap::new();
+        for f in flights {
+            let row = sqlx::query(
+                "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM event_clients WHERE client = $1 AND flight = $2",
+            )
+            .bind(client)
+            .bind(*f)
+            .fetch_one(&self.read)
+            .await?;
+            out.insert(f.to_string(), row.try_get::<i64, _>(0)?.max(0) as u64);
+        }
+        Ok(out)
     }
 
     /// A flight's newest and live revision numbers, or `None` when there is no such flight
@@ -471,5 +511,19 @@ impl Store {
             }
         };
         Ok(row.try_get::<i64, _>(0)? as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_of_squares_saturate_instead_of_wrapping() {
+        assert_eq!(sq_delta(2, 3), 5);
+        assert_eq!(sq_delta(0, 1 << 32), u64::MAX, "2^64 does not fit");
+        assert_eq!(sq_delta(u64::MAX - 1, u64::MAX), u64::MAX);
+        assert_eq!(bind_u64(u64::MAX), i64::MAX);
+        assert_eq!(bind_u64(7), 7);
     }
 }

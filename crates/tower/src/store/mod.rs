@@ -110,6 +110,11 @@ fn migrator(engine: Engine) -> Migrator {
                 "events",
                 include_str!("../../migrations/sqlite/0004_events.sql"),
             ),
+            (
+                5,
+                "event client cap",
+                include_str!("../../migrations/sqlite/0005_event_client_cap.sql"),
+            ),
         ],
         Engine::Postgres => &[
             (
@@ -131,6 +136,11 @@ fn migrator(engine: Engine) -> Migrator {
                 4,
                 "events",
                 include_str!("../../migrations/postgres/0004_events.sql"),
+            ),
+            (
+                5,
+                "event client cap",
+                include_str!("../../migrations/postgres/0005_event_client_cap.sql"),
             ),
         ],
     };

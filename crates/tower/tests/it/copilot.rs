@@ -141,6 +141,41 @@ async fn a_bad_copilot_document_is_refused_with_every_path(engine: Engine) {
     t.finish().await;
 }
 
+both!(a_copilot_document_that_would_expand_too_far_is_refused);
+/// One document must not expand to a flight many times its size: too many arms, and
+/// surveys repeated in every arm past the expanded-size cap, are refused with their paths
+/// before anything is expanded or stored.
+async fn a_copilot_document_that_would_expand_too_far_is_refused(engine: Engine) {
+    let t = Tower::new(engine).await;
+    let mut many = example();
+    let arms: Vec<Value> = (0..33)
+        .map(|i| json!({"name": format!("arm-{i}"), "features": {"f": {"v": i}}}))
+        .collect();
+    many["arms"] = json!(arms);
+    let r = t.post("/api/v1/flights", &t.author, many).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.json);
+    assert_eq!(r.json["problems"][0]["path"], "arms");
+
+    let mut large = example();
+    let arms: Vec<Value> = (0..32)
+        .map(|i| json!({"name": format!("arm-{i}"), "features": {"f": {"v": i}}}))
+        .collect();
+    large["arms"] = json!(arms);
+    let url = format!("https://example.com/{}", "a".repeat(20_000));
+    large["surveys"]["before"]["url"] = json!(url);
+    large["surveys"]["after"]["url"] = json!(url);
+    let r = t.post("/api/v1/flights", &t.author, large).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.json);
+    assert_eq!(r.json["problems"][0]["path"], "arms");
+    assert!(r.json["problems"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("expanded flight"));
+    let d = t.get("/api/v1/flights/search-bar-2027", &t.author).await;
+    assert_eq!(d.status, StatusCode::NOT_FOUND);
+    t.finish().await;
+}
+
 /// The OpenAPI document's request body for a push takes a flight or a copilot document, and
 /// nothing that is neither.
 #[test]

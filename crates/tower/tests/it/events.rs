@@ -11,12 +11,12 @@ use testpilot_tower::api::ApiConfig;
 use testpilot_tower::store::Engine;
 use testpilot_tower::ClientLimits;
 
-const DAY: i64 = 86_400_000;
+pub(crate) const DAY: i64 = 86_400_000;
 /// 2026-04-23T00:00:00Z as RFC 3339 (`T0`).
-const AT: &str = "2026-04-23T00:00:00Z";
+pub(crate) const AT: &str = "2026-04-23T00:00:00Z";
 
 /// A live-able flight with two arms and a recording streamed to the tower every two days.
-fn recorded(name: &str) -> Value {
+pub(crate) fn recorded(name: &str) -> Value {
     json!({
         "studyname": name,
         "author": "study-team@example.com",
@@ -26,16 +26,16 @@ fn recorded(name: &str) -> Value {
     })
 }
 
-fn client(i: u64) -> String {
+pub(crate) fn client(i: u64) -> String {
     format!("00000000-0000-4000-8000-{i:012}")
 }
 
-fn ev(seq: u64, flight: &str, arm: &str, topic: &str) -> Value {
+pub(crate) fn ev(seq: u64, flight: &str, arm: &str, topic: &str) -> Value {
     json!({"seq": seq, "flight": flight, "version": 1, "arm": arm, "topic": topic,
            "subject": null, "value": null, "at": AT})
 }
 
-async fn post(t: &Tower, body: Value) -> Resp {
+pub(crate) async fn post(t: &Tower, body: Value) -> Resp {
     t.call(Method::POST, "/api/v1/events", None, Some(body))
         .await
 }
@@ -54,7 +54,7 @@ async fn enrol(t: &Tower, c: &str, flight: &str, arm: &str) {
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
 }
 
-fn unlimited() -> ApiConfig {
+pub(crate) fn unlimited() -> ApiConfig {
     ApiConfig {
         limits: ClientLimits {
             rate_per_sec: 0.0,
@@ -105,6 +105,9 @@ async fn results_count_per_arm_with_intervals(engine: Engine) {
     t.make_live(recorded("bar")).await;
     // control: 4 clients with 0, 1, 2, 3 searches; new-bar: 3 clients with 2, 4, 6.
     let plan: [(&str, &[u64]); 2] = [("control", &[0, 1, 2, 3]), ("new-bar", &[2, 4, 6])];
+    // Events of the 23rd and the 24th, sent on the 24th (the tower refuses dates more than
+    // a day ahead of its clock).
+    t.clock.advance(DAY);
     let mut i = 0;
     for (arm, counts) in plan {
         for &n in counts {

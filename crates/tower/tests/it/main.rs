@@ -7,6 +7,7 @@ mod actions;
 mod connections;
 mod copilot;
 mod events;
+mod events_refused;
 mod hardening;
 mod index;
 mod keys;

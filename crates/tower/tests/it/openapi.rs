@@ -289,7 +289,12 @@ async fn every_answer_matches_the_document(engine: Engine) {
     assert_eq!(r.status, S::NOT_MODIFIED);
 
     // A flight's life, reports and what they make, and errors of each kind.
-    let f = flight_with_arms("layout");
+    // It streams `clicked`: the tower takes events only on topics the flight watches.
+    let mut f = flight_with_arms("layout");
+    f["flightplan"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"action": "instrument", "watch": ["clicked"], "for": "7d"}));
     let mut v2 = f.clone();
     v2["description"] = json!("two layouts, better said");
     let mut failed = report(3, "failed", 1);
