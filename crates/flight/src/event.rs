@@ -2,7 +2,7 @@
 
 use crate::diagnostic::{quote_value, Diagnostics, JsonPath};
 use crate::reader::Reader;
-use crate::report::{is_uuid, AT_RANGE, MAX_NUMBER};
+use crate::report::{read_batch, AT_RANGE, MAX_NUMBER};
 use crate::time::Timestamp;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
@@ -46,7 +46,6 @@ pub struct EventBatch {
     pub events: Vec<Event>,
 }
 
-const BATCH_FIELDS: &[&str] = &["client", "events"];
 const EVENT_FIELDS: &[&str] = &[
     "seq", "flight", "version", "arm", "topic", "subject", "value", "at",
 ];
@@ -63,42 +62,8 @@ pub fn is_topic(s: &str) -> bool {
 impl EventBatch {
     /// Reads a batch, or says every problem with its path. `max_events` bounds the batch.
     pub fn from_json(v: &Value, max_events: usize) -> Result<EventBatch, Diagnostics> {
-        let mut r = Reader::default();
-        let root = JsonPath::root();
-        let Some(o) = r.object(v, &root, "an event batch", BATCH_FIELDS) else {
-            return Err(r.diags);
-        };
-        let client = r.req_string(&o, "client", "the profile's random client id (a UUID)");
-        if client.as_deref().is_some_and(|c| !is_uuid(c)) {
-            r.error(
-                &root.key("client"),
-                "`client` must be a UUID like \"0f8fad5b-d9cb-469f-a165-70867728950e\"",
-            );
-        }
-        let mut events = Vec::new();
-        if let Some(list) = r
-            .required(&o, "events", "the list of events")
-            .and_then(|x| r.array(x, &root.key("events")))
-        {
-            if list.len() > max_events {
-                r.error(
-                    &root.key("events"),
-                    format!(
-                        "{} events in one batch; send at most {max_events} at a time",
-                        list.len()
-                    ),
-                );
-            }
-            for (i, item) in list.iter().enumerate().take(max_events) {
-                if let Some(e) = read_event(&mut r, item, &root.key("events").index(i)) {
-                    events.push(e);
-                }
-            }
-        }
-        match client {
-            Some(client) if r.diags.is_empty() => Ok(EventBatch { client, events }),
-            _ => Err(r.diags),
-        }
+        let (client, events) = read_batch(v, "event", "events", max_events, read_event)?;
+        Ok(EventBatch { client, events })
     }
 }
 

@@ -106,8 +106,6 @@ pub struct ReportBatch {
     pub reports: Vec<Report>,
 }
 
-const BATCH_FIELDS: &[&str] = &["client", "reports"];
-
 /// The largest `seq`, `version` and `step` a report may carry: stores keep them as signed
 /// 64-bit integers, so anything larger would come back negative.
 pub const MAX_NUMBER: u64 = i64::MAX as u64;
@@ -131,44 +129,57 @@ pub fn is_uuid(s: &str) -> bool {
 impl ReportBatch {
     /// Reads a batch, or says every problem with its path. `max_reports` bounds the batch.
     pub fn from_json(v: &Value, max_reports: usize) -> Result<ReportBatch, Diagnostics> {
-        let mut r = Reader::default();
-        let root = JsonPath::root();
-        let Some(o) = r.object(v, &root, "a report batch", BATCH_FIELDS) else {
-            return Err(r.diags);
-        };
-        let client = r.req_string(&o, "client", "the profile's random client id (a UUID)");
-        if let Some(c) = &client {
-            if !is_uuid(c) {
-                r.error(
-                    &root.key("client"),
-                    "`client` must be a UUID like \"0f8fad5b-d9cb-469f-a165-70867728950e\"",
-                );
+        let (client, reports) = read_batch(v, "report", "reports", max_reports, read_report)?;
+        Ok(ReportBatch { client, reports })
+    }
+}
+
+/// Reads what every batch a pilot sends shares: `{"client": "<uuid>", "<list>": [...]}` with
+/// at most `max` items, each read by `item` at its path (`<list>[i]`). Every problem of the
+/// envelope and of every item is said; items past `max` are not read.
+pub(crate) fn read_batch<T>(
+    v: &Value,
+    noun: &str,
+    list: &str,
+    max: usize,
+    mut item: impl FnMut(&mut Reader, &Value, &JsonPath) -> Option<T>,
+) -> Result<(String, Vec<T>), Diagnostics> {
+    let mut r = Reader::default();
+    let root = JsonPath::root();
+    let fields = ["client", list];
+    let Some(o) = r.object(v, &root, &format!("a {noun} batch"), &fields) else {
+        return Err(r.diags);
+    };
+    let client = r.req_string(&o, "client", "the profile's random client id (a UUID)");
+    if client.as_deref().is_some_and(|c| !is_uuid(c)) {
+        r.error(
+            &root.key("client"),
+            "`client` must be a UUID like \"0f8fad5b-d9cb-469f-a165-70867728950e\"",
+        );
+    }
+    let mut items = Vec::new();
+    if let Some(xs) = r
+        .required(&o, list, &format!("the list of {list}"))
+        .and_then(|x| r.array(x, &root.key(list)))
+    {
+        if xs.len() > max {
+            r.error(
+                &root.key(list),
+                format!(
+                    "{} {list} in one batch; send at most {max} at a time",
+                    xs.len()
+                ),
+            );
+        }
+        for (i, x) in xs.iter().enumerate().take(max) {
+            if let Some(t) = item(&mut r, x, &root.key(list).index(i)) {
+                items.push(t);
             }
         }
-        let mut reports = Vec::new();
-        if let Some(list) = r
-            .required(&o, "reports", "the list of reports")
-            .and_then(|x| r.array(x, &root.key("reports")))
-        {
-            if list.len() > max_reports {
-                r.error(
-                    &root.key("reports"),
-                    format!(
-                        "{} reports in one batch; send at most {max_reports} at a time",
-                        list.len()
-                    ),
-                );
-            }
-            for (i, item) in list.iter().enumerate().take(max_reports) {
-                if let Some(rep) = read_report(&mut r, item, &root.key("reports").index(i)) {
-                    reports.push(rep);
-                }
-            }
-        }
-        match client {
-            Some(client) if r.diags.is_empty() => Ok(ReportBatch { client, reports }),
-            _ => Err(r.diags),
-        }
+    }
+    match client {
+        Some(client) if r.diags.is_empty() => Ok((client, items)),
+        _ => Err(r.diags),
     }
 }
 
