@@ -160,6 +160,11 @@ pub struct ServeArgs {
     /// Report requests (and, apart, event batches) a client address may send in a burst.
     #[arg(long, default_value_t = 60.0)]
     pub report_burst: f64,
+    /// A reverse proxy (network `10.0.0.0/8`, `fd00::/8`, or one address) whose
+    /// `X-Forwarded-For` / `Forwarded: for=` name the client for rate limits; repeatable.
+    /// Without it, forwarding headers are ignored.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = testpilot_tower::client_addr::parse_network)]
+    pub trusted_proxies: Vec<testpilot_tower::client_addr::IpNet>,
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     pub max_body: usize,
@@ -451,6 +456,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
             ..ClientLimits::default()
         },
         index: timing(&a.index_ttl, a.index_max_age)?,
+        trusted_proxies: testpilot_tower::client_addr::TrustedProxies(a.trusted_proxies.clone()),
     };
     config.connections = a.connections.limits();
     runtime()?.block_on(async move {

@@ -20,6 +20,7 @@
 pub mod actions;
 pub mod api;
 pub mod auth;
+pub mod client_addr;
 pub mod clock;
 pub mod connections;
 pub mod dashboard;

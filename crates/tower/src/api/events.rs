@@ -11,14 +11,6 @@ pub const MAX_EVENTS: usize = 1000;
 /// The largest event batch, in bytes (or `--max-body` if smaller).
 pub const MAX_EVENT_BODY: usize = 1 << 20;
 
-/// The address a request came from (unspecified when served without a socket).
-fn peer(req: &Request) -> IpAddr {
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
-}
-
 /// Recorded events from a pilot. Idempotent on `(client, seq)`; answered only once durable.
 /// Events are taken only for flights that are live, or were killed or ended no longer ago
 /// than their grace; a batch with any other is refused whole.
@@ -36,7 +28,7 @@ pub(super) async fn post_events(
     State(s): State<AppState>,
     req: Request,
 ) -> ApiResult<Json<Ingested>> {
-    let ip = peer(&req);
+    let ip = peer(&s, &req);
     if let Err(retry) = s.event_limiter.check(ip, s.clock.now()) {
         Metrics::inc(&s.metrics.rate_limited, 1);
         let mut e = ApiError::new(

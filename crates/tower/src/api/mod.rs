@@ -8,6 +8,7 @@
 //!   internal errors are logged and answered 500 without details.
 //! - The index handler never touches the database.
 
+use crate::client_addr::TrustedProxies;
 use crate::error::Error;
 use crate::index::{etag_matches, IndexCache, IndexTiming};
 use crate::ingest::{Ingest, IngestConfig};
@@ -71,13 +72,16 @@ impl Default for ClientLimits {
 }
 
 /// How the API behaves.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ApiConfig {
     /// Lifts the rule that a revision's author may not approve it. For one person running a
     /// tower locally; said in `/healthz`, in every self-approval's answer and audit entry.
     pub single_user: bool,
     pub limits: ClientLimits,
     pub index: IndexTiming,
+    /// Reverse proxies whose `X-Forwarded-For` / `Forwarded` name the client for rate limits
+    /// (`--trusted-proxy`); none by default, so the socket peer is the client.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// Everything a request handler needs.
@@ -391,6 +395,17 @@ impl tower_service::Service<Request> for Served {
     }
 }
 
+/// The client address a request is rate-limited by: the socket peer (unspecified when served
+/// without a socket), or, from a trusted proxy, the client it forwarded for (`client_addr`).
+fn peer(s: &AppState, req: &Request) -> IpAddr {
+    let socket = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    s.config.trusted_proxies.client(socket, req.headers())
+}
+
 /// Status reports from a pilot. Idempotent on `(client, seq)`; answered only once durable.
 /// Only reports on flights that were ever live on this tower are taken, and only reports
 /// stored now (not resends) move progress.
@@ -405,11 +420,7 @@ impl tower_service::Service<Request> for Served {
         (status = 429, description = "Too many requests from this address; see Retry-After", body = ErrorBody),
     ))]
 async fn post_reports(State(s): State<AppState>, req: Request) -> ApiResult<Json<Ingested>> {
-    let ip = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let ip = peer(&s, &req);
     if let Err(retry) = s.limiter.check(ip, s.clock.now()) {
         Metrics::inc(&s.metrics.rate_limited, 1);
         let mut e = ApiError::new(

@@ -8,6 +8,7 @@ use axum::http::{Method, Request, StatusCode};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use testpilot_tower::api::ApiConfig;
+use testpilot_tower::client_addr::{parse_network, TrustedProxies};
 use testpilot_tower::store::Engine;
 use testpilot_tower::ClientLimits;
 
@@ -208,6 +209,61 @@ async fn reports_are_rate_limited_per_address() {
         StatusCode::OK,
         "the budget refills with time"
     );
+    t.finish().await;
+}
+
+// Issue 11: behind a reverse proxy every request comes from the proxy; with `--trusted-proxy`
+// its `X-Forwarded-For` names the client, and only its.
+#[tokio::test]
+async fn clients_behind_a_trusted_proxy_get_their_own_buckets() {
+    let config = ApiConfig {
+        limits: ClientLimits {
+            rate_per_sec: 1.0,
+            burst: 1.0,
+            ..ClientLimits::default()
+        },
+        trusted_proxies: TrustedProxies(vec![parse_network("10.0.0.0/8").unwrap()]),
+        ..ApiConfig::default()
+    };
+    let t = Tower::with(Engine::Sqlite, config).await;
+    t.make_live(flight("x")).await;
+    let from = |ip: &str, xff: &str, seq: u64| {
+        let addr: SocketAddr = format!("{ip}:5000").parse().unwrap();
+        let body = json!({"client": C1, "reports": [report(seq, "x", None, "running", 0, T0)]});
+        Request::post("/api/v1/reports")
+            .header("content-type", "application/json")
+            .header("x-forwarded-for", xff)
+            .extension(ConnectInfo(addr))
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let proxy = "10.0.0.1";
+    assert_eq!(
+        t.send(from(proxy, "198.51.100.1", 1)).await.status,
+        StatusCode::OK
+    );
+    let limited = t.send(from(proxy, "198.51.100.1", 2)).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.json["error"]
+        .as_str()
+        .unwrap()
+        .contains("198.51.100.1"));
+    assert_eq!(
+        t.send(from(proxy, "198.51.100.2", 3)).await.status,
+        StatusCode::OK,
+        "a second client behind the same proxy has its own bucket"
+    );
+    // From an untrusted peer the header is ignored: a fresh spoofed address buys nothing.
+    assert_eq!(
+        t.send(from("203.0.113.9", "198.51.100.3", 4)).await.status,
+        StatusCode::OK
+    );
+    let spoofed = t.send(from("203.0.113.9", "198.51.100.4", 5)).await;
+    assert_eq!(spoofed.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(spoofed.json["error"]
+        .as_str()
+        .unwrap()
+        .contains("203.0.113.9"));
     t.finish().await;
 }
 
