@@ -6,7 +6,7 @@ use crate::net::{HttpNet, Net};
 use crate::reference::ReferenceHost;
 use crate::stream::{upload_events, upload_events_retrying};
 use crate::sync::{sync, upload_reports};
-use crate::{engine::PilotConfig, Error, Faults, Pilot};
+use crate::{engine::PilotConfig, Error, Faults, Host, Pilot};
 use serde_json::Value;
 use std::fs::File;
 use std::future::Future;
@@ -103,26 +103,48 @@ impl ProfileLock {
     }
 }
 
-/// A stop signal the agent's thread can sleep on.
+/// What other threads tell a running agent: stop, or fetch the index now (the push stream
+/// heard a new serial, or an embedding application asked). The agent's thread sleeps on it.
 #[derive(Default)]
-struct Stop {
-    flag: Arc<AtomicBool>,
+pub struct Signals {
+    stop: Arc<AtomicBool>,
+    sync_now: AtomicBool,
     lock: Mutex<()>,
     cv: Condvar,
 }
 
-impl Stop {
-    fn stop(&self) {
-        self.flag.store(true, Ordering::SeqCst);
+impl Signals {
+    /// Asks the agent to stop after the journal write under way.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
         let _g = self.lock.lock();
         self.cv.notify_all();
     }
-    fn stopped(&self) -> bool {
-        self.flag.load(Ordering::SeqCst)
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+    /// Wakes the agent to fetch the index at once, whatever its poll interval. Only a wake-up:
+    /// what it then applies is the signed index it fetches and checks.
+    pub fn sync_now(&self) {
+        self.sync_now.store(true, Ordering::SeqCst);
+        let _g = self.lock.lock();
+        self.cv.notify_all();
+    }
+    /// Wakes the agent for a round (answers, events, opt-outs written to the journal).
+    pub fn wake(&self) {
+        let _g = self.lock.lock();
+        self.cv.notify_all();
+    }
+    fn take_sync_now(&self) -> bool {
+        self.sync_now.swap(false, Ordering::SeqCst)
+    }
+    /// The flag [`Pilot::tick`] checks between flights.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
     }
     fn sleep(&self, d: Duration) {
         let g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        if !self.stopped() {
+        if !self.stopped() && !self.sync_now.load(Ordering::SeqCst) {
             let _ = self.cv.wait_timeout(g, d);
         }
     }
@@ -139,7 +161,7 @@ pub async fn run_agent(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     let lock = ProfileLock::acquire(&config.profile)?;
-    let stop = Arc::new(Stop::default());
+    let stop = Arc::new(Signals::default());
     let stop2 = stop.clone();
     // A thread of its own, outside any runtime: the engine blocks (SQLite, the host, HTTP on
     // its own small runtime), and this works the same under `up`'s runtime or the CLI's.
@@ -147,7 +169,8 @@ pub async fn run_agent(
     std::thread::Builder::new()
         .name("testpilot-agent".into())
         .spawn(move || {
-            let _ = tx.send(agent_loop(config, &stop2));
+            let host = ReferenceHost::new(&config.profile, Faults::default());
+            let _ = tx.send(agent_loop(config, Box::new(host), &stop2, &mut |_| {}));
         })
         .map_err(|e| Error::Usage(format!("cannot start the agent's thread: {e}")))?;
     let mut rx = rx;
@@ -162,7 +185,16 @@ pub async fn run_agent(
     result.map_err(|_| Error::Usage("the agent's thread stopped abnormally".into()))?
 }
 
-fn agent_loop(config: AgentConfig, stop: &Stop) -> Result<(), Error> {
+/// The agent's loop, on the caller's thread, until `stop` is signalled (or one round with
+/// `once`): sync every `poll` (at once on [`Signals::sync_now`]), advance flights, upload
+/// reports and events. `after_round` sees the pilot after every round (the embedding keeps
+/// its feature snapshot current with it). The caller holds the profile's lock.
+pub fn agent_loop(
+    config: AgentConfig,
+    host: Box<dyn Host + Send>,
+    stop: &Arc<Signals>,
+    after_round: &mut dyn FnMut(&Pilot),
+) -> Result<(), Error> {
     let tower = TowerSource::parse(&config.tower)?;
     let key = match (&config.public_key, config.insecure_unsigned) {
         (Some(k), _) => Some(parse_public_key(k)?),
@@ -195,13 +227,12 @@ fn agent_loop(config: AgentConfig, stop: &Stop) -> Result<(), Error> {
         Arc::new(SystemClock)
     };
     let faults = Faults::default();
-    let host = ReferenceHost::new(&config.profile, faults.clone());
     let pc = PilotConfig {
         profile: config.profile.clone(),
         person: config.person.clone(),
     };
-    let mut pilot = Pilot::open(pc, Box::new(host), net, clock.clone(), faults)?;
-    pilot.set_interrupt(stop.flag.clone());
+    let mut pilot = Pilot::open(pc, host, net, clock.clone(), faults)?;
+    pilot.set_interrupt(stop.stop_flag());
     let now = clock.now();
     if let Some(k) = &key {
         crate::pins::pin_given(&mut pilot.journal, k, now)?;
@@ -239,6 +270,9 @@ fn agent_loop(config: AgentConfig, stop: &Stop) -> Result<(), Error> {
             break;
         }
         let now = clock.now();
+        if stop.take_sync_now() {
+            next_sync = now;
+        }
         if now >= next_sync {
             match sync(&mut pilot, &tower, &trust) {
                 Ok(_) => {
@@ -295,6 +329,7 @@ fn agent_loop(config: AgentConfig, stop: &Stop) -> Result<(), Error> {
             Err(e) if e.is_fatal() => return Err(e),
             Err(e) => tracing::warn!("event upload failed: {e}"),
         }
+        after_round(&pilot);
         if config.once {
             break;
         }

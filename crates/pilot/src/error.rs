@@ -28,6 +28,9 @@ pub enum Error {
     /// A bad add-on package: wrong checksum, unsafe entries, unreadable archive.
     #[error("{0}")]
     Package(String),
+    /// The application's host failed, panicked or did not return (embedding).
+    #[error("{0}")]
+    Host(String),
     /// A request of the person that cannot be carried out (unknown prompt id, ...).
     #[error("{0}")]
     Usage(String),

@@ -12,10 +12,13 @@
 //! - [`pins`]: the keys the index may be signed with: pinned, following rotations.
 //! - [`flightlog`]: what the person sees: the flight log, the message center, opt-out.
 //! - [`agent`]: the long-running agent: one per profile, answers shutdown cleanly.
+//! - [`embed`]: the pilot inside an application, the one API behind the C ABI, Python and
+//!   OpenFeature.
 
 pub mod agent;
 pub mod clock;
 pub mod effect;
+pub mod embed;
 pub mod engine;
 mod error;
 pub mod faults;
@@ -31,6 +34,7 @@ pub mod sync;
 
 pub use agent::{run_agent, AgentConfig, TowerSource};
 pub use clock::{ManualClock, SystemClock};
+pub use embed::{EmbedConfig, EmbeddedPilot, FeatureValue};
 pub use engine::Pilot;
 pub use error::Error;
 pub use faults::Faults;

@@ -196,6 +196,11 @@ impl Pilot {
         })
     }
 
+    /// Gives the host back (an embedding that ran a cleanup before its agent starts).
+    pub fn into_host(self) -> Box<dyn Host + Send> {
+        self.host
+    }
+
     /// A flag that, once set, makes [`Pilot::tick`] return between two flights.
     pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) {
         self.interrupt = Some(flag);

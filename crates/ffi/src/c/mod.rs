@@ -1,0 +1,1 @@
+//! The C ABI (docs/embedding.md, "C").

@@ -1,0 +1,1 @@
+//! The Python package `testpilot` (docs/embedding.md, "Python").
