@@ -72,12 +72,10 @@ impl EmbedConfig {
         ];
         for k in map.keys() {
             if !KNOWN.contains(&k.as_str()) {
+                let squash = |s: &str| s.replace(['_', '-'], "").to_ascii_lowercase();
                 let hint = KNOWN
                     .iter()
-                    .find(|n| {
-                        n.eq_ignore_ascii_case(k)
-                            || n.replace(['_', '-'], "") == k.replace(['_', '-'], "")
-                    })
+                    .find(|n| squash(n) == squash(k))
                     .map(|n| format!(" (did you mean `{n}`?)"))
                     .unwrap_or_default();
                 return Err(Error::Usage(format!(
