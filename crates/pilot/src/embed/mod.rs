@@ -123,6 +123,7 @@ impl EmbeddedPilot {
             poll: self.config.poll,
             once: false,
             time_scale: 1.0,
+            retention: Default::default(),
         };
         let signals = Arc::new(Signals::default());
         let (tx, done) = mpsc::channel();
