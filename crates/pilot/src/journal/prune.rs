@@ -5,9 +5,10 @@
 //! What goes, once older than the retention:
 //! - reports the tower accepted (sent outbox rows);
 //! - observed events (the host's stream), and beyond the newest [`Retention::max_events`]
-//!   whatever their age — but never an event a step may still read: every event after the
-//!   mark of a running flight's unresolved step (`observe`, `instrument` read the events after
-//!   it) or after a recorder's cursor is kept;
+//!   whatever their age — but never an event a step may still read: an unresolved step of a
+//!   running flight (`observe`, `instrument`) reads the events of its topics after its mark,
+//!   a recorder those of its watched topics after its cursor, so these are kept (per topic,
+//!   so one long wait does not keep the whole stream);
 //! - the history (timeline, effects, prompts, step states) of flights that ended and were
 //!   cleaned up: the `flights` row stays as a tombstone, so the flight never runs again and
 //!   the flight log still lists it, with one `pruned` line that sums up how it ended;
