@@ -464,6 +464,7 @@ pub fn redact(url: &str) -> String {
 
 fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     init_logs("info,sqlx=warn");
+    let retention = retention(&a.retention)?;
     let url = a.db.url()?;
     let mut config = TowerConfig::new(url.clone(), a.listen);
     config.keys = a.keys.ring()?;
@@ -480,7 +481,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         trusted_proxies: testpilot_tower::client_addr::TrustedProxies(a.trusted_proxies.clone()),
     };
     config.connections = a.connections.limits();
-    config.retention = retention(&a.retention)?;
+    config.retention = retention;
     runtime()?.block_on(async move {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let tower = testpilot_tower::start(config, clock)
