@@ -10,9 +10,11 @@
 //!
 //! Deletes go flight by flight along the indexes `reports_by_flight_day` and
 //! `events_by_flight`, [`BATCH`] rows per statement (one transaction each), so ingest keeps
-//! its turn at the writer between them. Same SQL on SQLite and PostgreSQL.
+//! its turn at the writer between them. Same SQL on SQLite and PostgreSQL. SQLite reuses the
+//! freed pages for new rows, so the file stops growing; on PostgreSQL a plain `VACUUM` of a
+//! table that lost rows does the same (autovacuum may be off).
 
-use super::Store;
+use super::{Engine, Store};
 use crate::error::Result;
 use sqlx::Row;
 use std::time::Duration;
@@ -48,7 +50,7 @@ impl Store {
     pub async fn prune(&self, now: Timestamp, keep: Duration) -> Result<TowerPruned> {
         let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
         let day = now.0.saturating_sub(keep_ms).div_euclid(DAY_MS);
-        Ok(TowerPruned {
+        let pruned = TowerPruned {
             reports: self
                 .prune_table(
                     "reports",
@@ -65,7 +67,27 @@ impl Store {
                     day.saturating_mul(DAY_MS),
                 )
                 .await?,
-        })
+        };
+        if self.engine == Engine::Postgres {
+            for (table, n) in [("reports", pruned.reports), ("events", pruned.events)] {
+                if n > 0 {
+                    self.vacuum(table).await;
+                }
+            }
+        }
+        Ok(pruned)
+    }
+
+    /// PostgreSQL reuses the space of deleted rows only once the table is vacuumed, and a
+    /// server may run without autovacuum: a plain `VACUUM` (no lock that stops reads or
+    /// writes). A failure (not the table's owner) is logged; the rows are gone all the same.
+    async fn vacuum(&self, table: &str) {
+        if let Err(e) = sqlx::raw_sql(&format!("VACUUM (ANALYZE) {table}"))
+            .execute(&self.write)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot VACUUM {table} after pruning it; its free space waits for autovacuum");
+        }
     }
 
     /// Runs `delete` (`$1` a flight, `$2` the cutoff, `$3` the batch) for every flight of
