@@ -74,7 +74,7 @@ fn null_bad_utf8_and_bad_config_are_named_errors() {
         );
         assert!(last_error().contains("id is NULL"), "{}", last_error());
         assert_eq!(
-            tp_pilot_feature(p, b"a\xc3\0".as_ptr().cast(), &mut out),
+            tp_pilot_feature(p, c"a\xc3".as_ptr(), &mut out),
             TP_ERR_INVALID_ARGUMENT
         );
         assert!(
@@ -83,7 +83,7 @@ fn null_bad_utf8_and_bad_config_are_named_errors() {
             last_error()
         );
         assert_eq!(
-            tp_pilot_observe(p, c("t").as_ptr(), b"\xfe\0".as_ptr().cast()),
+            tp_pilot_observe(p, c("t").as_ptr(), c"\xfe".as_ptr()),
             TP_ERR_INVALID_ARGUMENT
         );
         assert!(
