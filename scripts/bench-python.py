@@ -1,7 +1,7 @@
 """How long the Python package's calls take, beside the plain Python they are meant to be as
 cheap as (docs/embedding.md, "Python"; figures in BENCHMARKS.md).
 
-    python crates/ffi/python/bench.py        # with `testpilot` installed (pip install ./crates/ffi)
+    python scripts/bench-python.py        # with `testpilot` installed (pip install ./crates/ffi)
 
 A feature read takes a read-lock on the pilot's in-memory snapshot, releases and retakes the
 GIL, and converts the value to Python objects: it is timed beside a `dict.get` of the same
