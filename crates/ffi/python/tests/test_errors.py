@@ -19,6 +19,8 @@ KEY = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
         ({"poll": "soon"}, "poll"),
         ({"poll": True}, "poll"),
         ({"poll": [1]}, "poll"),
+        ({"poll": 0}, "poll"),
+        ({"poll": datetime.timedelta(seconds=-5)}, "poll"),
         ({"public_key": "nope"}, "public_key"),
         ({"public_key": None}, "public_key"),
         ({"tower": "ftp://tower.example.org"}, "tower"),
@@ -35,6 +37,25 @@ def test_a_bad_argument_is_a_config_error_naming_it(tmp_path, kwargs, names):
     assert str(raised.value).startswith(names), str(raised.value)
     assert isinstance(raised.value, testpilot.Error)
     assert not (tmp_path / "profile").exists(), "a refused configuration must create nothing"
+
+
+def test_a_person_nested_beyond_any_reason_is_refused_not_a_crash(tmp_path):
+    person: dict = {}
+    inner = person
+    for _ in range(200_000):
+        inner["x"] = {}
+        inner = inner["x"]
+    with pytest.raises(testpilot.ConfigError, match=r"^person: "):
+        testpilot.Pilot(tmp_path / "p", "file:///nowhere/index.json", KEY, person)
+    # 130 levels: JSON Python writes, but deeper than the reader takes (128).
+    shallow: dict = {}
+    inner = shallow
+    for _ in range(130):
+        inner["x"] = {}
+        inner = inner["x"]
+    with pytest.raises(testpilot.ConfigError, match=r"^person: cannot be read as JSON: recursion limit"):
+        testpilot.Pilot(tmp_path / "q", "file:///nowhere/index.json", KEY, shallow)
+    assert not (tmp_path / "p").exists() and not (tmp_path / "q").exists()
 
 
 def test_a_missing_key_says_how_to_go_without_one(tmp_path):
