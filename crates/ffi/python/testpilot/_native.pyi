@@ -3,16 +3,28 @@
 import datetime
 import os
 from types import TracebackType
-from typing import Any, Dict, List, Literal, Optional, Type, TypedDict, Union
+from typing import Any, Dict, List, Literal, Optional, Type, TypedDict, Union, final
 
 DEFAULT_POLL: str
 """How often a pilot fetches the index unless told otherwise: ``"60s"``."""
 
-JSON = Any
+__all__ = [
+    "DEFAULT_POLL",
+    "ClosedError",
+    "ConfigError",
+    "Error",
+    "HostError",
+    "JournalError",
+    "LockedError",
+    "Pilot",
+    "UsageError",
+]
+
+_JSON = Any
 """A value as JSON holds it: dict, list, str, int, float, bool or None."""
 
-class FeatureInfo(TypedDict):
-    value: JSON
+class _FeatureInfo(TypedDict):
+    value: _JSON
     studyname: str
     version: int
     arm: Optional[str]
@@ -38,6 +50,7 @@ class HostError(Error):
 class JournalError(Error):
     """The profile's journal or files could not be read or written."""
 
+@final
 class Pilot:
     """The pilot for one profile, embedded in this application.
 
@@ -54,16 +67,16 @@ class Pilot:
     the GIL is released while the pilot works.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         profile: Union[str, "os.PathLike[str]"],
         tower: str,
         public_key: Optional[str],
-        person: Optional[Dict[str, JSON]] = None,
+        person: Optional[Dict[str, _JSON]] = None,
         poll: Union[str, int, datetime.timedelta, None] = None,
         *,
         insecure_unsigned: bool = False,
-    ) -> None: ...
+    ) -> "Pilot": ...
     @property
     def running(self) -> bool:
         """Whether the agent runs (started, not stopped, not failed)."""
@@ -76,14 +89,14 @@ class Pilot:
     def start(self) -> None:
         """Starts the agent on a thread of its own: it fetches the index at once, then every
         ``poll``, and runs the flights this person takes part in."""
-    def feature(self, id: str) -> Optional[JSON]:
+    def feature(self, id: str) -> Optional[_JSON]:
         """The value a flight set for feature ``id``, or None when no live flight sets it.
         Read from memory: no I/O."""
-    def feature_info(self, id: str) -> Optional[FeatureInfo]:
+    def feature_info(self, id: str) -> Optional[_FeatureInfo]:
         """Feature ``id``'s value and the flight (and arm) that set it, or None."""
-    def features(self) -> Dict[str, JSON]:
+    def features(self) -> Dict[str, _JSON]:
         """Every feature flights have set: ``{id: value}``."""
-    def flights(self) -> List[Dict[str, JSON]]:
+    def flights(self) -> List[Dict[str, _JSON]]:
         """The flights running on this machine: ``[{"studyname", "version", "arm", "step",
         "statusLine", "startedAt"}]``."""
     def observe(
@@ -91,11 +104,11 @@ class Pilot:
     ) -> int:
         """Feeds an event: ``observe`` steps waiting for it go on, recordings record it.
         Returns the event's id."""
-    def prompts(self) -> List[Dict[str, JSON]]:
+    def prompts(self) -> List[Dict[str, _JSON]]:
         """The prompts waiting for the person (as ``testpilot later list --json``)."""
     def answer(self, id: int, answer: Literal["ok", "no", "later"]) -> None:
         """Answers prompt ``id``; anything but "ok", "no" or "later" raises :class:`UsageError`."""
-    def log(self) -> List[Dict[str, JSON]]:
+    def log(self) -> List[Dict[str, _JSON]]:
         """The flight log: the list ``testpilot log --json`` prints."""
     def optout(self, flight: Optional[str] = None) -> List[str]:
         """Leaves ``flight`` (None: every flight, and no new ones), undoing what it did.
