@@ -139,8 +139,19 @@ fn to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
     pythonize(py, value).map_err(|e| Error::new_err(format!("cannot hand the value over: {e}")))
 }
 
-/// The pilot inside this application: see `python/testpilot/_native.pyi` for each method's
-/// documentation as Python shows it.
+/// The pilot for one profile, embedded in this application (docs/embedding.md, "Python").
+///
+/// Pilot(profile, tower, public_key, person=None, poll="60s", *, insecure_unsigned=False)
+///
+/// profile: the profile folder (created private to this user). tower: a tower's http(s)://
+/// URL, or file://PATH of a signed index. public_key: the tower's public key (`testpilot
+/// tower pubkey`); None only with insecure_unsigned=True (development). person: the person
+/// context for targeting, a dict. poll: how often to fetch the index ("60s", "15m",
+/// milliseconds or a timedelta).
+///
+/// The profile is locked until close() or the end of a `with` block: a second Pilot on it
+/// raises LockedError. Every method may be called from any thread; the GIL is released while
+/// the pilot works.
 #[pyclass(module = "testpilot", frozen)]
 struct Pilot {
     /// `None` once closed. Each call clones the `Arc` and lets go of the lock before calling
@@ -180,7 +191,10 @@ impl Pilot {
     /// until `start()`. Raises `ConfigError` naming a bad argument, `LockedError` when another
     /// pilot holds the profile.
     #[new]
-    #[pyo3(signature = (profile, tower, public_key, person=None, poll=None, *, insecure_unsigned=false))]
+    #[pyo3(
+        signature = (profile, tower, public_key, person=None, poll=None, *, insecure_unsigned=false),
+        text_signature = "(profile, tower, public_key, person=None, poll='60s', *, insecure_unsigned=False)"
+    )]
     fn new(
         py: Python<'_>,
         profile: std::path::PathBuf,

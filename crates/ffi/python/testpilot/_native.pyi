@@ -73,7 +73,7 @@ class Pilot:
         tower: str,
         public_key: Optional[str],
         person: Optional[Dict[str, _JSON]] = None,
-        poll: Union[str, int, datetime.timedelta, None] = None,
+        poll: Union[str, int, datetime.timedelta, None] = "60s",
         *,
         insecure_unsigned: bool = False,
     ) -> "Pilot": ...
