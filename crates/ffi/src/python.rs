@@ -18,6 +18,7 @@ use pyo3::types::{PyBool, PyDelta, PyDict, PyString};
 use pythonize::pythonize;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
+use testpilot_pilot::embed::MAX_CONFIG_BYTES;
 use testpilot_pilot::{EmbedConfig, EmbeddedPilot, Error as PilotError};
 
 create_exception!(
@@ -98,7 +99,8 @@ fn config_error(e: PilotError) -> PyErr {
 }
 
 /// A Python value as JSON (for the person context), through `json.dumps`: it refuses sets,
-/// objects, NaN and nesting deeper than the interpreter's recursion limit.
+/// objects, NaN and nesting deeper than the interpreter's recursion limit; the text is held
+/// to the configuration's size cap before it is parsed.
 fn to_json(py: Python<'_>, what: &str, value: &Bound<'_, PyAny>) -> PyResult<Value> {
     let kwargs = PyDict::new(py);
     kwargs.set_item("allow_nan", false)?;
@@ -107,6 +109,12 @@ fn to_json(py: Python<'_>, what: &str, value: &Bound<'_, PyAny>) -> PyResult<Val
         .call_method("dumps", (value,), Some(&kwargs))
         .and_then(|t| t.extract())
         .map_err(|e| ConfigError::new_err(format!("{what}: not JSON: {e}")))?;
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigError::new_err(format!(
+            "{what}: {} bytes as JSON, more than the configuration's {MAX_CONFIG_BYTES}",
+            text.len()
+        )));
+    }
     serde_json::from_str(&text)
         .map_err(|e| ConfigError::new_err(format!("{what}: cannot be read as JSON: {e}")))
 }

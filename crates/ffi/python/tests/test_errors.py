@@ -28,6 +28,7 @@ KEY = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
         ({"person": {"tags": {1, 2}}}, "person"),
         ({"person": {"score": float("nan")}}, "person"),
         ({"person": ["not", "an", "object"]}, "person"),
+        ({"person": {"bio": "x" * (2 << 20)}}, "person"),
     ],
 )
 def test_a_bad_argument_is_a_config_error_naming_it(tmp_path, kwargs, names):
