@@ -3,15 +3,17 @@ really has: mypy's stubtest compares them with the installed extension."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 
-def test_the_stubs_match_the_extension_module():
+def test_the_stubs_match_the_extension_module(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "mypy.stubtest", "testpilot._native"],
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, "MYPY_CACHE_DIR": str(tmp_path / "mypy-cache")},
     )
     assert done.returncode == 0, done.stdout + done.stderr
