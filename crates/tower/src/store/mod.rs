@@ -18,6 +18,7 @@
 mod events;
 mod flights;
 mod keys;
+mod prune;
 mod reports;
 mod tokens;
 
@@ -26,6 +27,7 @@ pub use events::{
 };
 pub use flights::{AuditEntry, FlightDetail, FlightSummary, Outcome, Pending, Revision};
 pub use keys::{KeyState, StoredKey};
+pub use prune::{TowerPruned, BATCH as PRUNE_BATCH, DEFAULT_RETENTION};
 pub use reports::{DailyPoint, ErrorReport, Ingested, Progress, ProgressRow};
 pub use tokens::TokenInfo;
 
