@@ -81,7 +81,9 @@ mod tests {
     #[test]
     fn a_sample_of_everyone_is_no_sample() {
         assert!(!samples(r#"{"studyname": "a"}"#));
-        assert!(!samples(r#"{"randomDeploy": {"keyname": "k", "ge": 0, "lt": 1}}"#));
+        assert!(!samples(
+            r#"{"randomDeploy": {"keyname": "k", "ge": 0, "lt": 1}}"#
+        ));
         assert!(samples(r#"{"randomDeploy": {"ge": 0, "lt": 0.5}}"#));
         assert!(samples(r#"{"randomDeploy": {"ge": 0.2, "lt": 1}}"#));
     }

@@ -72,7 +72,10 @@ impl TestPilotProvider {
             let what = if path.is_empty() {
                 format!("the feature `{key}`")
             } else {
-                format!("the field `{path}` of the feature `{}`", &key[..key.len() - path.len() - 1])
+                format!(
+                    "the field `{path}` of the feature `{}`",
+                    &key[..key.len() - path.len() - 1]
+                )
             };
             return Err(EvaluationError::builder()
                 .code(EvaluationErrorCode::TypeMismatch)
@@ -90,7 +93,10 @@ impl TestPilotProvider {
         };
         let metadata = FlagMetadata::default()
             .with_value("studyname", feature.studyname.clone())
-            .with_value("version", i64::try_from(feature.version).unwrap_or(i64::MAX));
+            .with_value(
+                "version",
+                i64::try_from(feature.version).unwrap_or(i64::MAX),
+            );
         Ok(ResolutionDetails {
             value,
             variant: feature.arm,
@@ -263,6 +269,9 @@ mod tests {
         assert_eq!(s.fields["f"], Value::Float(0.5));
         assert_eq!(s.fields["l"], Value::Array(vec![Value::String("x".into())]));
         assert!(to_value(&json!([1, null])).is_none());
-        assert_eq!(to_value(&json!(u64::MAX)), Some(Value::Float(u64::MAX as f64)));
+        assert_eq!(
+            to_value(&json!(u64::MAX)),
+            Some(Value::Float(u64::MAX as f64))
+        );
     }
 }
