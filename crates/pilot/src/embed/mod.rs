@@ -397,7 +397,7 @@ impl EmbeddedPilot {
             Ok(r) => r,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 return Err(Error::Host(format!(
-                    "the agent did not stop within {:.1} s: a callback of the application's host has not returned; the agent stops once it returns",
+                    "the agent did not stop within {:.1} s: a host callback has not returned; it stops once the callback returns",
                     timeout.as_secs_f64()
                 )))
             }
