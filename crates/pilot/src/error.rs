@@ -18,7 +18,7 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("another pilot agent is already running for the profile {profile} ({holder}); stop it first, or use another --profile")]
+    #[error("another pilot agent is already running for the profile {profile} ({holder}); stop it first, or use another profile")]
     Locked { profile: PathBuf, holder: String },
     #[error("{0}")]
     Index(#[from] testpilot_flight::Error),

@@ -10,6 +10,9 @@ use testpilot_flight::time::parse_duration;
 /// The largest configuration text taken, before it is parsed.
 pub const MAX_CONFIG_BYTES: usize = 1 << 20;
 
+/// The shortest poll interval taken: more often only loads the tower.
+pub const MIN_POLL: Duration = Duration::from_secs(1);
+
 /// How an embedded pilot runs.
 #[derive(Debug, Clone)]
 pub struct EmbedConfig {
@@ -141,6 +144,13 @@ impl EmbedConfig {
                     .ms,
             ),
         };
+        if poll < MIN_POLL {
+            return Err(Error::Usage(format!(
+                "configuration.poll: {} ms is too often: poll at least every {} s apart (a tower that streams changes reaches the pilot at once anyway)",
+                poll.as_millis(),
+                MIN_POLL.as_secs()
+            )));
+        }
         Ok(EmbedConfig {
             profile: PathBuf::from(profile),
             tower,
