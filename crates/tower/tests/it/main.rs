@@ -13,5 +13,6 @@ mod index;
 mod keys;
 mod lifecycle;
 mod openapi;
+mod push;
 mod replicas;
 mod reports;
