@@ -264,7 +264,10 @@ pub fn agent_loop(
     let push = if config.once {
         None
     } else {
-        let held = pilot.journal.meta("last_serial")?.and_then(|s| s.parse().ok());
+        let held = pilot
+            .journal
+            .meta("last_serial")?
+            .and_then(|s| s.parse().ok());
         crate::push::start(&tower, stop.clone(), held.unwrap_or(0), config.poll)
     };
     let mut next_sync = now;
@@ -284,7 +287,8 @@ pub fn agent_loop(
         if now >= next_sync {
             match sync(&mut pilot, &tower, &trust) {
                 Ok(synced) => {
-                    if let (Some(p), crate::sync::Synced::Accepted { serial, .. }) = (&push, synced) {
+                    if let (Some(p), crate::sync::Synced::Accepted { serial, .. }) = (&push, synced)
+                    {
                         p.held(serial);
                     }
                     sync_failures = 0;

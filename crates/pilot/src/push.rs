@@ -126,7 +126,9 @@ enum Ended {
     Stopped,
     /// The tower (or what is in front of it) has no stream: poll only.
     NoStream(String),
-    /// Anything else: reconnect after a backoff. `true` when the stream had been open.
+    /// Anything else: reconnect after a backoff. `true` when the stream had worked (an event
+    /// came), so the backoff starts over; a tower that answers and hangs up at once does
+    /// not reset it.
     Failed(String, bool),
 }
 
@@ -274,7 +276,8 @@ impl Listener {
             Some(Ok(r)) => r,
         };
         let status = resp.status();
-        if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::NOT_IMPLEMENTED
+        if status == reqwest::StatusCode::NOT_FOUND
+            || status == reqwest::StatusCode::NOT_IMPLEMENTED
         {
             return Ended::NoStream(format!("the tower answered {status}"));
         }
@@ -306,13 +309,15 @@ impl Listener {
         loop {
             let chunk = match self.until_stopped(resp.chunk()).await {
                 None => return Ended::Stopped,
-                Some(Err(e)) => return Ended::Failed(describe(&e), true),
-                Some(Ok(None)) => return Ended::Failed("the tower closed the stream".into(), true),
+                Some(Err(e)) => return Ended::Failed(describe(&e), heard.is_some()),
+                Some(Ok(None)) => {
+                    return Ended::Failed("the tower closed the stream".into(), heard.is_some())
+                }
                 Some(Ok(Some(c))) => c,
             };
             let serials = match events.feed(&chunk) {
                 Ok(s) => s,
-                Err(e) => return Ended::Failed(e, true),
+                Err(e) => return Ended::Failed(e, heard.is_some()),
             };
             for serial in serials {
                 let held = self.shared.held.load(Ordering::SeqCst);
@@ -482,7 +487,10 @@ mod tests {
         let mut e = Events::default();
         let line = format!("data: {}\n", "y".repeat(3000));
         e.feed(line.as_bytes()).unwrap();
-        assert!(e.feed(line.as_bytes()).is_err(), "data across lines is capped too");
+        assert!(
+            e.feed(line.as_bytes()).is_err(),
+            "data across lines is capped too"
+        );
     }
 
     #[test]

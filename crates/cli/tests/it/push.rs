@@ -157,11 +157,18 @@ fn no_stream_server() -> NoStream {
                         length = v.trim().parse().unwrap_or(0);
                     }
                 }
-                let _ = reader.by_ref().take(length as u64).read_to_end(&mut Vec::new());
+                let _ = reader
+                    .by_ref()
+                    .take(length as u64)
+                    .read_to_end(&mut Vec::new());
                 let (status, body) = if first.starts_with("GET /control/index.json") {
                     ih.fetch_add(1, Ordering::SeqCst);
                     let serial = s.load(Ordering::SeqCst);
-                    let flights = if serial > 1 { vec![the_flight()] } else { vec![] };
+                    let flights = if serial > 1 {
+                        vec![the_flight()]
+                    } else {
+                        vec![]
+                    };
                     let far = 4_102_444_800_000i64;
                     let index = json!({"serial": serial, "generatedAt": 0, "expiresAt": far, "flights": flights});
                     ("200 OK", index.to_string())

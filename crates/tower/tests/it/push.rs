@@ -33,9 +33,14 @@ async fn serve(t: &Tower, idle: Duration) -> RunningTower {
         idle_timeout: idle,
         ..ConnectionLimits::default()
     };
-    serve_with(t.state.clone(), "127.0.0.1:0".parse().unwrap(), 3_600_000, limits)
-        .await
-        .unwrap()
+    serve_with(
+        t.state.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        3_600_000,
+        limits,
+    )
+    .await
+    .unwrap()
 }
 
 fn client_from(ip: &str) -> reqwest::Client {
@@ -75,7 +80,10 @@ impl Stream {
             while !self.text.contains(what) {
                 match self.resp.chunk().await {
                     Ok(Some(c)) => self.text.push_str(&String::from_utf8_lossy(&c)),
-                    other => panic!("the stream ended ({other:?}) before {what:?}: {}", self.text),
+                    other => panic!(
+                        "the stream ended ({other:?}) before {what:?}: {}",
+                        self.text
+                    ),
                 }
             }
         };
@@ -110,7 +118,11 @@ async fn the_serial_on_connect_and_at_every_change(engine: Engine) {
     tokio::time::sleep(Duration::from_secs(3)).await;
     s.until(": heartbeat\n\n").await;
     let killed = t
-        .post("/api/v1/flights/hello/kill", &t.approver, serde_json::json!({}))
+        .post(
+            "/api/v1/flights/hello/kill",
+            &t.approver,
+            serde_json::json!({}),
+        )
         .await;
     assert_eq!(killed.status, 200, "{}", killed.json);
     s.until(&serial_event(t.state.index.current().serial)).await;
@@ -210,13 +222,10 @@ async fn a_change_on_another_tower_reaches_the_stream() {
     let a = Tower::with(Engine::Postgres, config(Duration::from_secs(15))).await;
     let db_url = a.db.as_ref().unwrap().url.clone();
     let store = testpilot_tower::Store::open(&db_url).await.unwrap();
-    let b_state = testpilot_tower::AppState::new(
-        store,
-        a.clock.clone(),
-        config(Duration::from_secs(15)),
-    )
-    .await
-    .unwrap();
+    let b_state =
+        testpilot_tower::AppState::new(store, a.clock.clone(), config(Duration::from_secs(15)))
+            .await
+            .unwrap();
     let b = serve_with(
         b_state.clone(),
         "127.0.0.1:0".parse().unwrap(),
