@@ -433,13 +433,13 @@ impl Events {
     }
 }
 
-/// `n` of `{"serial": n}`.
+/// `n` of `{"serial": n}` (an object: serde would take `[n]` for a struct too).
 fn serial_of(data: &str) -> Option<u64> {
-    #[derive(serde::Deserialize)]
-    struct Data {
-        serial: u64,
-    }
-    serde_json::from_str::<Data>(data).ok().map(|d| d.serial)
+    serde_json::from_str::<serde_json::Value>(data)
+        .ok()?
+        .as_object()?
+        .get("serial")?
+        .as_u64()
 }
 
 #[cfg(test)]
