@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use testpilot_flight::Clock;
-use testpilot_tower::api::{ApiConfig, ClientLimits};
+use testpilot_tower::api::{ApiConfig, ClientLimits, PushLimits};
 use testpilot_tower::connections::ConnectionLimits;
 use testpilot_tower::index::IndexTiming;
 use testpilot_tower::keys::KeyRing;
@@ -184,6 +184,14 @@ pub struct ServeArgs {
     pub retention: String,
     #[command(flatten)]
     pub connections: ConnectionArgs,
+    /// Push streams (`GET /control/stream`, which tells pilots the index changed) one client
+    /// address may hold; more are answered 429.
+    #[arg(long, default_value_t = PushLimits::default().per_address as u64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_streams_per_address: u64,
+    /// Push streams open in all; more are answered 503. Each is also a connection, so
+    /// --max-connections (and `ulimit -n`) must allow as many.
+    #[arg(long, default_value_t = PushLimits::default().total as u64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_streams: u64,
 }
 
 /// Time and count limits on clients' connections, so slow or numerous clients cannot hold
@@ -479,6 +487,11 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         index: timing(&a.index_ttl, a.index_max_age)?,
         trusted_proxies: testpilot_tower::client_addr::TrustedProxies(a.trusted_proxies.clone()),
+        push: PushLimits {
+            per_address: usize::try_from(a.max_streams_per_address).unwrap_or(usize::MAX),
+            total: usize::try_from(a.max_streams).unwrap_or(usize::MAX),
+            ..PushLimits::default()
+        },
     };
     config.connections = a.connections.limits();
     config.retention = retention;

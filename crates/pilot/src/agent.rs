@@ -264,6 +264,17 @@ pub fn agent_loop(
         None,
     )?;
 
+    // Push (docs/api.md, "Push: GET /control/stream"): an http(s) tower's stream wakes the
+    // loop as soon as the index changes. Dropped (and its thread ended) when the loop ends.
+    let push = if config.once {
+        None
+    } else {
+        let held = pilot
+            .journal
+            .meta("last_serial")?
+            .and_then(|s| s.parse().ok());
+        crate::push::start(&tower, stop.clone(), held.unwrap_or(0), config.poll)
+    };
     let mut next_sync = now;
     let mut sync_failures = 0u32;
     let mut next_upload = now;
@@ -281,7 +292,11 @@ pub fn agent_loop(
         }
         if now >= next_sync {
             match sync(&mut pilot, &tower, &trust) {
-                Ok(_) => {
+                Ok(synced) => {
+                    if let (Some(p), crate::sync::Synced::Accepted { serial, .. }) = (&push, synced)
+                    {
+                        p.held(serial);
+                    }
                     sync_failures = 0;
                     next_sync = Timestamp(now.0 + config.poll.as_millis() as i64);
                 }
@@ -305,6 +320,9 @@ pub fn agent_loop(
                     }
                 }
             }
+        }
+        for line in push.as_ref().map(|p| p.news()).unwrap_or_default() {
+            pilot.journal.note("", clock.now(), "push", &line, None)?;
         }
         if stop.stopped() {
             break;

@@ -10,6 +10,7 @@
 //! - [`sync`]: the seed's core loop: fetch the index, verify it, set up flights, report.
 //! - [`stream`]: recorded events streamed to the tower, in batches, with retries.
 //! - [`pins`]: the keys the index may be signed with: pinned, following rotations.
+//! - [`push`]: listening to the tower's push stream, to fetch a changed index at once.
 //! - [`flightlog`]: what the person sees: the flight log, the message center, opt-out.
 //! - [`agent`]: the long-running agent: one per profile, answers shutdown cleanly.
 //! - [`embed`]: the pilot inside an application, the one API behind the C ABI, Python and
@@ -28,6 +29,7 @@ pub mod journal;
 pub mod net;
 pub mod package;
 pub mod pins;
+pub mod push;
 pub mod reference;
 pub mod stream;
 pub mod sync;

@@ -12,6 +12,9 @@
 //!   refresh window, and Ed25519 signatures are deterministic. So towers on one database
 //!   serve identical bytes and identical ETags.
 //! - A document never replaces one with a higher serial.
+//! - Every rise of the serial served is announced once, from [`IndexCache::refresh`] (the one
+//!   place that learns of changes), to the push stream's subscribers (docs/api.md,
+//!   "Push: GET /control/stream").
 
 use crate::error::{Error, Result};
 use crate::keys::KeyRing;
@@ -123,6 +126,9 @@ pub struct IndexCache {
     timing: IndexTiming,
     /// Serializes rebuilds so that a slow one cannot overwrite a newer one.
     rebuild: tokio::sync::Mutex<()>,
+    /// The serial being served, for the push stream: a watch keeps only the latest value, so
+    /// a subscriber that falls behind sees one change, never a queue.
+    serial: tokio::sync::watch::Sender<u64>,
 }
 
 impl IndexCache {
@@ -135,6 +141,7 @@ impl IndexCache {
     ) -> Result<IndexCache> {
         let doc = build(&store.index_state().await?, &ring, timing, now)?;
         Ok(IndexCache {
+            serial: tokio::sync::watch::Sender::new(doc.serial),
             current: RwLock::new(Arc::new(doc)),
             ring,
             timing,
@@ -159,6 +166,12 @@ impl IndexCache {
         &self.ring
     }
 
+    /// The serial being served now and at every rise (not on a re-signing of the same
+    /// serial when the validity window rolls over).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.serial.subscribe()
+    }
+
     /// The key that signed the document being served.
     pub fn public_key(&self) -> VerifyingKey {
         self.current().signed_by
@@ -181,7 +194,16 @@ impl IndexCache {
             tracing::info!(serial = doc.serial, flights = doc.flights, "index rebuilt");
             *cur = Arc::new(doc);
         }
-        Ok(cur.clone())
+        let served = cur.clone();
+        drop(cur);
+        self.serial.send_if_modified(|s| {
+            let rose = served.serial > *s;
+            if rose {
+                *s = served.serial;
+            }
+            rose
+        });
+        Ok(served)
     }
 }
 

@@ -113,9 +113,19 @@ pub async fn serve_with(
     }
     let service = Served::new(state.clone());
     let st = state.clone();
+    if state.config.push.heartbeat >= limits.idle_timeout {
+        tracing::warn!(
+            heartbeat_s = state.config.push.heartbeat.as_secs(),
+            idle_timeout_s = limits.idle_timeout.as_secs(),
+            "the push heartbeat is not shorter than the idle timeout: idle push streams will be cut"
+        );
+    }
     let task = tokio::spawn(async move {
-        crate::connections::serve(listener, service, limits, async {
+        let push = st.push.clone();
+        crate::connections::serve(listener, service, limits, async move {
             let _ = rx.await;
+            // Push streams never end by themselves; shutdown waits for open requests.
+            push.close();
         })
         .await;
         for b in background {

@@ -11,6 +11,7 @@ mod pilot_agent;
 mod pilot_recording;
 mod pilot_sigkill;
 mod retention_cli;
+mod push;
 mod simulate_cli;
 mod support;
 mod terminal;

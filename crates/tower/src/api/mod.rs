@@ -82,6 +82,8 @@ pub struct ApiConfig {
     /// Reverse proxies whose `X-Forwarded-For` / `Forwarded` name the client for rate limits
     /// (`--trusted-proxy`); none by default, so the socket peer is the client.
     pub trusted_proxies: TrustedProxies,
+    /// Push streams (`GET /control/stream`): how many, and the heartbeat.
+    pub push: PushLimits,
 }
 
 /// Everything a request handler needs.
@@ -96,6 +98,8 @@ pub struct Shared {
     pub limiter: RateLimiter,
     /// The same limit for event requests, counted apart from reports.
     pub event_limiter: RateLimiter,
+    /// The open push streams (`GET /control/stream`).
+    pub push: Arc<Push>,
     pub config: ApiConfig,
 }
 
@@ -163,6 +167,7 @@ impl AppState {
             metrics: Metrics::default(),
             limiter: RateLimiter::new(config.limits.rate_per_sec, config.limits.burst),
             event_limiter: RateLimiter::new(config.limits.rate_per_sec, config.limits.burst),
+            push: Push::new(config.push),
             config,
         })))
     }
@@ -227,6 +232,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/keys/rotate", post(rotate_key))
         .route("/api/v1/keys/rotate/complete", post(complete_rotation))
         .route("/api/openapi.json", get(openapi))
+        .route("/control/stream", get(push::stream))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .merge(crate::dashboard::routes())
@@ -257,6 +263,8 @@ mod errors;
 pub use errors::*;
 mod events;
 pub use events::{MAX_EVENTS, MAX_EVENT_BODY};
+mod push;
+pub use push::{Push, PushLimits};
 
 // ---------------------------------------------------------------- auth
 
@@ -973,7 +981,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Test Pilot control tower", description = "Flights' lifecycle and approval, the signed index, reports and progress, recorded events and their results."),
-    paths(get_index, post_reports, events::post_events, push_flight, list_flights, get_flight, flight_diff, flight_progress, flight_errors,
+    paths(get_index, push::stream, post_reports, events::post_events, push_flight, list_flights, get_flight, flight_diff, flight_progress, flight_errors,
           events::flight_results, events::export_csv, events::export_jsonl,
           review_flight, approve_flight, send_back_flight, kill_flight, end_flight, audit_log, create_token, list_tokens, healthz, metrics,
           list_keys, rotate_key, complete_rotation),

@@ -14,5 +14,6 @@ mod keys;
 mod lifecycle;
 mod openapi;
 mod prune;
+mod push;
 mod replicas;
 mod reports;
