@@ -15,3 +15,4 @@ mod lifecycle;
 mod openapi;
 mod replicas;
 mod reports;
+mod rollups;
