@@ -202,7 +202,9 @@ async fn run(engine: Engine, reports: u64, per: u64, runs: usize, old_runs: usiz
                 times.push(t.elapsed().as_secs_f64() * 1000.0);
             }
             let (med, p95) = stats(times);
-            println!("{engine:?}: {path}: median {med:.1} ms, p95 {p95:.1} ms over {runs} requests");
+            println!(
+                "{engine:?}: {path}: median {med:.1} ms, p95 {p95:.1} ms over {runs} requests"
+            );
         }
     };
     timed("/api/v1/flights/bench/progress".into(), false).await;

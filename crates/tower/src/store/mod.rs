@@ -187,7 +187,10 @@ pub async fn migrate_to(url: &str, version: i64) -> Result<()> {
         Engine::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
         _ => url.to_string(),
     };
-    let pool = AnyPoolOptions::new().max_connections(1).connect(&full).await?;
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&full)
+        .await?;
     let mut m = migrator(engine);
     m.migrations.to_mut().retain(|x| x.version <= version);
     m.run(&pool).await?;

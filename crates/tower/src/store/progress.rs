@@ -223,9 +223,7 @@ impl Store {
         .await?;
         let mut clients: BTreeMap<(String, i64), i64> = BTreeMap::new();
         for r in &new {
-            *clients
-                .entry((r.try_get(0)?, r.try_get(1)?))
-                .or_default() += 1;
+            *clients.entry((r.try_get(0)?, r.try_get(1)?)).or_default() += 1;
         }
         if !clients.is_empty() {
             let rows: Vec<_> = clients.iter().map(|((f, d), n)| (f, d, n)).collect();
@@ -419,13 +417,20 @@ impl Store {
     /// [`Store::glances`] show), and per flight and arm (`""`: none; what results count).
     pub async fn client_counts_by_aggregation(
         &self,
-    ) -> Result<(BTreeMap<(String, String), u64>, BTreeMap<(String, String), u64>)> {
+    ) -> Result<(
+        BTreeMap<(String, String), u64>,
+        BTreeMap<(String, String), u64>,
+    )> {
         let mut by_status = BTreeMap::new();
-        for r in sqlx::query("SELECT flight, status, COUNT(*) FROM client_state GROUP BY flight, status")
-            .fetch_all(&self.read)
-            .await?
+        for r in
+            sqlx::query("SELECT flight, status, COUNT(*) FROM client_state GROUP BY flight, status")
+                .fetch_all(&self.read)
+                .await?
         {
-            by_status.insert((r.try_get(0)?, r.try_get(1)?), r.try_get::<i64, _>(2)? as u64);
+            by_status.insert(
+                (r.try_get(0)?, r.try_get(1)?),
+                r.try_get::<i64, _>(2)? as u64,
+            );
         }
         let mut by_arm = BTreeMap::new();
         for r in sqlx::query(

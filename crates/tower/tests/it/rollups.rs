@@ -209,9 +209,7 @@ async fn migration_backfills_rollups_equal_to_aggregation(engine: Engine) {
     for _ in 0..400 {
         let c = client(rng.below(60));
         let r = report(&mut rng);
-        reports
-            .entry((c, r["seq"].as_u64().unwrap()))
-            .or_insert(r);
+        reports.entry((c, r["seq"].as_u64().unwrap())).or_insert(r);
     }
     let mut latest: BTreeMap<(String, String), (u64, &Value)> = BTreeMap::new();
     let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
@@ -267,7 +265,10 @@ async fn migration_backfills_rollups_equal_to_aggregation(engine: Engine) {
             .unwrap();
     }
     let p = store.progress("layout").await.unwrap();
-    assert!(p.clients > 0 && p.reports > 0, "the backfill counted: {p:?}");
+    assert!(
+        p.clients > 0 && p.reports > 0,
+        "the backfill counted: {p:?}"
+    );
     assert_same(&store, "after the migration").await;
     // And reports after the migration move the backfilled rollups.
     for _ in 0..20 {
