@@ -63,6 +63,11 @@ pub struct RunArgs {
     /// Sync once, move flights on once, upload reports, and exit.
     #[arg(long)]
     pub once: bool,
+    /// How long the journal keeps sent reports, observed events and the history of ended
+    /// flights ("90d", "2w", ...). Pruned at start and hourly; running flights keep what
+    /// they need, and ended flights stay listed in `testpilot log`.
+    #[arg(long, default_value = "90d")]
+    pub retention: String,
 }
 
 #[derive(clap::Args)]
@@ -161,6 +166,14 @@ fn run_agent(a: RunArgs) -> anyhow::Result<ExitCode> {
         Err(_) => serde_json::Value::String(a.poll.clone()),
     };
     let poll = parse_duration(&poll_value).map_err(|e| anyhow::anyhow!("--poll: {e}"))?;
+    let retention = parse_duration(&serde_json::Value::String(a.retention.clone()))
+        .map_err(|e| anyhow::anyhow!("--retention: {e}"))?;
+    if retention.ms < 86_400_000 {
+        anyhow::bail!(
+            "--retention {}: give at least one day (\"1d\"); the journal is pruned by whole days",
+            a.retention
+        );
+    }
     let person = match &a.person {
         Some(p) => Some(
             crate::cmd_flight::read_json(p)
@@ -200,6 +213,10 @@ fn run_agent(a: RunArgs) -> anyhow::Result<ExitCode> {
                 anyhow::anyhow!("TESTPILOT_TIME_SCALE={v}: expected a number, like 1000")
             })?,
             Err(_) => 1.0,
+        },
+        retention: testpilot_pilot::journal::Retention {
+            keep: Duration::from_millis(retention.ms),
+            ..Default::default()
         },
     };
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -177,6 +177,11 @@ pub struct ServeArgs {
     /// Cache-Control max-age of the index, in seconds.
     #[arg(long, default_value_t = 60)]
     pub index_max_age: u32,
+    /// How long raw reports and events are kept ("400d", "2w", ...), or "never" to keep
+    /// them forever. Pruned at start and hourly; progress and results keep counting them
+    /// (docs/api.md, Retention).
+    #[arg(long, default_value = "400d")]
+    pub retention: String,
     #[command(flatten)]
     pub connections: ConnectionArgs,
 }
@@ -233,6 +238,22 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the async runtime")
+}
+
+/// `--retention`: a duration of at least a day, or `never`.
+fn retention(text: &str) -> anyhow::Result<Option<std::time::Duration>> {
+    if text.trim() == "never" {
+        return Ok(None);
+    }
+    let v = serde_json::Value::String(text.to_string());
+    let d = testpilot_flight::parse_duration(&v)
+        .map_err(|e| anyhow::anyhow!("--retention: {e}, or \"never\""))?;
+    if d.ms < 86_400_000 {
+        anyhow::bail!(
+            "--retention {text}: give at least one day (\"1d\"); raw rows are pruned by whole days"
+        );
+    }
+    Ok(Some(std::time::Duration::from_millis(d.ms)))
 }
 
 fn timing(ttl: &str, max_age: u32) -> anyhow::Result<IndexTiming> {
@@ -443,6 +464,7 @@ pub fn redact(url: &str) -> String {
 
 fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     init_logs("info,sqlx=warn");
+    let retention = retention(&a.retention)?;
     let url = a.db.url()?;
     let mut config = TowerConfig::new(url.clone(), a.listen);
     config.keys = a.keys.ring()?;
@@ -459,6 +481,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         trusted_proxies: testpilot_tower::client_addr::TrustedProxies(a.trusted_proxies.clone()),
     };
     config.connections = a.connections.limits();
+    config.retention = retention;
     runtime()?.block_on(async move {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let tower = testpilot_tower::start(config, clock)

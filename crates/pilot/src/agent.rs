@@ -2,6 +2,7 @@
 //! every `poll`, advancing flights as they come due, and stopping cleanly when asked.
 
 use crate::clock::SystemClock;
+use crate::journal::{prune, Retention};
 use crate::net::{HttpNet, Net};
 use crate::reference::ReferenceHost;
 use crate::stream::{upload_events, upload_events_retrying};
@@ -41,6 +42,9 @@ pub struct AgentConfig {
     /// from the moment the profile first ran with it (kept in the journal, so that virtual
     /// time keeps going forward across restarts). 1.0 is real time.
     pub time_scale: f64,
+    /// What the journal keeps (`--retention`): pruned at start and every hour of the
+    /// pilot's clock (`journal::prune`).
+    pub retention: Retention,
 }
 
 impl AgentConfig {
@@ -54,6 +58,7 @@ impl AgentConfig {
             poll: Duration::from_secs(15 * 60),
             once: false,
             time_scale: 1.0,
+            retention: Retention::default(),
         }
     }
 }
@@ -262,6 +267,7 @@ pub fn agent_loop(
     let mut next_sync = now;
     let mut sync_failures = 0u32;
     let mut next_upload = now;
+    let mut next_prune = now;
     let mut upload_failures = 0u32;
     // With `once`: why the index was refused, to fail with once the round is done.
     let mut refused: Option<String> = None;
@@ -305,6 +311,10 @@ pub fn agent_loop(
         }
         let wake = pilot.tick()?;
         let now = clock.now();
+        if now >= next_prune {
+            prune::on_schedule(&mut pilot.journal, now, &config.retention)?;
+            next_prune = Timestamp(now.0 + prune::PRUNE_EVERY.as_millis() as i64);
+        }
         if now >= next_upload && pilot.journal.outbox_pending()? > 0 {
             match upload_reports(&mut pilot, &tower) {
                 Ok(_) => upload_failures = 0,

@@ -31,6 +31,9 @@ pub struct TowerConfig {
     pub keys: KeyRing,
     /// Timeouts and connection counts.
     pub connections: ConnectionLimits,
+    /// Raw reports and events older than this are pruned, at start and hourly (`None`:
+    /// never; `store::prune`).
+    pub retention: Option<Duration>,
 }
 
 impl TowerConfig {
@@ -42,6 +45,7 @@ impl TowerConfig {
             poll_ms: 1000,
             keys: KeyRing::default(),
             connections: ConnectionLimits::default(),
+            retention: Some(crate::store::DEFAULT_RETENTION),
         }
     }
 }
@@ -80,20 +84,22 @@ impl RunningTower {
 pub async fn start(config: TowerConfig, clock: Arc<dyn Clock>) -> Result<RunningTower> {
     let store = Store::open(&config.db_url).await?;
     let state = AppState::with_keys(store, clock, config.api, config.keys).await?;
-    serve_with(state, config.listen, config.poll_ms, config.connections).await
+    let (listen, limits) = (config.listen, config.connections);
+    serve_with(state, listen, config.poll_ms, limits, config.retention).await
 }
 
 /// Serves an already opened tower with the default connection limits.
 pub async fn serve(state: AppState, listen: SocketAddr, poll_ms: u64) -> Result<RunningTower> {
-    serve_with(state, listen, poll_ms, ConnectionLimits::default()).await
+    serve_with(state, listen, poll_ms, ConnectionLimits::default(), None).await
 }
 
-/// Serves an already opened tower.
+/// Serves an already opened tower, pruning raw rows older than `retention` (if any).
 pub async fn serve_with(
     state: AppState,
     listen: SocketAddr,
     poll_ms: u64,
     limits: ConnectionLimits,
+    retention: Option<Duration>,
 ) -> Result<RunningTower> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
@@ -101,6 +107,9 @@ pub async fn serve_with(
     let mut background = vec![tokio::spawn(poll_index(state.clone(), poll_ms))];
     if state.store.engine() == Engine::Postgres {
         background.push(tokio::spawn(listen_for_changes(state.clone())));
+    }
+    if let Some(keep) = retention {
+        background.push(tokio::spawn(prune_on_schedule(state.clone(), keep)));
     }
     let service = Served::new(state.clone());
     let st = state.clone();
@@ -168,5 +177,29 @@ async fn listen_for_changes(state: AppState) {
             tracing::warn!(error = %e, "index change listener failed; reconnecting");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// How often the tower prunes raw reports and events.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Prunes raw reports and events older than `keep`, at start and then hourly. A failure is
+/// logged and tried again at the next round; the tower keeps serving.
+async fn prune_on_schedule(state: AppState, keep: Duration) {
+    loop {
+        let now = state.clock.now();
+        match state.store.prune(now, keep).await {
+            Ok(p) if p.reports + p.events > 0 => tracing::info!(
+                reports = p.reports,
+                events = p.events,
+                "pruned raw reports and events older than the retention ({} days)",
+                keep.as_secs() / 86_400
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "pruning old reports and events failed; trying again in an hour")
+            }
+        }
+        tokio::time::sleep(PRUNE_EVERY).await;
     }
 }

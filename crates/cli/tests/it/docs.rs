@@ -165,15 +165,19 @@ fn the_readme_test_command_is_what_ci_runs() {
         [
             "cargo fmt --all -- --check",
             "cargo clippy --workspace --all-targets -- -D warnings",
+            "cargo clippy -p testpilot-ffi --features python --all-targets -- -D warnings",
             test_command,
         ],
-        ".ci/run is fmt, clippy and exactly the README's test command"
+        ".ci/run is fmt, clippy (also of the Python binding) and exactly the README's test command"
     );
     let script = std::fs::read_to_string(root().join("scripts/test")).unwrap();
-    assert_eq!(
-        script.lines().last(),
-        Some("exec cargo test --workspace \"$@\""),
-        "scripts/test ends by running every test"
+    assert!(
+        script.lines().any(|l| l == "cargo test --workspace \"$@\""),
+        "scripts/test runs every Rust test"
+    );
+    assert!(
+        script.lines().last().is_some_and(|l| l.contains("-m pytest")),
+        "scripts/test ends with the Python package's tests"
     );
     for needed in ["pg_isready", "chromium-driver"] {
         assert!(script.contains(needed), "scripts/test sets up {needed}");

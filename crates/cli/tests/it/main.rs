@@ -9,6 +9,7 @@ mod keys_cli;
 mod pilot_agent;
 mod pilot_recording;
 mod pilot_sigkill;
+mod retention_cli;
 mod simulate_cli;
 mod support;
 mod terminal;

@@ -57,6 +57,8 @@ pub struct EmbeddedPilot {
     journal: Mutex<Journal>,
     features: Snapshot,
     state: Mutex<State>,
+    /// How long [`EmbeddedPilot::stop`] waits ([`STOP_TIMEOUT`] unless set).
+    stop_timeout: Mutex<Duration>,
     _lock: ProfileLock,
 }
 
@@ -82,6 +84,7 @@ impl EmbeddedPilot {
             journal: Mutex::new(journal),
             features: Arc::new(RwLock::new(snapshot)),
             state: Mutex::new(State::Ready(Box::new(GuardedHost::new(host)))),
+            stop_timeout: Mutex::new(STOP_TIMEOUT),
             _lock: lock,
         })
     }
@@ -123,6 +126,7 @@ impl EmbeddedPilot {
             poll: self.config.poll,
             once: false,
             time_scale: 1.0,
+            retention: Default::default(),
         };
         let signals = Arc::new(Signals::default());
         let (tx, done) = mpsc::channel();
@@ -318,7 +322,14 @@ impl EmbeddedPilot {
         }
     }
 
-    /// Stops the agent after the journal write under way, waiting up to [`STOP_TIMEOUT`].
+    /// How long [`EmbeddedPilot::stop`] waits for the agent's thread before it gives up (an
+    /// application that must shut down faster; tests of a blocking host).
+    pub fn set_stop_timeout(&self, timeout: Duration) {
+        *lock(&self.stop_timeout) = timeout;
+    }
+
+    /// Stops the agent after the journal write under way, waiting up to [`STOP_TIMEOUT`]
+    /// (or what [`EmbeddedPilot::set_stop_timeout`] set).
     /// Returns the error the agent stopped with, if it failed. Flights stay as they are: they
     /// go on at the next start. Stopping a pilot that is not running does nothing.
     pub fn stop(&self) -> Result<(), Error> {
@@ -327,12 +338,13 @@ impl EmbeddedPilot {
             return Ok(());
         };
         signals.stop();
-        let r = match done.recv_timeout(STOP_TIMEOUT) {
+        let timeout = *lock(&self.stop_timeout);
+        let r = match done.recv_timeout(timeout) {
             Ok(r) => r,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 return Err(Error::Host(format!(
-                    "the agent did not stop within {} s: a host callback has not returned; it stops once the callback returns",
-                    STOP_TIMEOUT.as_secs()
+                    "the agent did not stop within {:.1} s: a host callback has not returned; it stops once the callback returns",
+                    timeout.as_secs_f64()
                 )))
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {

@@ -7,7 +7,7 @@
 //!
 //! This file opens it and reads it, with the small writes of the CLI and sync; `schema` has
 //! the version and migrations, `writes` the engine's writes, `recording` the recorders and
-//! recorded events. SQL lives in these files only.
+//! recorded events, `prune` what is deleted once older than the retention. SQL lives in these files only.
 //!
 //! Each write is one transaction and one [`Faults`] point. The schema is versioned
 //! (`PRAGMA user_version`, see [`JOURNAL_VERSION`]) and upgraded in place by [`MIGRATIONS`];
@@ -15,12 +15,14 @@
 
 mod memory;
 mod private;
+pub mod prune;
 mod recording;
 mod schema;
 mod writes;
 
 use private::warn_if_loose;
 pub use private::{create_private_dir, looseness};
+pub use prune::{Pruned, Retention};
 pub use recording::{topic_counts, Harvest, NewRecorder, RecordedEvent, RecorderRow};
 use schema::upgrade;
 pub use schema::{APPLICATION_ID, JOURNAL_VERSION, MIGRATIONS};

@@ -12,6 +12,7 @@ mod index_expiry;
 mod journal_schema;
 mod keys;
 mod net_limits;
+mod prune;
 mod recording;
 
 mod support;

@@ -19,6 +19,7 @@ mod events;
 mod flights;
 mod keys;
 mod progress;
+mod prune;
 mod reports;
 mod tokens;
 
@@ -27,6 +28,7 @@ pub use events::{
 };
 pub use flights::{AuditEntry, FlightDetail, FlightSummary, Outcome, Pending, Revision};
 pub use keys::{KeyState, StoredKey};
+pub use prune::{TowerPruned, BATCH as PRUNE_BATCH, DEFAULT_RETENTION};
 pub use reports::{DailyPoint, ErrorReport, Ingested, Progress, ProgressRow};
 pub use tokens::TokenInfo;
 

@@ -13,6 +13,7 @@ mod index;
 mod keys;
 mod lifecycle;
 mod openapi;
+mod prune;
 mod replicas;
 mod reports;
 mod rollups;
