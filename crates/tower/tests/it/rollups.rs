@@ -279,3 +279,30 @@ async fn migration_backfills_rollups_equal_to_aggregation(engine: Engine) {
     store.close().await;
     db.cleanup().await;
 }
+
+both!(pruning_keeps_progress_whole);
+async fn pruning_keeps_progress_whole(engine: Engine) {
+    let (db, store) = with_flights(engine).await;
+    let mut rng = Rng(0x9e0e);
+    for _ in 0..30 {
+        store_group(&store, &group(&mut rng, 25)).await;
+    }
+    let before = store.progress("layout").await.unwrap();
+    let enrolments = store.enrolments_per_day("layout").await.unwrap();
+    // Reports span days T0 .. T0 + 4: keeping one day before T0 + 4 prunes the first three.
+    let pruned = store
+        .prune(
+            testpilot_flight::Timestamp(T0 + 4 * DAY),
+            std::time::Duration::from_secs(86_400),
+        )
+        .await
+        .unwrap();
+    assert!(pruned.reports > 0, "some reports were old enough to prune");
+    assert_eq!(store.progress("layout").await.unwrap(), before);
+    assert_eq!(
+        store.enrolments_per_day("layout").await.unwrap(),
+        enrolments
+    );
+    store.close().await;
+    db.cleanup().await;
+}
