@@ -176,7 +176,10 @@ fn the_readme_test_command_is_what_ci_runs() {
         "scripts/test runs every Rust test"
     );
     assert!(
-        script.lines().last().is_some_and(|l| l.contains("-m pytest")),
+        script
+            .lines()
+            .last()
+            .is_some_and(|l| l.contains("-m pytest")),
         "scripts/test ends with the Python package's tests"
     );
     for needed in ["pg_isready", "chromium-driver"] {

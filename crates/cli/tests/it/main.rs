@@ -1,6 +1,7 @@
 //! Integration tests of the `testpilot` binary, as one test binary (one link, not six).
 //! Each module runs the real binary as a person or a script would.
 
+mod bad_index;
 mod copilot_cli;
 mod copilot_e2e;
 mod docs;

@@ -16,6 +16,8 @@
 mod config;
 pub mod features;
 mod guard;
+#[cfg(feature = "openfeature")]
+pub mod openfeature;
 
 pub use config::{EmbedConfig, MAX_CONFIG_BYTES};
 pub use features::FeatureValue;
@@ -28,12 +30,14 @@ use crate::{flightlog, Error, Faults, Host, Journal, Pilot, ReferenceHost};
 use guard::GuardedHost;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 use testpilot_flight::Clock;
 
-/// How long [`EmbeddedPilot::stop`] waits for the agent's thread (a host callback may block).
+/// How long [`EmbeddedPilot::stop`] waits for the agent's thread (a host callback may block),
+/// unless [`EmbeddedPilot::set_stop_timeout`] says otherwise.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long [`EmbeddedPilot::optout`] waits for a running agent to undo what it must.
 pub const OPTOUT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -47,8 +51,30 @@ enum State {
         signals: Arc<Signals>,
         done: mpsc::Receiver<Result<(), Error>>,
     },
-    /// Stopped (the host went with the agent's thread) or failed.
+    /// The agent's thread ended on its own with this error; [`EmbeddedPilot::stop`] returns it.
+    Failed(Error),
+    /// Stopped (the host went with the agent's thread).
     Stopped,
+}
+
+impl State {
+    /// Notes an agent that has ended on its own since last looked at, so that its error is
+    /// kept for [`EmbeddedPilot::stop`] and nobody waits on it.
+    fn settle(&mut self) {
+        if let State::Running { done, .. } = self {
+            let ended = match done.try_recv() {
+                Ok(r) => r,
+                Err(mpsc::TryRecvError::Empty) => return,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    Err(Error::Host("the agent's thread ended abnormally".into()))
+                }
+            };
+            *self = match ended {
+                Ok(()) => State::Stopped,
+                Err(e) => State::Failed(e),
+            };
+        }
+    }
 }
 
 /// A pilot embedded in an application. `Send + Sync`: share it in an `Arc`.
@@ -57,10 +83,17 @@ pub struct EmbeddedPilot {
     journal: Mutex<Journal>,
     features: Snapshot,
     state: Mutex<State>,
-    /// How long [`EmbeddedPilot::stop`] waits ([`STOP_TIMEOUT`] unless set).
-    stop_timeout: Mutex<Duration>,
-    _lock: ProfileLock,
+    stop_timeout_ms: AtomicU64,
+    /// Shared with the agent's thread: a thread that outlives `stop` (a host callback that
+    /// does not return) keeps the profile locked until it ends.
+    profile_lock: Arc<ProfileLock>,
 }
+
+// The bindings share one pilot between threads (docs/embedding.md).
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<EmbeddedPilot>();
+};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -84,8 +117,8 @@ impl EmbeddedPilot {
             journal: Mutex::new(journal),
             features: Arc::new(RwLock::new(snapshot)),
             state: Mutex::new(State::Ready(Box::new(GuardedHost::new(host)))),
-            stop_timeout: Mutex::new(STOP_TIMEOUT),
-            _lock: lock,
+            stop_timeout_ms: AtomicU64::new(STOP_TIMEOUT.as_millis() as u64),
+            profile_lock: Arc::new(lock),
         })
     }
 
@@ -101,6 +134,17 @@ impl EmbeddedPilot {
         &self.config
     }
 
+    /// How long [`EmbeddedPilot::stop`] (and dropping the pilot) waits for the agent's thread
+    /// before giving up with an error; [`STOP_TIMEOUT`] unless set.
+    pub fn set_stop_timeout(&self, timeout: Duration) {
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.stop_timeout_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn stop_timeout(&self) -> Duration {
+        Duration::from_millis(self.stop_timeout_ms.load(Ordering::Relaxed))
+    }
+
     /// Starts the agent on a thread of its own: it syncs at once, then every `poll` (and as
     /// soon as the tower's stream says the index moved), and runs flights as they come due.
     pub fn start(&self) -> Result<(), Error> {
@@ -111,7 +155,7 @@ impl EmbeddedPilot {
                 *state = running;
                 return Err(Error::Usage("the pilot is already started".into()));
             }
-            State::Stopped => {
+            State::Stopped | State::Failed(_) => {
                 return Err(Error::Usage(
                     "the pilot was stopped: open the profile again to start it anew".into(),
                 ))
@@ -132,9 +176,11 @@ impl EmbeddedPilot {
         let (tx, done) = mpsc::channel();
         let snapshot = self.features.clone();
         let sig = signals.clone();
+        let profile_lock = self.profile_lock.clone();
         std::thread::Builder::new()
             .name("testpilot-agent".into())
             .spawn(move || {
+                let _profile_lock = profile_lock;
                 let mut refresh = |p: &Pilot| {
                     if let Ok(now) = features::features_in_effect(&p.journal) {
                         let mut s = snapshot.write().unwrap_or_else(|e| e.into_inner());
@@ -159,7 +205,9 @@ impl EmbeddedPilot {
 
     /// Whether the agent runs (started, not stopped, not failed).
     pub fn running(&self) -> bool {
-        matches!(&*lock(&self.state), State::Running { done, .. } if matches!(done.try_recv(), Err(mpsc::TryRecvError::Empty)))
+        let mut state = lock(&self.state);
+        state.settle();
+        matches!(&*state, State::Running { .. })
     }
 
     /// A feature's value and the flight and arm that set it; `None` when no flight sets it.
@@ -252,6 +300,7 @@ impl EmbeddedPilot {
             }
         }
         let mut state = lock(&self.state);
+        state.settle();
         match &mut *state {
             State::Running { signals, .. } => {
                 let signals = signals.clone();
@@ -261,6 +310,11 @@ impl EmbeddedPilot {
                 signals.wake();
                 let deadline = Instant::now() + OPTOUT_TIMEOUT;
                 while !lock(&self.journal).request_done(req)? {
+                    if !self.running() {
+                        return Err(Error::Usage(
+                            "the agent stopped before it ended the flight(s); they are ended at the next start".into(),
+                        ));
+                    }
                     if Instant::now() > deadline {
                         return Err(Error::Usage(
                             "the agent was asked to end the flight(s) and has not finished yet; the flight log shows when it has".into(),
@@ -293,7 +347,7 @@ impl EmbeddedPilot {
                 *state = State::Ready(pilot.into_host());
                 ended
             }
-            State::Stopped => Err(Error::Usage(
+            State::Stopped | State::Failed(_) => Err(Error::Usage(
                 "the pilot was stopped: open the profile again to opt out".into(),
             )),
         }
@@ -322,23 +376,24 @@ impl EmbeddedPilot {
         }
     }
 
-    /// How long [`EmbeddedPilot::stop`] waits for the agent's thread before it gives up (an
-    /// application that must shut down faster; tests of a blocking host).
-    pub fn set_stop_timeout(&self, timeout: Duration) {
-        *lock(&self.stop_timeout) = timeout;
-    }
-
-    /// Stops the agent after the journal write under way, waiting up to [`STOP_TIMEOUT`]
-    /// (or what [`EmbeddedPilot::set_stop_timeout`] set).
-    /// Returns the error the agent stopped with, if it failed. Flights stay as they are: they
-    /// go on at the next start. Stopping a pilot that is not running does nothing.
+    /// Stops the agent after the journal write under way, waiting up to [`STOP_TIMEOUT`] (or
+    /// [`EmbeddedPilot::set_stop_timeout`]). Returns the error the agent stopped with, if it
+    /// failed. Flights stay as they are: they go on at the next start. Stopping a pilot that
+    /// is not running does nothing. After a timeout the agent still stops once the host's
+    /// callback returns, and the profile stays locked until it has; `stop` may be called again.
     pub fn stop(&self) -> Result<(), Error> {
         let mut state = lock(&self.state);
+        if let State::Failed(_) = &*state {
+            let State::Failed(e) = std::mem::replace(&mut *state, State::Stopped) else {
+                unreachable!("matched Failed above")
+            };
+            return Err(e);
+        }
         let State::Running { signals, done } = &*state else {
             return Ok(());
         };
         signals.stop();
-        let timeout = *lock(&self.stop_timeout);
+        let timeout = self.stop_timeout();
         let r = match done.recv_timeout(timeout) {
             Ok(r) => r,
             Err(mpsc::RecvTimeoutError::Timeout) => {
