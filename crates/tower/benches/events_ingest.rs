@@ -11,7 +11,7 @@
 //! 3. Results: `BENCH_EVENTS` (10 million) events of `BENCH_RESULT_CLIENTS` (100,000)
 //!    enrolled clients are seeded straight into the tables by fast paths (one
 //!    `INSERT … SELECT` from a generated series for the raw events; the rollups and
-//!    `client_state` from arithmetic, in a few thousand rows) and `GET …/results` is timed
+//!    `client_state` (and its `progress_states` rollup) from arithmetic, in a few thousand rows) and `GET …/results` is timed
 //!    over HTTP `BENCH_RESULT_RUNS` times.
 //!
 //! `cargo bench -p testpilot-tower --bench events_ingest`. Environment: `BENCH_ENGINES`
@@ -300,6 +300,14 @@ async fn seed(engine: Engine, url: &str, events: u64, clients: u64) {
         gen(clients),
         uuid_sql("i + 1"),
     ))
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    // Progress reads its rollup of `client_state`, kept with it at ingest.
+    sqlx::query(
+        "INSERT INTO progress_states (flight, version, arm, armed, status, step, clients) \
+         SELECT flight, version, arm, 1, status, step, COUNT(*) FROM client_state GROUP BY flight, version, arm, status, step",
+    )
     .execute(&mut *tx)
     .await
     .unwrap();

@@ -91,14 +91,14 @@ pub type ExportCursor = (i64, String, i64);
 
 /// A column of rows sent as JSON: its SQL type on PostgreSQL.
 #[derive(Clone, Copy)]
-enum Col {
+pub(super) enum Col {
     Text,
     Int,
     Float,
 }
 
 /// The SELECT list that unpacks rows sent as one JSON array of arrays, and its FROM clause.
-fn unpack(engine: Engine, cols: &[Col]) -> String {
+pub(super) fn unpack(engine: Engine, cols: &[Col]) -> String {
     let list: Vec<String> = cols
         .iter()
         .enumerate()
@@ -119,7 +119,7 @@ fn unpack(engine: Engine, cols: &[Col]) -> String {
     }
 }
 
-fn encode<T: serde::Serialize>(rows: &T) -> Result<String> {
+pub(super) fn encode<T: serde::Serialize>(rows: &T) -> Result<String> {
     serde_json::to_string(rows).map_err(|e| Error::Internal(format!("encoding rows: {e}")))
 }
 
@@ -437,7 +437,8 @@ impl Store {
             );
         }
         for r in sqlx::query(
-            "SELECT COALESCE(arm, ''), COUNT(*) FROM client_state WHERE flight = $1 GROUP BY COALESCE(arm, '')",
+            "SELECT arm, CAST(SUM(clients) AS BIGINT) FROM progress_states WHERE flight = $1 \
+             GROUP BY arm HAVING SUM(clients) > 0",
         )
         .bind(flight)
         .fetch_all(&mut *tx)

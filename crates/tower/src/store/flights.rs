@@ -754,7 +754,7 @@ impl Store {
 }
 
 const SUMMARY_SQL: &str = "SELECT f.studyname, f.state, f.latest_version, f.live_version, f.created_at, f.updated_at, \
-     r.state, r.created_by, r.spec, (SELECT COUNT(*) FROM client_state c WHERE c.flight = f.studyname) \
+     r.state, r.created_by, r.spec, (SELECT CAST(COALESCE(SUM(c.clients), 0) AS BIGINT) FROM progress_states c WHERE c.flight = f.studyname) \
      FROM flights f JOIN revisions r ON r.studyname = f.studyname AND r.version = f.latest_version";
 
 fn summary(r: &AnyRow) -> Result<FlightSummary> {
@@ -819,7 +819,8 @@ impl Store {
     pub async fn glances(&self) -> Result<std::collections::BTreeMap<String, Glance>> {
         let mut out: std::collections::BTreeMap<String, Glance> = Default::default();
         let rows = sqlx::query(
-            "SELECT flight, status, COUNT(*) FROM client_state GROUP BY flight, status",
+            "SELECT flight, status, CAST(SUM(clients) AS BIGINT) FROM progress_states \
+             GROUP BY flight, status HAVING SUM(clients) > 0",
         )
         .fetch_all(&self.read)
         .await?;
@@ -843,11 +844,12 @@ impl Store {
     }
 
     /// Enrolments per day (`YYYY-MM-DD`, UTC): reports that started a flight on a client
-    /// (status `running` at step 0), oldest first.
+    /// (status `running` at step 0), oldest first. Read from the `progress_days` rollup
+    /// (see `store/progress.rs`).
     pub async fn enrolments_per_day(&self, name: &str) -> Result<Vec<(String, u64)>> {
         let rows = sqlx::query(
-            "SELECT day, COUNT(*) FROM reports WHERE flight = $1 AND status = 'running' AND step = 0 \
-             GROUP BY day ORDER BY day",
+            "SELECT day, starts FROM progress_days WHERE flight = $1 AND status = 'running' AND starts > 0 \
+             ORDER BY day",
         )
         .bind(name)
         .fetch_all(&self.read)

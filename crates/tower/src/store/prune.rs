@@ -1,10 +1,12 @@
 //! Pruning raw rows older than the retention (`tower serve --retention`, docs/api.md
 //! "Retention"), so a tower's database stays bounded over years.
 //!
-//! What goes: raw `reports` whose day is older than the retention, and raw `events` whose
-//! `at` is. What stays: `client_state` (each client's latest report per flight, what progress
-//! counts), the event rollups (`event_days`, `event_clients`, `event_arms`: all that results
-//! read), flights, revisions, the audit log, tokens and keys — none of which grows per
+//! What goes: raw `reports` whose day is older than the retention, the rows of
+//! `progress_day_seen` (which clients reported on a day) for those days, and raw `events`
+//! whose `at` is. What stays: `client_state` (each client's latest report per flight, what progress
+//! counts), the progress rollups that do not grow per client (`progress_states`,
+//! `progress_days`, `progress_day_clients`: progress keeps its whole daily series), the event
+//! rollups (`event_days`, `event_clients`, `event_arms`: all that results read), flights, revisions, the audit log, tokens and keys — none of which grows per
 //! request. The tower keeps no other per-request state (no idempotency keys apart from the raw
 //! rows' `(client, seq)`; rate limits live in memory).
 //!
@@ -50,6 +52,13 @@ impl Store {
     pub async fn prune(&self, now: Timestamp, keep: Duration) -> Result<TowerPruned> {
         let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
         let day = now.0.saturating_sub(keep_ms).div_euclid(DAY_MS);
+        self.prune_table(
+            "progress_day_seen",
+            "DELETE FROM progress_day_seen WHERE (flight, day, client) IN \
+             (SELECT flight, day, client FROM progress_day_seen WHERE flight = $1 AND day < $2 LIMIT $3)",
+            day,
+        )
+        .await?;
         let pruned = TowerPruned {
             reports: self
                 .prune_table(

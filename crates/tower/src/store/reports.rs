@@ -2,7 +2,8 @@
 //!
 //! `reports` keeps every report once (`(client, seq)` is its key, so a resend is a no-op);
 //! `client_state` keeps each client's latest report per flight (highest `seq`), which is
-//! what "how many clients are at which status / step / arm" counts.
+//! what "how many clients are at which status / step / arm" counts; it and the progress
+//! rollups move in the same transaction (`store/progress.rs`), which also reads progress.
 
 use super::{parse_json, rfc3339, Engine, Store};
 use crate::error::Result;
@@ -137,13 +138,21 @@ impl Store {
         now: Timestamp,
     ) -> Result<Vec<Ingested>> {
         let mut tx = self.write.begin().await?;
-        let mut out = Vec::with_capacity(batches.len());
-        // Each client's latest newly stored report per flight; the WHERE below keeps a late
-        // older report from moving a client backwards. Sorted, so that concurrent writers on
-        // PostgreSQL lock rows in one order and cannot deadlock.
+        let mut out = vec![Ingested::default(); batches.len()];
+        // Each client's latest newly stored report per flight (only it can move the client's
+        // state), sorted, so that concurrent writers on PostgreSQL lock rows in one order
+        // and cannot deadlock; and every report stored now, for the per-day rollups.
         let mut latest: BTreeMap<(&str, &str), &Report> = BTreeMap::new();
-        for batch in batches {
-            let fresh = first_of_each_seq(batch);
+        let mut stored_now: Vec<(&str, &Report)> = Vec::new();
+        // Reports are inserted in (client, seq) order, batches of one client in the order
+        // they came: two writers storing the same reports on PostgreSQL then wait for each
+        // other instead of deadlocking.
+        let mut order: Vec<usize> = (0..batches.len()).collect();
+        order.sort_by_key(|&i| batches[i].client.as_str());
+        for i in order {
+            let batch = batches[i];
+            let mut fresh = first_of_each_seq(batch);
+            fresh.sort_by_key(|r| r.seq);
             let stored = match self.engine {
                 Engine::Sqlite => Self::insert_sqlite(&mut tx, &batch.client, &fresh, now).await?,
                 Engine::Postgres => {
@@ -151,11 +160,12 @@ impl Store {
                 }
             };
             let accepted = stored.len() as u64;
-            out.push(Ingested {
+            out[i] = Ingested {
                 accepted,
                 duplicates: batch.reports.len() as u64 - accepted,
-            });
+            };
             for r in fresh.into_iter().filter(|r| stored.contains(&r.seq)) {
+                stored_now.push((batch.client.as_str(), r));
                 let e = latest
                     .entry((r.flight.as_str(), batch.client.as_str()))
                     .or_insert(r);
@@ -165,28 +175,7 @@ impl Store {
             }
         }
         let latest: Vec<_> = latest.into_iter().collect();
-        for chunk in latest.chunks(CHUNK) {
-            let sql = format!(
-                "INSERT INTO client_state (flight, client, seq, version, arm, status, step, at) VALUES {} \
-                 ON CONFLICT (flight, client) DO UPDATE SET seq = excluded.seq, version = excluded.version, \
-                 arm = excluded.arm, status = excluded.status, step = excluded.step, at = excluded.at \
-                 WHERE excluded.seq > client_state.seq",
-                placeholders(chunk.len(), 8)
-            );
-            let mut q = sqlx::query(&sql).persistent(chunk.len() == CHUNK);
-            for ((flight, client), r) in chunk {
-                q = q
-                    .bind(*flight)
-                    .bind(*client)
-                    .bind(r.seq as i64)
-                    .bind(r.version as i64)
-                    .bind(r.arm.as_deref())
-                    .bind(r.status.as_str())
-                    .bind(r.step as i64)
-                    .bind(r.at.0);
-            }
-            q.execute(&mut *tx).await?;
-        }
+        self.move_progress(&mut tx, &latest, &stored_now).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -289,76 +278,6 @@ impl Store {
             .fetch_optional(&self.read)
             .await?;
         Ok(row.is_some())
-    }
-
-    /// Progress of a flight: clients by status, step, arm and version (by each client's
-    /// latest report), the full breakdown, and a daily series of reports.
-    pub async fn progress(&self, name: &str) -> Result<Progress> {
-        let rows = sqlx::query(
-            "SELECT version, arm, status, step, COUNT(*) FROM client_state WHERE flight = $1 \
-             GROUP BY version, arm, status, step ORDER BY version, arm, status, step",
-        )
-        .bind(name)
-        .fetch_all(&self.read)
-        .await?;
-        let mut p = Progress {
-            studyname: name.to_string(),
-            ..Progress::default()
-        };
-        for r in rows {
-            let row = ProgressRow {
-                version: r.try_get::<i64, _>(0)? as u64,
-                arm: r.try_get(1)?,
-                status: r.try_get(2)?,
-                step: r.try_get::<i64, _>(3)? as u64,
-                clients: r.try_get::<i64, _>(4)? as u64,
-            };
-            p.clients += row.clients;
-            *p.by_status.entry(row.status.clone()).or_default() += row.clients;
-            *p.by_step.entry(row.step).or_default() += row.clients;
-            *p.by_version.entry(row.version).or_default() += row.clients;
-            if let Some(arm) = &row.arm {
-                *p.by_arm.entry(arm.clone()).or_default() += row.clients;
-            }
-            p.breakdown.push(row);
-        }
-        let per_status = sqlx::query(
-            "SELECT day, status, COUNT(*) FROM reports WHERE flight = $1 GROUP BY day, status ORDER BY day, status",
-        )
-        .bind(name)
-        .fetch_all(&self.read)
-        .await?;
-        let per_day = sqlx::query(
-            "SELECT day, COUNT(DISTINCT client) FROM reports WHERE flight = $1 GROUP BY day ORDER BY day",
-        )
-        .bind(name)
-        .fetch_all(&self.read)
-        .await?;
-        let mut days: BTreeMap<i64, DailyPoint> = BTreeMap::new();
-        for r in per_day {
-            let day: i64 = r.try_get(0)?;
-            let label = Timestamp(day.saturating_mul(DAY_MS)).to_rfc3339();
-            days.insert(
-                day,
-                DailyPoint {
-                    day: label.get(..10).unwrap_or(&label).to_string(),
-                    reports: 0,
-                    clients: r.try_get::<i64, _>(1)? as u64,
-                    by_status: BTreeMap::new(),
-                },
-            );
-        }
-        for r in per_status {
-            let day: i64 = r.try_get(0)?;
-            let n = r.try_get::<i64, _>(2)? as u64;
-            if let Some(d) = days.get_mut(&day) {
-                d.reports += n;
-                d.by_status.insert(r.try_get(1)?, n);
-            }
-            p.reports += n;
-        }
-        p.daily = days.into_values().collect();
-        Ok(p)
     }
 
     /// The newest `limit` reports on a flight that carried a `detail`.

@@ -17,3 +17,4 @@ mod prune;
 mod push;
 mod replicas;
 mod reports;
+mod rollups;

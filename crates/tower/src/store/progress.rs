@@ -1,0 +1,446 @@
+//! Progress rollups (migration 0006; docs/reports.md#progress): kept in the transaction that
+//! stores reports, so that progress, the flight page and the flight list read a few hundred
+//! rows however many reports and clients a flight has.
+//!
+//! - `progress_states`: clients per (flight, version, arm, status, step), by each client's
+//!   latest report. Moved only when `client_state` moves: a client whose newest stored
+//!   report gets a higher `seq` leaves its old row (−1) for its new one (+1); a resend or an
+//!   older `seq` moves nothing.
+//! - `progress_days`: reports per (flight, day, status), and those at step 0.
+//! - `progress_day_seen` / `progress_day_clients`: which clients reported on a flight on a
+//!   day, and how many.
+//!
+//! Concurrency (several writer tasks, several towers on one PostgreSQL database): every
+//! statement takes its rows as one JSON text sorted by key, so writers lock rows in one
+//! order; `client_state` rows are first locked (or created) in one upsert whose update never
+//! applies (`WHERE 1 = 0`), and only then read, so the old state a client leaves is the one
+//! no other writer can change before this transaction commits. Counts are added
+//! (`n = n + excluded.n`), never overwritten.
+
+use super::events::{encode, unpack, Col};
+use super::reports::{DailyPoint, Progress, ProgressRow};
+use super::{Engine, Store};
+use crate::error::{Error, Result};
+use sqlx::{Any, Row, Transaction};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use testpilot_flight::report::Report;
+use testpilot_flight::Timestamp;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// A client's place in `progress_states` (without the flight): version, arm (`None`: no
+/// arm), status, step.
+type State = (i64, Option<String>, String, i64);
+
+/// `YYYY-MM-DD` of a day since the epoch.
+fn label(day: i64) -> String {
+    let t = Timestamp(day.saturating_mul(DAY_MS)).to_rfc3339();
+    t.get(..10).unwrap_or(&t).to_string()
+}
+
+fn state_of(r: &Report) -> State {
+    (
+        r.version as i64,
+        r.arm.clone(),
+        r.status.as_str().to_string(),
+        r.step as i64,
+    )
+}
+
+impl Store {
+    /// Moves `client_state` to each client's newest report of this transaction and the
+    /// rollups with it. `latest` holds, sorted by (flight, client), each client's newest
+    /// newly stored report per flight; `stored` every report stored now, with its client.
+    pub(super) async fn move_progress(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        latest: &[((&str, &str), &Report)],
+        stored: &[(&str, &Report)],
+    ) -> Result<()> {
+        if stored.is_empty() {
+            return Ok(());
+        }
+        let states = self.move_client_states(tx, latest).await?;
+        self.add_days(tx, stored).await?;
+        let rows: Vec<_> = states
+            .iter()
+            .filter(|(_, n)| **n != 0)
+            .map(|((f, (v, arm, status, step)), n)| {
+                (
+                    f,
+                    v,
+                    arm.as_deref().unwrap_or(""),
+                    i64::from(arm.is_some()),
+                    status,
+                    step,
+                    n,
+                )
+            })
+            .collect();
+        if !rows.is_empty() {
+            use Col::*;
+            sqlx::query(&format!(
+                "INSERT INTO progress_states (flight, version, arm, armed, status, step, clients) {} \
+                 ON CONFLICT (flight, version, arm, armed, status, step) \
+                 DO UPDATE SET clients = progress_states.clients + excluded.clients",
+                unpack(self.engine, &[Text, Int, Text, Int, Text, Int, Int])
+            ))
+            .bind(encode(&rows)?)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Moves each client in `latest` whose report is newer than its stored state; returns
+    /// what that does to `progress_states`: (flight, state) → change in clients.
+    async fn move_client_states(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        latest: &[((&str, &str), &Report)],
+    ) -> Result<BTreeMap<(String, State), i64>> {
+        use Col::*;
+        let rows: Vec<_> = latest
+            .iter()
+            .map(|((flight, client), r)| {
+                (
+                    flight,
+                    client,
+                    r.seq as i64,
+                    r.version as i64,
+                    r.arm.as_deref(),
+                    r.status.as_str(),
+                    r.step as i64,
+                    r.at.0,
+                )
+            })
+            .collect();
+        let cols = [Text, Text, Int, Int, Text, Text, Int, Int];
+        // New clients are inserted; existing ones are locked, not changed, not returned.
+        let created = sqlx::query(&format!(
+            "INSERT INTO client_state (flight, client, seq, version, arm, status, step, at) {} \
+             ON CONFLICT (flight, client) DO UPDATE SET seq = client_state.seq WHERE 1 = 0 \
+             RETURNING flight, client",
+            unpack(self.engine, &cols)
+        ))
+        .bind(encode(&rows)?)
+        .fetch_all(&mut **tx)
+        .await?;
+        let created: HashSet<(String, String)> = created
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_>>()?;
+        let mut deltas: BTreeMap<(String, State), i64> = BTreeMap::new();
+        let mut existing = Vec::new();
+        for (i, ((flight, client), r)) in latest.iter().enumerate() {
+            if created.contains(&(flight.to_string(), client.to_string())) {
+                *deltas.entry((flight.to_string(), state_of(r))).or_default() += 1;
+            } else {
+                existing.push(i);
+            }
+        }
+        if existing.is_empty() {
+            return Ok(deltas);
+        }
+        let keys: Vec<_> = existing.iter().map(|&i| latest[i].0).collect();
+        let (from, k0, k1) = match self.engine {
+            Engine::Sqlite => ("json_each($1) k", "k.value ->> 0", "k.value ->> 1"),
+            Engine::Postgres => ("json_array_elements($1::json) k", "k ->> 0", "k ->> 1"),
+        };
+        let old = sqlx::query(&format!(
+            "SELECT c.flight, c.client, c.seq, c.version, c.arm, c.status, c.step FROM {from} \
+             JOIN client_state c ON c.flight = {k0} AND c.client = {k1}"
+        ))
+        .bind(encode(&keys)?)
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut old_of: BTreeMap<(String, String), (i64, State)> = BTreeMap::new();
+        for r in &old {
+            old_of.insert(
+                (r.try_get(0)?, r.try_get(1)?),
+                (
+                    r.try_get(2)?,
+                    (r.try_get(3)?, r.try_get(4)?, r.try_get(5)?, r.try_get(6)?),
+                ),
+            );
+        }
+        let mut moved = Vec::new();
+        for i in existing {
+            let ((flight, client), r) = latest[i];
+            let Some((seq, state)) = old_of.remove(&(flight.to_string(), client.to_string()))
+            else {
+                return Err(Error::Internal(format!(
+                    "the progress of client {client} on `{flight}` was neither created nor found"
+                )));
+            };
+            if r.seq as i64 > seq {
+                *deltas.entry((flight.to_string(), state)).or_default() -= 1;
+                *deltas.entry((flight.to_string(), state_of(r))).or_default() += 1;
+                moved.push(rows[i]);
+            }
+        }
+        if !moved.is_empty() {
+            sqlx::query(&format!(
+                "INSERT INTO client_state (flight, client, seq, version, arm, status, step, at) {} \
+                 ON CONFLICT (flight, client) DO UPDATE SET seq = excluded.seq, version = excluded.version, \
+                 arm = excluded.arm, status = excluded.status, step = excluded.step, at = excluded.at \
+                 WHERE excluded.seq > client_state.seq",
+                unpack(self.engine, &cols)
+            ))
+            .bind(encode(&moved)?)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(deltas)
+    }
+
+    /// Counts the reports stored now into the per-day rollups.
+    async fn add_days(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        stored: &[(&str, &Report)],
+    ) -> Result<()> {
+        use Col::*;
+        let mut seen: BTreeSet<(&str, i64, &str)> = BTreeSet::new();
+        let mut days: BTreeMap<(&str, i64, &str), (i64, i64)> = BTreeMap::new();
+        for (client, r) in stored {
+            let day = r.at.0.div_euclid(DAY_MS);
+            seen.insert((r.flight.as_str(), day, client));
+            let d = days
+                .entry((r.flight.as_str(), day, r.status.as_str()))
+                .or_default();
+            d.0 += 1;
+            d.1 += i64::from(r.step == 0);
+        }
+        let rows: Vec<_> = seen.iter().collect();
+        let new = sqlx::query(&format!(
+            "INSERT INTO progress_day_seen (flight, day, client) {} \
+             ON CONFLICT (flight, day, client) DO NOTHING RETURNING flight, day",
+            unpack(self.engine, &[Text, Int, Text])
+        ))
+        .bind(encode(&rows)?)
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut clients: BTreeMap<(String, i64), i64> = BTreeMap::new();
+        for r in &new {
+            *clients.entry((r.try_get(0)?, r.try_get(1)?)).or_default() += 1;
+        }
+        if !clients.is_empty() {
+            let rows: Vec<_> = clients.iter().map(|((f, d), n)| (f, d, n)).collect();
+            sqlx::query(&format!(
+                "INSERT INTO progress_day_clients (flight, day, clients) {} \
+                 ON CONFLICT (flight, day) DO UPDATE SET clients = progress_day_clients.clients + excluded.clients",
+                unpack(self.engine, &[Text, Int, Int])
+            ))
+            .bind(encode(&rows)?)
+            .execute(&mut **tx)
+            .await?;
+        }
+        let rows: Vec<_> = days
+            .iter()
+            .map(|((f, d, s), (n, starts))| (f, d, s, n, starts))
+            .collect();
+        sqlx::query(&format!(
+            "INSERT INTO progress_days (flight, day, status, reports, starts) {} \
+             ON CONFLICT (flight, day, status) DO UPDATE SET reports = progress_days.reports + excluded.reports, \
+             starts = progress_days.starts + excluded.starts",
+            unpack(self.engine, &[Text, Int, Text, Int, Int])
+        ))
+        .bind(encode(&rows)?)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Progress of a flight: clients by status, step, arm and version (by each client's
+    /// latest report), the full breakdown, and a daily series of reports — from the
+    /// rollups, read in one snapshot.
+    pub async fn progress(&self, name: &str) -> Result<Progress> {
+        let mut tx = self.read.begin().await?;
+        if self.engine == Engine::Postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .execute(&mut *tx)
+                .await?;
+        }
+        // Ordered as the engine orders a NULL arm (first on SQLite, last on PostgreSQL).
+        let states = sqlx::query(
+            "SELECT version, arm, armed, status, step, clients FROM progress_states \
+             WHERE flight = $1 AND clients > 0 \
+             ORDER BY version, CASE WHEN armed = 0 THEN NULL ELSE arm END, status, step",
+        )
+        .bind(name)
+        .fetch_all(&mut *tx)
+        .await?;
+        let per_status = sqlx::query(
+            "SELECT day, status, reports FROM progress_days WHERE flight = $1 ORDER BY day, status",
+        )
+        .bind(name)
+        .fetch_all(&mut *tx)
+        .await?;
+        let per_day = sqlx::query(
+            "SELECT day, clients FROM progress_day_clients WHERE flight = $1 ORDER BY day",
+        )
+        .bind(name)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut breakdown = Vec::with_capacity(states.len());
+        for r in states {
+            let armed = r.try_get::<i64, _>(2)? != 0;
+            let arm: String = r.try_get(1)?;
+            breakdown.push(ProgressRow {
+                version: r.try_get::<i64, _>(0)? as u64,
+                arm: armed.then_some(arm),
+                status: r.try_get(3)?,
+                step: r.try_get::<i64, _>(4)? as u64,
+                clients: r.try_get::<i64, _>(5)? as u64,
+            });
+        }
+        let mut daily = Vec::with_capacity(per_day.len());
+        for r in per_day {
+            daily.push((r.try_get(0)?, r.try_get::<i64, _>(1)? as u64));
+        }
+        let mut statuses = Vec::with_capacity(per_status.len());
+        for r in per_status {
+            statuses.push((r.try_get(0)?, r.try_get(1)?, r.try_get::<i64, _>(2)? as u64));
+        }
+        Ok(assemble(name, breakdown, daily, statuses))
+    }
+}
+
+/// A [`Progress`] from its breakdown (ordered), the distinct clients per day and the
+/// reports per day and status.
+fn assemble(
+    name: &str,
+    breakdown: Vec<ProgressRow>,
+    per_day: Vec<(i64, u64)>,
+    per_status: Vec<(i64, String, u64)>,
+) -> Progress {
+    let mut p = Progress {
+        studyname: name.to_string(),
+        ..Progress::default()
+    };
+    for row in &breakdown {
+        p.clients += row.clients;
+        *p.by_status.entry(row.status.clone()).or_default() += row.clients;
+        *p.by_step.entry(row.step).or_default() += row.clients;
+        *p.by_version.entry(row.version).or_default() += row.clients;
+        if let Some(arm) = &row.arm {
+            *p.by_arm.entry(arm.clone()).or_default() += row.clients;
+        }
+    }
+    p.breakdown = breakdown;
+    let mut days: BTreeMap<i64, DailyPoint> = BTreeMap::new();
+    for (day, clients) in per_day {
+        days.insert(
+            day,
+            DailyPoint {
+                day: label(day),
+                reports: 0,
+                clients,
+                by_status: BTreeMap::new(),
+            },
+        );
+    }
+    for (day, status, n) in per_status {
+        if let Some(d) = days.get_mut(&day) {
+            d.reports += n;
+            d.by_status.insert(status, n);
+        }
+        p.reports += n;
+    }
+    p.daily = days.into_values().collect();
+    p
+}
+
+/// The aggregations progress was computed with before the rollups, over `client_state`
+/// and every report: what tests compare the rollups with, and benchmarks time as "before".
+#[cfg(feature = "testing")]
+impl Store {
+    /// [`Store::progress`], aggregated over `client_state` and `reports`.
+    pub async fn progress_by_aggregation(&self, name: &str) -> Result<Progress> {
+        let rows = sqlx::query(
+            "SELECT version, arm, status, step, COUNT(*) FROM client_state WHERE flight = $1 \
+             GROUP BY version, arm, status, step ORDER BY version, arm, status, step",
+        )
+        .bind(name)
+        .fetch_all(&self.read)
+        .await?;
+        let mut breakdown = Vec::with_capacity(rows.len());
+        for r in rows {
+            breakdown.push(ProgressRow {
+                version: r.try_get::<i64, _>(0)? as u64,
+                arm: r.try_get(1)?,
+                status: r.try_get(2)?,
+                step: r.try_get::<i64, _>(3)? as u64,
+                clients: r.try_get::<i64, _>(4)? as u64,
+            });
+        }
+        let mut statuses = Vec::new();
+        for r in sqlx::query(
+            "SELECT day, status, COUNT(*) FROM reports WHERE flight = $1 GROUP BY day, status ORDER BY day, status",
+        )
+        .bind(name)
+        .fetch_all(&self.read)
+        .await?
+        {
+            statuses.push((r.try_get(0)?, r.try_get(1)?, r.try_get::<i64, _>(2)? as u64));
+        }
+        let mut daily = Vec::new();
+        for r in sqlx::query(
+            "SELECT day, COUNT(DISTINCT client) FROM reports WHERE flight = $1 GROUP BY day ORDER BY day",
+        )
+        .bind(name)
+        .fetch_all(&self.read)
+        .await?
+        {
+            daily.push((r.try_get(0)?, r.try_get::<i64, _>(1)? as u64));
+        }
+        Ok(assemble(name, breakdown, daily, statuses))
+    }
+
+    /// [`Store::enrolments_per_day`], aggregated over `reports`.
+    pub async fn enrolments_by_aggregation(&self, name: &str) -> Result<Vec<(String, u64)>> {
+        let rows = sqlx::query(
+            "SELECT day, COUNT(*) FROM reports WHERE flight = $1 AND status = 'running' AND step = 0 \
+             GROUP BY day ORDER BY day",
+        )
+        .bind(name)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((label(r.try_get(0)?), r.try_get::<i64, _>(1)? as u64)))
+            .collect()
+    }
+
+    /// Clients per flight and status over `client_state` (what the flight list and
+    /// [`Store::glances`] show), and per flight and arm (`""`: none; what results count).
+    pub async fn client_counts_by_aggregation(
+        &self,
+    ) -> Result<(
+        BTreeMap<(String, String), u64>,
+        BTreeMap<(String, String), u64>,
+    )> {
+        let mut by_status = BTreeMap::new();
+        for r in
+            sqlx::query("SELECT flight, status, COUNT(*) FROM client_state GROUP BY flight, status")
+                .fetch_all(&self.read)
+                .await?
+        {
+            by_status.insert(
+                (r.try_get(0)?, r.try_get(1)?),
+                r.try_get::<i64, _>(2)? as u64,
+            );
+        }
+        let mut by_arm = BTreeMap::new();
+        for r in sqlx::query(
+            "SELECT flight, COALESCE(arm, ''), COUNT(*) FROM client_state GROUP BY flight, COALESCE(arm, '')",
+        )
+        .fetch_all(&self.read)
+        .await?
+        {
+            by_arm.insert((r.try_get(0)?, r.try_get(1)?), r.try_get::<i64, _>(2)? as u64);
+        }
+        Ok((by_status, by_arm))
+    }
+}
