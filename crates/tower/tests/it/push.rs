@@ -38,6 +38,7 @@ async fn serve(t: &Tower, idle: Duration) -> RunningTower {
         "127.0.0.1:0".parse().unwrap(),
         3_600_000,
         limits,
+        None,
     )
     .await
     .unwrap()
@@ -231,6 +232,7 @@ async fn a_change_on_another_tower_reaches_the_stream() {
         "127.0.0.1:0".parse().unwrap(),
         3_600_000,
         ConnectionLimits::default(),
+        None,
     )
     .await
     .unwrap();
