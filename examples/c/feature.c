@@ -2,13 +2,14 @@
  * feature.c: an application that embeds the Test Pilot pilot through its C ABI
  * (docs/embedding.md, "C"; how to build and run it: README.md next to this file).
  *
- *   feature PROFILE INDEX_FILE PUBLIC_KEY [FEATURE [TOPIC]]
+ *   feature PROFILE TOWER PUBLIC_KEY [FEATURE [TOPIC]]
  *
- * Opens PROFILE against the signed index file INDEX_FILE (a file:// tower) with the tower's
- * PUBLIC_KEY, starts the agent, waits until a flight turns FEATURE on (default
+ * Opens PROFILE against TOWER — a signed index file (a file:// tower, polled every second) or
+ * an http(s):// tower (polled hourly: the tower's push stream brings changes at once) — with
+ * the tower's PUBLIC_KEY, starts the agent, waits until a flight turns FEATURE on (default
  * "search.bar"), observes the event TOPIC (default "search.used") the flight waits for, then
- * waits until the flight has completed and its feature is undone. Prints what happens;
- * exits 0 when all of it did, 1 otherwise.
+ * waits until the flight has ended — completed, or killed on the tower — and its feature is
+ * undone. Prints what happens; exits 0 when all of it did, 1 otherwise.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,14 +57,17 @@ static int wait_feature(TpPilot *pilot, const char *id, int want_set) {
     return 1;
 }
 
-/* Waits up to 30 s until the flight log says a flight completed and was cleaned up. */
-static int wait_completed(TpPilot *pilot) {
+/* Waits up to 30 s until the flight log says a flight completed or was killed, and was cleaned up. */
+static int wait_ended(TpPilot *pilot) {
     for (int i = 0; i < 600; i++) {
         char *log = NULL;
         int rc = tp_pilot_log(pilot, &log);
         if (rc != TP_OK) return fail("tp_pilot_log", rc);
-        int done = strstr(log, "\"status\":\"completed\"") && strstr(log, "\"cleanedUp\":true");
-        if (done) {
+        const char *ended = strstr(log, "\"status\":\"completed\"") ? "completed"
+                            : strstr(log, "\"status\":\"killed\"")  ? "killed"
+                                                                       : NULL;
+        if (ended && strstr(log, "\"cleanedUp\":true")) {
+            printf("flight ended: %s\n", ended);
             printf("flight log: %s\n", log);
             tp_string_free(log);
             return 0;
@@ -71,13 +75,15 @@ static int wait_completed(TpPilot *pilot) {
         tp_string_free(log);
         sleep_ms(50);
     }
-    fprintf(stderr, "feature: the flight did not complete within 30 s\n");
+    fprintf(stderr, "feature: the flight did not end within 30 s\n");
     return 1;
 }
 
 int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* a line at a time, also into a pipe */
     if (argc < 4 || argc > 6) {
-        fprintf(stderr, "usage: feature PROFILE INDEX_FILE PUBLIC_KEY [FEATURE [TOPIC]]\n");
+        fprintf(stderr, "usage: feature PROFILE TOWER PUBLIC_KEY [FEATURE [TOPIC]]\n"
+                        "  TOWER: a signed index file, or an http(s):// tower\n");
         return 2;
     }
     const char *feature = argc > 4 ? argv[4] : "search.bar";
@@ -88,11 +94,13 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
+    /* A tower pushes its changes: poll it hourly. A file has no stream: look every second. */
+    int http = strncmp(argv[2], "http://", 7) == 0 || strncmp(argv[2], "https://", 8) == 0;
     char config[8192];
     int n = snprintf(config, sizeof config,
-                     "{\"profile\": \"%s\", \"tower\": \"file://%s\", \"publicKey\": \"%s\", "
-                     "\"person\": {\"channel\": \"release\", \"locale\": \"en-US\"}, \"poll\": \"1s\"}",
-                     argv[1], argv[2], argv[3]);
+                     "{\"profile\": \"%s\", \"tower\": \"%s%s\", \"publicKey\": \"%s\", "
+                     "\"person\": {\"channel\": \"release\", \"locale\": \"en-US\"}, \"poll\": \"%s\"}",
+                     argv[1], http ? "" : "file://", argv[2], argv[3], http ? "1h" : "1s");
     if (n < 0 || (size_t)n >= sizeof config) {
         fprintf(stderr, "feature: the paths are too long\n");
         return 2;
@@ -121,7 +129,7 @@ int main(int argc, char **argv) {
     printf("observed %s\n", topic);
 
     if (wait_feature(pilot, feature, 0) != 0) goto out;
-    if (wait_completed(pilot) != 0) goto out;
+    if (wait_ended(pilot) != 0) goto out;
     status = 0;
 
 out:
