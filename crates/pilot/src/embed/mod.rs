@@ -365,14 +365,31 @@ impl EmbeddedPilot {
     /// Asks the agent to fetch the index now (it also does on its own when the tower's stream
     /// says the index moved).
     pub fn sync_now(&self) {
-        if let State::Running { signals, .. } = &*lock(&self.state) {
+        if let Some(signals) = self.signals() {
             signals.sync_now();
         }
     }
 
     fn wake(&self) {
-        if let State::Running { signals, .. } = &*lock(&self.state) {
+        if let Some(signals) = self.signals() {
             signals.wake();
+        }
+    }
+
+    /// The running agent's signals. Never waits on the state: while `stop` holds it (up to its
+    /// timeout, behind a blocked host callback) there is no agent to wake, and `observe` or
+    /// `answer` must not block the application for it; what they wrote is in the journal.
+    fn signals(&self) -> Option<Arc<Signals>> {
+        match self.state.try_lock() {
+            Ok(state) => match &*state {
+                State::Running { signals, .. } => Some(signals.clone()),
+                _ => None,
+            },
+            Err(std::sync::TryLockError::Poisoned(e)) => match &*e.into_inner() {
+                State::Running { signals, .. } => Some(signals.clone()),
+                _ => None,
+            },
+            Err(std::sync::TryLockError::WouldBlock) => None,
         }
     }
 
