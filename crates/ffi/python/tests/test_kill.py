@@ -89,9 +89,11 @@ def test_a_kill_undoes_the_flight_in_a_python_application_within_seconds(live_to
 
 
 def compile_c_example(out: pathlib.Path) -> pathlib.Path:
-    lib = REPO / "target" / "debug"
-    if not (lib / "libtestpilot.so").is_file():
-        pytest.fail(f"no libtestpilot.so in {lib}: build it with `cargo build -p testpilot-ffi`", pytrace=False)
+    # What `cargo test` built is in target/debug/deps; target/debug has one after `cargo build`.
+    debug = REPO / "target" / "debug"
+    lib = next((d for d in (debug / "deps", debug) if (d / "libtestpilot.so").is_file()), None)
+    if lib is None:
+        pytest.fail(f"no libtestpilot.so in {debug}: build it with `cargo build -p testpilot-ffi`", pytrace=False)
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         pytest.fail("no C compiler (cc): scripts/test installs Debian's gcc", pytrace=False)

@@ -8,11 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The folder cargo put libtestpilot in: the test executable is in `target/<profile>/deps`.
+/// The folder with the libtestpilot this test run built: `target/<profile>/deps`, next to the
+/// test executable (what `cargo test` builds lands there; `target/<profile>` has it only after
+/// a `cargo build`, and may hold an older one).
 fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let deps = exe.parent().unwrap().to_path_buf();
-    let found = [deps.parent().unwrap().to_path_buf(), deps.clone()]
+    let found = [deps.clone(), deps.parent().unwrap().to_path_buf()]
         .into_iter()
         .find(|d| d.join("libtestpilot.so").exists());
     found.unwrap_or_else(|| panic!("no libtestpilot.so next to {}", exe.display()))
