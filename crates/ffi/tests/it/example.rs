@@ -51,7 +51,10 @@ fn the_c_example_sees_a_feature_come_and_go() {
     ]);
     let s = Setup::new(vec![flight("search-bar", plan)]);
     let exe = compile_example(s.dir.path());
+    // cargo's LD_LIBRARY_PATH names target/debug first, which may hold an older library than
+    // the one linked (its rpath): without it, the rpath decides.
     let mut child = Command::new(&exe)
+        .env_remove("LD_LIBRARY_PATH")
         .arg(s.profile("p"))
         .arg(&s.index)
         .arg(&s.key)
