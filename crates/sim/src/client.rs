@@ -171,6 +171,11 @@ struct Pending {
 }
 
 impl World<'_> {
+    /// The serial of the index a poll at `polled` gets: one more for every kill by then.
+    fn serial(&self, polled: Timestamp) -> u64 {
+        1 + self.kills.iter().filter(|(_, at)| *at <= polled).count() as u64
+    }
+
     fn payload(&self, enrolled: &[usize], polled: Timestamp) -> IndexPayload {
         let killed = |i: usize| self.kills.iter().any(|(k, at)| *k == i && *at <= polled);
         let flights = enrolled
@@ -183,9 +188,8 @@ impl World<'_> {
                 v
             })
             .collect();
-        let serial = 1 + self.kills.iter().filter(|(_, at)| *at <= polled).count() as u64;
         IndexPayload {
-            serial,
+            serial: self.serial(polled),
             generated_at: polled,
             expires_at: Timestamp(polled.0 + INDEX_TTL_MS),
             flights,
@@ -283,11 +287,12 @@ impl World<'_> {
             // Writing the index at every poll would change nothing the engine sees but its
             // expiry, so it is written when new flights or kills come, or a day before the
             // one held expires (the engine wakes then).
-            let p = self.payload(enrolled, polled);
-            let stale = applied.is_none_or(|(serial, exp)| {
-                serial != p.serial || (exp.0 - now.0 <= REFRESH_BEFORE_MS && p.expires_at > exp)
+            let (serial, expires) = (self.serial(polled), Timestamp(polled.0 + INDEX_TTL_MS));
+            let stale = applied.is_none_or(|(s, exp)| {
+                s != serial || (exp.0 - now.0 <= REFRESH_BEFORE_MS && expires > exp)
             });
             if stale {
+                let p = self.payload(enrolled, polled);
                 pilot.apply_accepted(&p)?;
                 applied = Some((p.serial, p.expires_at));
             }
@@ -315,12 +320,9 @@ impl World<'_> {
                 if listeners.is_empty() {
                     continue;
                 }
-                let nodes = pilot.journal.nodes(&r.studyname)?;
+                let under_way = pilot.steps_under_way(&r.studyname)?;
                 for l in listeners {
-                    let open = nodes
-                        .iter()
-                        .any(|(p, v)| *p == l.path && v.get("res").is_none());
-                    if open {
+                    if under_way.contains(&l.path) {
                         for t in &l.topics {
                             let rate = b.events.get(t).map_or(0.0, |e| e.for_arm(r.arm.as_deref()));
                             waiting.push((t.clone(), l.observe, rate));

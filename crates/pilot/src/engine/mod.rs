@@ -36,11 +36,12 @@ use crate::journal::Journal;
 use crate::net::Net;
 use crate::{Error, Faults};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use testpilot_flight::report::{Report, Status};
-use testpilot_flight::{Clock, Person, Timestamp};
+use testpilot_flight::{Clock, Flight, Person, Timestamp};
 
 /// How often a retryable action (ping, upload, download) is tried before the flight fails.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -73,6 +74,10 @@ pub struct Pilot {
     profile: PathBuf,
     /// At most this many events recorded per flight ([`MAX_RECORDED`]).
     recording_cap: u64,
+    /// Per flight, its stored spec and the flight it validated to: a tick reads the spec of
+    /// every running flight, and validating the same text again gives the same flight. One
+    /// entry per flight of the journal (`schedule::flight_of`).
+    parsed: HashMap<String, (String, Arc<Flight>)>,
 }
 
 fn min_wake(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
@@ -193,6 +198,7 @@ impl Pilot {
             person,
             profile: config.profile,
             recording_cap: MAX_RECORDED,
+            parsed: HashMap::new(),
         })
     }
 

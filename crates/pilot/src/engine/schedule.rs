@@ -7,7 +7,8 @@ use crate::journal::FlightRow;
 use crate::Error;
 use testpilot_flight::report::Status;
 use testpilot_flight::spec::Entry;
-use testpilot_flight::{Flight, Timestamp};
+use std::sync::Arc;
+use testpilot_flight::{Diagnostics, Flight, Timestamp};
 
 /// Where the expiry of the last accepted index is kept (ms since the epoch).
 pub(super) const INDEX_EXPIRES: &str = "index_expires_at";
@@ -198,6 +199,19 @@ impl Pilot {
         Ok(Ok(min_wake(min_wake(end_by, fuse_at), index_expiry)))
     }
 
+    /// The flight a row's stored spec validates to, validated once per spec text.
+    fn flight_of(&mut self, row: &FlightRow) -> Result<Arc<Flight>, Diagnostics> {
+        if let Some((text, f)) = self.parsed.get(&row.studyname) {
+            if *text == row.spec {
+                return Ok(f.clone());
+            }
+        }
+        let f = Arc::new(Flight::from_json(&row.spec_json())?);
+        self.parsed
+            .insert(row.studyname.clone(), (row.spec.clone(), f.clone()));
+        Ok(f)
+    }
+
     /// Walks a running flight's plan as far as it goes now.
     fn advance_flight(
         &mut self,
@@ -205,7 +219,7 @@ impl Pilot {
         now: Timestamp,
     ) -> Result<Option<Timestamp>, Error> {
         let name = row.studyname.clone();
-        let flight = match Flight::from_json(&row.spec) {
+        let flight = match self.flight_of(&row) {
             Ok(f) => f,
             Err(d) => {
                 let why = format!(

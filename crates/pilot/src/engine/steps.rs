@@ -8,6 +8,7 @@ use crate::Error;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use testpilot_flight::report::Status;
 use testpilot_flight::spec::{Directive, Entry};
 use testpilot_flight::template::{render, render_json, Escape};
@@ -66,7 +67,7 @@ impl Node {
 /// One flight being advanced.
 pub(super) struct Ctx {
     pub name: String,
-    pub flight: Flight,
+    pub flight: Arc<Flight>,
     pub row: FlightRow,
     pub nodes: BTreeMap<String, Node>,
     pub now: Timestamp,
@@ -87,15 +88,15 @@ impl Ctx {
 impl Pilot {
     pub(super) fn context(
         &self,
-        flight: Flight,
+        flight: Arc<Flight>,
         row: FlightRow,
         now: Timestamp,
     ) -> Result<Ctx, Error> {
         let nodes = self
             .journal
-            .nodes(&row.studyname)?
+            .node_texts(&row.studyname)?
             .into_iter()
-            .filter_map(|(p, v)| serde_json::from_value::<Node>(v).ok().map(|n| (p, n)))
+            .filter_map(|(p, t)| serde_json::from_str::<Node>(&t).ok().map(|n| (p, n)))
             .collect();
         Ok(Ctx {
             name: row.studyname.clone(),
@@ -104,6 +105,18 @@ impl Pilot {
             nodes,
             now,
         })
+    }
+
+    /// The plan entries of a flight that have started and not resolved yet, by path ("3",
+    /// "3.1"): the steps under way, e.g. an `observe` still waiting for its events.
+    pub fn steps_under_way(&self, flight: &str) -> Result<Vec<String>, Error> {
+        Ok(self
+            .journal
+            .node_texts(flight)?
+            .into_iter()
+            .filter(|(_, t)| serde_json::from_str::<Node>(t).is_ok_and(|n| n.res.is_none()))
+            .map(|(p, _)| p)
+            .collect())
     }
 
     /// Top-level entry `next - 1` resolved true: the flight moves on (and says so to the tower

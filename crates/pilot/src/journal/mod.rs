@@ -60,7 +60,9 @@ pub mod prompt_state {
 pub struct FlightRow {
     pub studyname: String,
     pub version: u64,
-    pub spec: Value,
+    /// The spec as stored (the JSON text the index gave): parsed only by whoever needs it
+    /// ([`FlightRow::spec_json`]), not on every read of the flights.
+    pub spec: String,
     pub arm: Option<String>,
     pub status: String,
     pub step: u64,
@@ -161,6 +163,14 @@ const PROMPT_COLS: &str =
 
 fn json_col(text: String) -> Value {
     serde_json::from_str(&text).unwrap_or(Value::String(text))
+}
+
+impl FlightRow {
+    /// The stored spec as JSON (a text that is not JSON comes back as a JSON string, which
+    /// no flight validates).
+    pub fn spec_json(&self) -> Value {
+        json_col(self.spec.clone())
+    }
 }
 
 fn ts(v: Option<i64>) -> Option<Timestamp> {
@@ -405,7 +415,7 @@ impl Journal {
         Ok(FlightRow {
             studyname: r.get(0)?,
             version: r.get::<_, i64>(1)? as u64,
-            spec: json_col(r.get(2)?),
+            spec: r.get(2)?,
             arm: r.get(3)?,
             status: r.get(4)?,
             step: r.get::<_, i64>(5)? as u64,
@@ -444,6 +454,18 @@ impl Journal {
             .query_map([flight], |r| {
                 Ok((r.get::<_, String>(0)?, json_col(r.get(1)?)))
             })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// The state of every plan entry of a flight as stored (the engine's JSON text), for a
+    /// reader that parses it into its own type rather than a generic JSON value.
+    pub fn node_texts(&self, flight: &str) -> Result<Vec<(String, String)>, Error> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT path, state FROM nodes WHERE flight = ?1")?;
+        let rows = st
+            .query_map([flight], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
