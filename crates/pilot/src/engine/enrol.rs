@@ -7,6 +7,7 @@ use super::{report, Pilot};
 use crate::journal::{FlightRow, Line, NewFlight};
 use crate::Error;
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use testpilot_flight::index::IndexPayload;
 use testpilot_flight::report::Status;
@@ -42,7 +43,9 @@ impl Pilot {
                 .and_then(Value::as_str)
                 .unwrap_or("?")
                 .to_string();
-            let flight = match Flight::from_json(v) {
+            // The text it is journaled as: a flight already validated from it is not again.
+            let text = v.to_string();
+            let flight = match self.validated(&name_hint, &text, || Cow::Borrowed(v)) {
                 Ok(f) => f,
                 Err(d) => {
                     seen.insert(name_hint.clone());
@@ -70,7 +73,7 @@ impl Pilot {
                     if flight.kill || optout_all || expired {
                         continue;
                     }
-                    self.enroll(&flight, v, existing.as_ref(), now)?;
+                    self.enroll(&flight, &text, existing.as_ref(), now)?;
                 }
             }
         }
@@ -86,7 +89,7 @@ impl Pilot {
     fn enroll(
         &mut self,
         flight: &Flight,
-        spec: &Value,
+        spec_text: &str,
         existing: Option<&FlightRow>,
         now: Timestamp,
     ) -> Result<(), Error> {
@@ -122,11 +125,10 @@ impl Pilot {
             Line::new("status", what).with(json!({"reasons": e.reasons, "bucket": e.bucket}));
         let detail = Some(json!({"reasons": e.reasons}));
         let r = report(name, version, arm, status, 0, now, detail);
-        let spec_text = spec.to_string();
         let new = NewFlight {
             name,
             version,
-            spec: &spec_text,
+            spec: spec_text,
             arm,
             status,
             started: running.then_some(now),

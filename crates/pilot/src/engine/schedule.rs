@@ -7,6 +7,7 @@ use crate::journal::FlightRow;
 use crate::Error;
 use testpilot_flight::report::Status;
 use testpilot_flight::spec::Entry;
+use std::borrow::Cow;
 use std::sync::Arc;
 use testpilot_flight::{Diagnostics, Flight, Timestamp};
 
@@ -199,16 +200,30 @@ impl Pilot {
         Ok(Ok(min_wake(min_wake(end_by, fuse_at), index_expiry)))
     }
 
-    /// The flight a row's stored spec validates to, validated once per spec text.
+    /// The flight a row's stored spec validates to.
     fn flight_of(&mut self, row: &FlightRow) -> Result<Arc<Flight>, Diagnostics> {
-        if let Some((text, f)) = self.parsed.get(&row.studyname) {
-            if *text == row.spec {
+        self.validated(&row.studyname, &row.spec, || Cow::Owned(row.spec_json()))
+    }
+
+    /// The flight the spec `text` of flight `name` validates to (`json` parses it), validated
+    /// once per text: the same text always gives the same flight. A spec that does not
+    /// validate is not kept.
+    pub(super) fn validated<'a>(
+        &mut self,
+        name: &str,
+        text: &str,
+        json: impl FnOnce() -> Cow<'a, serde_json::Value>,
+    ) -> Result<Arc<Flight>, Diagnostics> {
+        if let Some((t, f)) = self.parsed.get(name) {
+            if t == text {
                 return Ok(f.clone());
             }
         }
-        let f = Arc::new(Flight::from_json(&row.spec_json())?);
-        self.parsed
-            .insert(row.studyname.clone(), (row.spec.clone(), f.clone()));
+        let f = Arc::new(Flight::from_json(&json())?);
+        if f.studyname == name {
+            self.parsed
+                .insert(name.to_string(), (text.to_string(), f.clone()));
+        }
         Ok(f)
     }
 

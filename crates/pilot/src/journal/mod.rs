@@ -31,7 +31,7 @@ pub use writes::{Also, Line, NewFlight, NewPrompt};
 
 use crate::effect::Effect;
 use crate::{Error, Faults};
-use rusqlite::{params, Connection, OptionalExtension, Params, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Params};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -196,6 +196,33 @@ fn one<T>(
     c.prepare_cached(sql)?.query_row(p, f)
 }
 
+/// A transaction of [`Journal::write`]: `BEGIN IMMEDIATE` and `COMMIT` from the cache of
+/// prepared statements like every other statement (rusqlite's `Transaction` parses both
+/// again for each write); rolled back unless committed, as rusqlite's is.
+struct Tx<'a>(&'a Connection);
+
+impl<'a> Tx<'a> {
+    fn begin(c: &'a Connection) -> rusqlite::Result<Tx<'a>> {
+        exec(c, "BEGIN IMMEDIATE", [])?;
+        Ok(Tx(c))
+    }
+
+    fn commit(self) -> rusqlite::Result<()> {
+        exec(self.0, "COMMIT", [])?;
+        // Committed: nothing left to roll back.
+        std::mem::forget(self);
+        Ok(())
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if !self.0.is_autocommit() {
+            let _ = exec(self.0, "ROLLBACK", []);
+        }
+    }
+}
+
 impl Journal {
     /// The journal's file in a profile.
     pub fn path_in(profile: &Path) -> PathBuf {
@@ -306,11 +333,11 @@ impl Journal {
     fn write<T>(
         &mut self,
         what: &str,
-        f: impl FnOnce(&Transaction) -> rusqlite::Result<T>,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, Error> {
         self.faults.point(what)?;
-        let tx = Transaction::new(&mut self.conn, TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
+        let tx = Tx::begin(&self.conn)?;
+        let out = f(tx.0)?;
         tx.commit()?;
         Ok(out)
     }

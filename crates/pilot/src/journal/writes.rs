@@ -4,7 +4,7 @@
 use super::{exec, Journal, PromptRow};
 use crate::effect::Effect;
 use crate::Error;
-use rusqlite::{params, Transaction};
+use rusqlite::{params, Connection};
 use serde_json::{json, Value};
 use testpilot_flight::report::{Report, Status};
 use testpilot_flight::Timestamp;
@@ -374,7 +374,7 @@ impl Journal {
     }
 }
 
-fn put_node(tx: &Transaction, flight: &str, path: &str, state: &str) -> rusqlite::Result<()> {
+fn put_node(tx: &Connection, flight: &str, path: &str, state: &str) -> rusqlite::Result<()> {
     exec(tx,
         "INSERT INTO nodes (flight, path, state) VALUES (?1, ?2, ?3) ON CONFLICT(flight, path) DO UPDATE SET state = excluded.state",
         params![flight, path, state],
@@ -383,7 +383,7 @@ fn put_node(tx: &Transaction, flight: &str, path: &str, state: &str) -> rusqlite
 }
 
 /// Queues a status report in the outbox; its `seq` is the outbox row's, added when it is sent.
-fn queue_report(tx: &Transaction, report: &Report, now: Timestamp) -> rusqlite::Result<()> {
+fn queue_report(tx: &Connection, report: &Report, now: Timestamp) -> rusqlite::Result<()> {
     let mut v = serde_json::to_value(report).unwrap_or(Value::Null);
     if let Some(o) = v.as_object_mut() {
         o.remove("seq");
@@ -397,7 +397,7 @@ fn queue_report(tx: &Transaction, report: &Report, now: Timestamp) -> rusqlite::
 }
 
 pub(super) fn add_line(
-    tx: &Transaction,
+    tx: &Connection,
     flight: &str,
     at: Timestamp,
     l: &Line,
@@ -407,7 +407,7 @@ pub(super) fn add_line(
 
 /// Adds a timeline line inside a transaction.
 pub(super) fn add_timeline(
-    tx: &Transaction,
+    tx: &Connection,
     flight: &str,
     at: Timestamp,
     kind: &str,
