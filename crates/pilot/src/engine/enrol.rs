@@ -7,7 +7,6 @@ use super::{report, Pilot};
 use crate::journal::{FlightRow, Line, NewFlight};
 use crate::Error;
 use serde_json::{json, Value};
-use std::borrow::Cow;
 use std::collections::BTreeSet;
 use testpilot_flight::index::IndexPayload;
 use testpilot_flight::report::Status;
@@ -43,9 +42,7 @@ impl Pilot {
                 .and_then(Value::as_str)
                 .unwrap_or("?")
                 .to_string();
-            // The text it is journaled as: a flight already validated from it is not again.
-            let text = v.to_string();
-            let flight = match self.validated(&name_hint, &text, || Cow::Borrowed(v)) {
+            let (text, flight) = match super::validated::from_json(v) {
                 Ok(f) => f,
                 Err(d) => {
                     seen.insert(name_hint.clone());

@@ -20,6 +20,7 @@
 //! - [`steps`]: walking the plan and the bookkeeping of each entry (its journaled state).
 //! - [`directives`]: one executor per directive, each with its undo beside it.
 //! - [`undo`]: ending a flight and undoing what it did.
+//! - [`validated`]: flights validated from their spec, kept per thread.
 //!
 //! The engine writes the journal only through its typed methods ([`crate::journal`]).
 
@@ -28,6 +29,7 @@ mod enrol;
 mod schedule;
 mod steps;
 mod undo;
+mod validated;
 
 pub use steps::Outcome;
 
@@ -36,12 +38,11 @@ use crate::journal::Journal;
 use crate::net::Net;
 use crate::{Error, Faults};
 use serde_json::Value;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use testpilot_flight::report::{Report, Status};
-use testpilot_flight::{Clock, Flight, Person, Timestamp};
+use testpilot_flight::{Clock, Person, Timestamp};
 
 /// How often a retryable action (ping, upload, download) is tried before the flight fails.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -74,10 +75,6 @@ pub struct Pilot {
     profile: PathBuf,
     /// At most this many events recorded per flight ([`MAX_RECORDED`]).
     recording_cap: u64,
-    /// Per flight, its stored spec and the flight it validated to: a tick reads the spec of
-    /// every running flight, and validating the same text again gives the same flight. One
-    /// entry per flight of the journal (`schedule::flight_of`).
-    parsed: HashMap<String, (String, Arc<Flight>)>,
 }
 
 fn min_wake(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
@@ -198,7 +195,6 @@ impl Pilot {
             person,
             profile: config.profile,
             recording_cap: MAX_RECORDED,
-            parsed: HashMap::new(),
         })
     }
 

@@ -5,10 +5,9 @@
 use super::{min_wake, Pilot};
 use crate::journal::FlightRow;
 use crate::Error;
+use std::sync::Arc;
 use testpilot_flight::report::Status;
 use testpilot_flight::spec::Entry;
-use std::borrow::Cow;
-use std::sync::Arc;
 use testpilot_flight::{Diagnostics, Flight, Timestamp};
 
 /// Where the expiry of the last accepted index is kept (ms since the epoch).
@@ -201,30 +200,8 @@ impl Pilot {
     }
 
     /// The flight a row's stored spec validates to.
-    fn flight_of(&mut self, row: &FlightRow) -> Result<Arc<Flight>, Diagnostics> {
-        self.validated(&row.studyname, &row.spec, || Cow::Owned(row.spec_json()))
-    }
-
-    /// The flight the spec `text` of flight `name` validates to (`json` parses it), validated
-    /// once per text: the same text always gives the same flight. A spec that does not
-    /// validate is not kept.
-    pub(super) fn validated<'a>(
-        &mut self,
-        name: &str,
-        text: &str,
-        json: impl FnOnce() -> Cow<'a, serde_json::Value>,
-    ) -> Result<Arc<Flight>, Diagnostics> {
-        if let Some((t, f)) = self.parsed.get(name) {
-            if t == text {
-                return Ok(f.clone());
-            }
-        }
-        let f = Arc::new(Flight::from_json(&json())?);
-        if f.studyname == name {
-            self.parsed
-                .insert(name.to_string(), (text.to_string(), f.clone()));
-        }
-        Ok(f)
+    fn flight_of(&self, row: &FlightRow) -> Result<Arc<Flight>, Diagnostics> {
+        super::validated::from_text(&row.spec, || row.spec_json())
     }
 
     /// Walks a running flight's plan as far as it goes now.
