@@ -20,13 +20,15 @@ impl Pilot {
         let now = self.clock.now();
         self.process_requests()?;
         let mut wake = self.expire_prompts(now)?;
+        // Nothing in a tick writes it: read once for every flight.
+        let index_expiry = self.index_expires_at()?;
         for row in self.journal.flights()? {
             if self.interrupted() {
                 break;
             }
             let name = row.studyname.clone();
             let result = if row.status == Status::Running.as_str() {
-                self.advance_flight(row, now)
+                self.advance_flight(row, now, index_expiry)
             } else if !row.cleaned_up && row.started_at.is_some() {
                 self.undo_due(&row, now)
             } else {
@@ -162,10 +164,10 @@ impl Pilot {
         flight: &Flight,
         row: &FlightRow,
         now: Timestamp,
+        index_expiry: Option<Timestamp>,
     ) -> Result<Result<Option<Timestamp>, (Status, String)>, Error> {
         // A pilot cut off from its tower can no longer hear a kill: once the index it took the
         // flight from has expired and no newer one came, the flight ends (docs/index.md).
-        let index_expiry = self.index_expires_at()?;
         if let Some(at) = index_expiry.filter(|at| now >= *at) {
             return Ok(Err((
                 Status::IndexExpired,
@@ -209,6 +211,7 @@ impl Pilot {
         &mut self,
         row: FlightRow,
         now: Timestamp,
+        index_expiry: Option<Timestamp>,
     ) -> Result<Option<Timestamp>, Error> {
         let name = row.studyname.clone();
         let flight = match self.flight_of(&row) {
@@ -225,7 +228,7 @@ impl Pilot {
                 return Ok(None);
             }
         };
-        let deadline = match self.deadline(&flight, &row, now)? {
+        let deadline = match self.deadline(&flight, &row, now, index_expiry)? {
             Ok(at) => at,
             Err((status, why)) => {
                 self.end_flight(&name, status, &why, None, now)?;
