@@ -18,6 +18,7 @@ mod net_limits;
 mod openfeature;
 mod prune;
 mod recording;
+mod reuse;
 
 mod support;
 mod sync_http;
