@@ -146,6 +146,7 @@ impl From<Error> for PageError {
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Config(_) => StatusCode::BAD_REQUEST,
+            Error::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             other => {
                 tracing::error!(error = %other, "dashboard: internal error");
                 return PageError::new(
