@@ -170,8 +170,9 @@ fn section(
                 div { button.primary #simulate type="submit" { "Simulate" } }
             }
             p.muted.hint {
-                "Engine runs: 0 gives reach, overlaps and polling load in a second or two; up to " (n(l.max_runs))
-                " enrolled clients, drawn at random, also go through the pilot engine over the days (outcomes, report and event load)."
+                "Engine runs: with 0, reach, overlaps and polling load come in seconds (a million clients beside ten flights: about 5 s); up to " (n(l.max_runs))
+                " enrolled clients, drawn at random, also go through the pilot engine over the days (outcomes, report and event load), "
+                "a few milliseconds each (2,000 beside ten flights: about 15 s)."
             }
             @if !problems.is_empty() {
                 div.invalid role="alert" #sim-problems {
