@@ -84,6 +84,8 @@ pub struct ApiConfig {
     pub trusted_proxies: TrustedProxies,
     /// Push streams (`GET /control/stream`): how many, and the heartbeat.
     pub push: PushLimits,
+    /// Simulations of a revision under review: the populations offered and the bounds.
+    pub simulate: crate::simulate::SimConfig,
 }
 
 /// Everything a request handler needs.
@@ -100,6 +102,8 @@ pub struct Shared {
     pub event_limiter: RateLimiter,
     /// The open push streams (`GET /control/stream`).
     pub push: Arc<Push>,
+    /// The simulations running now (`crate::simulate`).
+    pub simulations: crate::simulate::Slots,
     pub config: ApiConfig,
 }
 
@@ -168,6 +172,7 @@ impl AppState {
             limiter: RateLimiter::new(config.limits.rate_per_sec, config.limits.burst),
             event_limiter: RateLimiter::new(config.limits.rate_per_sec, config.limits.burst),
             push: Push::new(config.push),
+            simulations: crate::simulate::Slots::new(config.simulate.limits.concurrent),
             config,
         })))
     }
@@ -218,6 +223,10 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/flights/{studyname}/events.jsonl",
             get(events::export_jsonl),
         )
+        .route(
+            "/api/v1/flights/{studyname}/simulate",
+            post(simulate::simulate_flight),
+        )
         .route("/api/v1/flights/{studyname}/review", post(review_flight))
         .route("/api/v1/flights/{studyname}/approve", post(approve_flight))
         .route(
@@ -265,6 +274,7 @@ mod events;
 pub use events::{MAX_EVENTS, MAX_EVENT_BODY};
 mod push;
 pub use push::{Push, PushLimits};
+mod simulate;
 
 // ---------------------------------------------------------------- auth
 
@@ -983,11 +993,12 @@ impl utoipa::Modify for BearerAuth {
     info(title = "Test Pilot control tower", description = "Flights' lifecycle and approval, the signed index, reports and progress, recorded events and their results."),
     paths(get_index, push::stream, post_reports, events::post_events, push_flight, list_flights, get_flight, flight_diff, flight_progress, flight_errors,
           events::flight_results, events::export_csv, events::export_jsonl,
-          review_flight, approve_flight, send_back_flight, kill_flight, end_flight, audit_log, create_token, list_tokens, healthz, metrics,
+          simulate::simulate_flight, review_flight, approve_flight, send_back_flight, kill_flight, end_flight, audit_log, create_token, list_tokens, healthz, metrics,
           list_keys, rotate_key, complete_rotation),
     components(schemas(ErrorBody, Problem, Outcome, FlightSummary, FlightDetail, Revision, AuditEntry, Pending, Progress,
                        ProgressRow, DailyPoint, ErrorReport, Ingested, TokenInfo, NewToken, CreatedToken, ActionBody, SendBackBody,
                        KeyStatus, crate::keys::KeyInfo, RotateBody,
+                       crate::simulate::SimRequest, crate::simulate::Simulation,
                        crate::results::Results, crate::results::TopicResults, crate::results::ArmResults,
                        crate::results::Mean, crate::results::Share, crate::results::VsControl,
                        crate::results::Difference, crate::results::DayCount)),
