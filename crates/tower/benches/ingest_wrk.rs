@@ -123,6 +123,9 @@ struct Wrk {
     p99_ms: f64,
     non_2xx: u64,
     errors: String,
+    /// CPU seconds the tower (this process) and wrk used during the run.
+    tower_cpu: f64,
+    wrk_cpu: f64,
 }
 
 fn ms(text: &str) -> f64 {
@@ -161,6 +164,21 @@ fn parse_wrk(out: &str) -> Wrk {
     w
 }
 
+/// CPU seconds used so far by this process (the tower's threads) and by its waited-for
+/// children (wrk), from `/proc/self/stat`.
+fn cpu_seconds() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command's closing parenthesis; utime is the 14th field of the line.
+    let rest = stat.rsplit_once(')').map(|r| r.1).unwrap_or("");
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    let tick = 100.0; // USER_HZ on Linux
+    let at = |i: usize| f.get(i - 3).copied().unwrap_or(0.0) / tick;
+    (at(14) + at(15), at(16) + at(17))
+}
+
 /// The tower over HTTP with wrk: (what wrk said, reports stored).
 async fn http(
     engine: Engine,
@@ -194,6 +212,7 @@ async fn http(
     write_bodies(work, threads, per_thread, batch);
     let url = format!("{}/api/v1/reports", tower.url);
     let script = work.join("bodies.lua");
+    let cpu_before = cpu_seconds();
     let out = tokio::task::spawn_blocking({
         let work = work.to_path_buf();
         move || {
@@ -227,7 +246,10 @@ async fn http(
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let w = parse_wrk(&text);
+    let mut w = parse_wrk(&text);
+    let cpu_after = cpu_seconds();
+    w.tower_cpu = cpu_after.0 - cpu_before.0;
+    w.wrk_cpu = cpu_after.1 - cpu_before.1;
     let stored = tower.state.store.report_count().await.unwrap();
     tower.stop().await.unwrap();
     db.cleanup().await;
@@ -360,13 +382,18 @@ fn main() {
             let (w, stored) = rt.block_on(http(engine, seconds, batch, conns, threads, &work));
             let rps = w.requests as f64 / w.seconds;
             let reports = rps * batch as f64;
+            // The machine may be shared: CPU a request says what two free cores could carry.
+            let tower_us = w.tower_cpu / w.requests as f64 * 1e6;
+            let wrk_us = w.wrk_cpu / w.requests as f64 * 1e6;
             println!(
                 "{engine:?}: wrk, {batch} reports a request, {conns} connections: {rps:.0} requests/s = {reports:.0} reports/s \
-                 ({:.0} % of the floor), p50 {:.1} ms, p99 {:.1} ms; {stored} stored{}",
+                 ({:.0} % of the floor), p50 {:.1} ms, p99 {:.1} ms; {stored} stored{}\n  \
+                 CPU a request: tower {tower_us:.0} µs, wrk {wrk_us:.0} µs (two free cores: at most {:.0} requests/s)",
                 reports / floor * 100.0,
                 w.p50_ms,
                 w.p99_ms,
-                if w.errors.is_empty() { String::new() } else { format!("; {}", w.errors) }
+                if w.errors.is_empty() { String::new() } else { format!("; {}", w.errors) },
+                2e6 / (tower_us + wrk_us)
             );
         }
     }
