@@ -23,6 +23,7 @@ mod pages;
 mod readable;
 mod results;
 mod review;
+mod sentences;
 mod snapshots;
 
 use crate::actions;
