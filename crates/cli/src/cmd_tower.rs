@@ -192,6 +192,24 @@ pub struct ServeArgs {
     /// --max-connections (and `ulimit -n`) must allow as many.
     #[arg(long, default_value_t = PushLimits::default().total as u64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_streams: u64,
+    /// A folder of population files (`*.json`, docs/simulate.md) that the review page and
+    /// `POST /api/v1/flights/{name}/simulate` offer beside the built-in one, each by its
+    /// file name; a file that is not a valid population stops the start, naming the field.
+    #[arg(long, value_name = "DIR")]
+    pub populations: Option<PathBuf>,
+}
+
+/// The populations a tower offers to simulate a revision under review: the built-in one,
+/// and those in `--populations DIR`, read and validated before the tower starts.
+pub fn populations(dir: Option<&Path>) -> anyhow::Result<testpilot_tower::simulate::SimConfig> {
+    let populations = match dir {
+        None => testpilot_tower::simulate::Populations::default(),
+        Some(d) => testpilot_tower::simulate::Populations::load(d)?,
+    };
+    Ok(testpilot_tower::simulate::SimConfig {
+        populations: Arc::new(populations),
+        ..Default::default()
+    })
 }
 
 /// Time and count limits on clients' connections, so slow or numerous clients cannot hold
@@ -492,6 +510,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
             total: usize::try_from(a.max_streams).unwrap_or(usize::MAX),
             ..PushLimits::default()
         },
+        simulate: populations(a.populations.as_deref())?,
     };
     config.connections = a.connections.limits();
     config.retention = retention;

@@ -26,6 +26,10 @@ pub struct UpArgs {
     /// skipped), and the copilot documents in its `copilot/` folder.
     #[arg(long, default_value = "examples")]
     pub examples: PathBuf,
+    /// A folder of population files (`*.json`) the review page offers for simulating a
+    /// revision, beside the built-in one (as `tower serve --populations`).
+    #[arg(long, value_name = "DIR")]
+    pub populations: Option<PathBuf>,
 }
 
 /// Starts the local tower: the seam where a local pilot joins (it needs
@@ -36,6 +40,7 @@ pub async fn start_tower(a: &UpArgs) -> anyhow::Result<LocalTower> {
         data_dir: a.data.clone(),
         listen: a.listen,
         examples: Some(a.examples.clone()),
+        simulate: crate::cmd_tower::populations(a.populations.as_deref())?,
     };
     start_local(opts, clock).await.with_context(|| {
         format!(

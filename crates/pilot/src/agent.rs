@@ -336,12 +336,14 @@ pub fn agent_loop(
         if now >= next_upload && pilot.journal.outbox_pending()? > 0 {
             match upload_reports(&mut pilot, &tower) {
                 Ok(_) => upload_failures = 0,
-                Err(e) if e.is_fatal() => return Err(e),
+                Err(e) if e.error.is_fatal() => return Err(e.error),
                 Err(e) => {
                     upload_failures += 1;
                     tracing::warn!("report upload failed: {e}");
-                    next_upload =
-                        Timestamp(now.0 + (5_000i64 << upload_failures.min(10)).min(3_600_000));
+                    // The tower's Retry-After, when longer than our own backoff.
+                    let backoff = (5_000i64 << upload_failures.min(10)).min(3_600_000);
+                    let wait = backoff.max(e.retry_after_ms.unwrap_or(0));
+                    next_upload = Timestamp(now.0.saturating_add(wait));
                 }
             }
         }

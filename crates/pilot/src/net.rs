@@ -54,12 +54,29 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
+/// The longest wait a server's `Retry-After` can ask for: a broken or hostile server cannot
+/// make the pilot hold its data back longer than this.
+pub const MAX_RETRY_AFTER_MS: i64 = 86_400_000;
+
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    /// How long the server asked to wait before the next try (`Retry-After` in seconds, as
+    /// the tower sends it with 429 and 503), at most [`MAX_RETRY_AFTER_MS`]. `None` when
+    /// absent or not a whole number of seconds (the HTTP-date form is not taken: the
+    /// caller's own backoff applies).
+    pub fn retry_after_ms(&self) -> Option<i64> {
+        let v = self.header("retry-after")?.trim();
+        if v.is_empty() || v.len() > 20 || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let secs: u64 = v.parse().unwrap_or(u64::MAX);
+        Some((secs.min(MAX_RETRY_AFTER_MS as u64 / 1000) * 1000) as i64)
     }
 }
 
@@ -250,4 +267,39 @@ fn describe(e: &reqwest::Error) -> String {
         src = x.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(v: &str) -> Response {
+        Response {
+            status: 429,
+            headers: vec![("retry-after".into(), v.into())],
+            body: vec![],
+        }
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_and_bounded() {
+        assert_eq!(with("120").retry_after_ms(), Some(120_000));
+        assert_eq!(with(" 5 ").retry_after_ms(), Some(5_000));
+        assert_eq!(with("0").retry_after_ms(), Some(0));
+        assert_eq!(
+            with("99999999999").retry_after_ms(),
+            Some(MAX_RETRY_AFTER_MS)
+        );
+        for bad in [
+            "",
+            "-1",
+            "1.5",
+            "soon",
+            "Wed, 21 Oct 2026 07:28:00 GMT",
+            "123456789012345678901234",
+        ] {
+            assert_eq!(with(bad).retry_after_ms(), None, "{bad:?}");
+        }
+        assert_eq!(Response::default().retry_after_ms(), None);
+    }
 }

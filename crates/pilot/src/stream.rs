@@ -7,7 +7,8 @@
 //! size) or refused its batch for good (400, 415 or 422 in the tower's error shape, a JSON
 //! object with `"error"`: the flight log says why). A 413 sends the same events again in
 //! halves. Every other answer and every network error keeps the batch and tries again with
-//! backoff, the flight log saying why; a batch sent again carries the same `seq`s, which the
+//! backoff — or later, when a 429 or 503 says `Retry-After` (capped at a day) — the flight
+//! log saying why; a batch sent again carries the same `seq`s, which the
 //! tower counts once. Every request is written to the flight log before it is sent
 //! (URL and a summary of its body). With an index from a file there is no tower: the events
 //! stay on the machine (bounded by the cap) and the flight log says so once.
@@ -155,6 +156,8 @@ fn send_flight(
             Err(e) => Err(e.to_string()),
         };
         let n = batch.len();
+        // A 429 or 503 may say how long to wait; never sooner than our own backoff.
+        let asked = answer.as_ref().ok().and_then(|r| r.retry_after_ms());
         match judge(answer, n, url) {
             Verdict::Settled {
                 accepted,
@@ -196,10 +199,15 @@ fn send_flight(
             }
             Verdict::Retry(why) => {
                 let tries = tries + 1;
-                let at = Timestamp(now.0 + backoff_ms(tries));
+                let wait = backoff_ms(tries).max(asked.unwrap_or(0));
+                let at = Timestamp(now.0.saturating_add(wait));
+                let asked = match asked {
+                    Some(ms) => format!(" (the tower asked to wait {} s)", ms / 1000),
+                    None => String::new(),
+                };
                 let line = Line::new(
                     "upload",
-                    format!("{n} recorded event(s) not sent yet: {why}; they are kept and tried again at {at}"),
+                    format!("{n} recorded event(s) not sent yet: {why}{asked}; they are kept and tried again at {at}"),
                 );
                 pilot
                     .journal

@@ -236,9 +236,32 @@ fn fetch(
 /// Most reports in one upload.
 pub const BATCH: usize = 100;
 
+/// Why reports stayed in the outbox, and how long the tower asked the pilot to wait before
+/// the next try (`Retry-After` of a 429 or 503, at most a day; `None`: the caller's backoff).
+#[derive(Debug)]
+pub struct ReportsNotSent {
+    pub error: Error,
+    pub retry_after_ms: Option<i64>,
+}
+
+impl From<Error> for ReportsNotSent {
+    fn from(error: Error) -> Self {
+        ReportsNotSent {
+            error,
+            retry_after_ms: None,
+        }
+    }
+}
+
+impl std::fmt::Display for ReportsNotSent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
 /// Uploads the outbox in batches; a report leaves the outbox only once the tower accepted it
 /// (2xx). Returns how many were sent.
-pub fn upload_reports(pilot: &mut Pilot, tower: &TowerSource) -> Result<usize, Error> {
+pub fn upload_reports(pilot: &mut Pilot, tower: &TowerSource) -> Result<usize, ReportsNotSent> {
     let TowerSource::Http { reports: url, .. } = tower else {
         return Ok(0);
     };
@@ -284,12 +307,20 @@ pub fn upload_reports(pilot: &mut Pilot, tower: &TowerSource) -> Result<usize, E
                 ),
                 retryable: resp.status >= 500 || resp.status == 429,
             };
+            let retry_after_ms = resp.retry_after_ms();
+            let asked = match retry_after_ms {
+                Some(ms) => format!(" (the tower asked to wait {} s)", ms / 1000),
+                None => String::new(),
+            };
             note_once(
                 pilot,
                 "reports",
-                &format!("reports not accepted yet: {e}; they stay in the outbox"),
+                &format!("reports not accepted yet: {e}{asked}; they stay in the outbox"),
             )?;
-            return Err(e);
+            return Err(ReportsNotSent {
+                error: e,
+                retry_after_ms,
+            });
         }
         let now = pilot.now();
         pilot.journal.mark_sent(&seqs, now)?;

@@ -21,6 +21,10 @@ pub enum Error {
     Forbidden(String),
     #[error("{0}")]
     Unauthorized(String),
+    /// The tower is too busy to do it now (a simulation slot is taken, or it took too
+    /// long): 503, try again.
+    #[error("{0}")]
+    Busy(String),
     #[error("bad configuration: {0}")]
     Config(String),
     #[error("database: {0}")]

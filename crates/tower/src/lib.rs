@@ -9,6 +9,8 @@
 //! - [`ingest`]: durable, batched report writing (group commit); [`ingest_events`] the same
 //!   for recorded events and their rollups.
 //! - [`results`]: a flight's results per arm and topic, from the rollups.
+//! - [`simulate`]: the fleet simulation of a revision under review (the review page and
+//!   the API call it), with the populations a tower offers.
 //! - [`api`]: the HTTP API; [`app`] builds the router without a socket.
 //! - [`server`]: starting a tower: config, background tasks, graceful shutdown.
 //! - [`connections`]: accepting HTTP connections with time and count limits.
@@ -39,6 +41,7 @@ pub mod private;
 pub mod ratelimit;
 pub mod results;
 pub mod server;
+pub mod simulate;
 pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

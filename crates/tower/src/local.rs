@@ -22,6 +22,8 @@ pub struct LocalOptions {
     /// A directory of example flights (`*.json`; `*.person.json` are person contexts and
     /// are skipped) and copilot documents (`copilot/*.json`), or none.
     pub examples: Option<PathBuf>,
+    /// The populations offered to simulate a revision under review (`--populations`).
+    pub simulate: crate::simulate::SimConfig,
 }
 
 /// What happened to one example file.
@@ -58,6 +60,7 @@ pub async fn start_local(opts: LocalOptions, clock: Arc<dyn Clock>) -> Result<Lo
     let store = Store::open(&db_url).await?;
     let config = ApiConfig {
         single_user: true,
+        simulate: opts.simulate.clone(),
         ..ApiConfig::default()
     };
     let state = AppState::new(store, clock, config).await?;

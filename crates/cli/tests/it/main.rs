@@ -10,6 +10,7 @@ mod keys_cli;
 mod pilot_agent;
 mod pilot_recording;
 mod pilot_sigkill;
+mod populations_cli;
 mod push;
 mod retention_cli;
 mod simulate_cli;

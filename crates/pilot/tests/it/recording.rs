@@ -162,6 +162,18 @@ fn tower(status: Arc<AtomicU16>) -> (String, Arc<std::sync::Mutex<Vec<Seen>>>) {
                 vec![],
                 json!({"accepted": n, "duplicates": 0}).to_string().into_bytes(),
             ),
+            // A 429 that says how long to wait.
+            1429 => (
+                429,
+                vec![("Retry-After".into(), "600".into())],
+                b"slow down".to_vec(),
+            ),
+            // One that asks for far too long.
+            2429 => (
+                429,
+                vec![("Retry-After".into(), "99999999999999".into())],
+                b"slow down".to_vec(),
+            ),
             s => (s, vec![], b"oops".to_vec()),
         }
     });
@@ -459,6 +471,47 @@ fn an_unreachable_tower_408_and_429_keep_the_events_for_later() {
     assert_eq!(left(&p, "s"), 1);
     assert_eq!(upload_events_retrying(&mut p, &tower).unwrap().accepted, 1);
     assert_eq!(left(&p, "s"), 0);
+}
+
+/// A 429 with `Retry-After` holds the events back that long (longer than the pilot's own
+/// 30 s backoff), and no more than a day however long the tower asks.
+#[test]
+fn retry_after_holds_the_next_try_back() {
+    let rig = Rig::new();
+    let answer = Arc::new(AtomicU16::new(1429));
+    let (base, seen) = tower(answer.clone());
+    let tower = TowerSource::parse(&base).unwrap();
+    let mut p = http_pilot(&rig);
+    p.apply_index(&[study("s", &["a"], "2d", "10m")], 1)
+        .unwrap();
+    p.tick().unwrap();
+    rig.clock.set(at(1));
+    observe(&rig, "a", None, None);
+    rig.clock.set(at(10));
+    assert_eq!(upload_events(&mut p, &tower).unwrap().failed, 1);
+    let log = timeline_text(&p, "s");
+    assert!(log.contains("the tower asked to wait 600 s"), "{log}");
+    // After the backoff but within the 600 s asked: nothing is sent.
+    answer.store(200, Ordering::SeqCst);
+    rig.clock.set(Timestamp(at(10).0 + 120_000));
+    assert_eq!(upload_events(&mut p, &tower).unwrap(), Default::default());
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    rig.clock.set(Timestamp(at(10).0 + 600_000));
+    assert_eq!(upload_events(&mut p, &tower).unwrap().accepted, 1);
+    assert_eq!(left(&p, "s"), 0);
+
+    // Years asked for: a day at most.
+    observe(&rig, "a", None, None);
+    answer.store(2429, Ordering::SeqCst);
+    let t = Timestamp(at(10).0 + 1_200_000);
+    rig.clock.set(t);
+    assert_eq!(upload_events(&mut p, &tower).unwrap().failed, 1);
+    assert!(timeline_text(&p, "s").contains("the tower asked to wait 86400 s"));
+    answer.store(200, Ordering::SeqCst);
+    rig.clock.set(Timestamp(t.0 + 86_400_000 - 1_000));
+    assert_eq!(upload_events(&mut p, &tower).unwrap(), Default::default());
+    rig.clock.set(Timestamp(t.0 + 86_400_000));
+    assert_eq!(upload_events(&mut p, &tower).unwrap().accepted, 1);
 }
 
 /// Only the events endpoint's answer settles a batch and only the tower's error drops it:

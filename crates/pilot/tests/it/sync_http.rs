@@ -146,7 +146,7 @@ fn index_over_http_with_etag_and_reports_in_batches() {
             }
             return (
                 503,
-                vec![],
+                vec![("Retry-After".into(), "120".into())],
                 b"{\"error\": \"down for maintenance\"}".to_vec(),
             );
         }
@@ -172,7 +172,10 @@ fn index_over_http_with_etag_and_reports_in_batches() {
     // The tower is down: reports stay in the outbox.
     let queued = p.journal.outbox_pending().unwrap();
     assert!(queued >= 122, "{queued}");
-    assert!(upload_reports(&mut p, &tower).is_err());
+    // It says when to come back: the agent waits that long.
+    let down = upload_reports(&mut p, &tower).unwrap_err();
+    assert_eq!(down.retry_after_ms, Some(120_000), "{down}");
+    assert!(down.to_string().contains("answered 503"), "{down}");
     assert_eq!(p.journal.outbox_pending().unwrap(), queued);
     // It is back: everything goes, in batches of at most 100.
     accept_reports.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -75,6 +75,11 @@ impl From<Error> for ApiError {
             Error::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, m),
             Error::Unauthorized(m) => ApiError::new(StatusCode::UNAUTHORIZED, m),
             Error::Config(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
+            Error::Busy(m) => {
+                let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m);
+                e.retry_after = Some(5);
+                e
+            }
             other => {
                 tracing::error!(error = %other, "internal error");
                 ApiError::new(

@@ -22,6 +22,8 @@ pub mod fixtures;
 mod pages;
 mod readable;
 mod results;
+mod review;
+mod sentences;
 mod snapshots;
 
 use crate::actions;
@@ -66,7 +68,8 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/flights/{name}/live", get(flight_live))
         .route("/ui/flights/{name}/events.csv", get(exports::csv))
         .route("/ui/flights/{name}/events.jsonl", get(exports::jsonl))
-        .route("/ui/flights/{name}/review", get(review_page))
+        .route("/ui/flights/{name}/review", get(review::review_page))
+        .route("/ui/flights/{name}/simulate", post(review::simulate))
         .route("/ui/flights/{name}/submit", post(submit))
         .route("/ui/flights/{name}/approve", post(approve))
         .route("/ui/flights/{name}/sendback", post(send_back))
@@ -146,6 +149,7 @@ impl From<Error> for PageError {
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Config(_) => StatusCode::BAD_REQUEST,
+            Error::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             other => {
                 tracing::error!(error = %other, "dashboard: internal error");
                 return PageError::new(
@@ -625,23 +629,6 @@ async fn flight_live(
     res.headers_mut()
         .insert("x-poll-ms", HeaderValue::from(every));
     Ok(res)
-}
-
-async fn review_page(
-    State(s): State<AppState>,
-    session: Session,
-    Path(name): Path<String>,
-) -> PageResult {
-    let d = detail(&s, &name).await?;
-    let under_review = d
-        .revisions
-        .iter()
-        .find(|r| r.version == d.summary.latest_version && r.state == RevisionState::Review);
-    let validation = under_review.map(|r| Flight::from_json(&r.spec).map(|_| ()));
-    Ok(html(
-        StatusCode::OK,
-        pages::review(&session, &d, under_review, validation.as_ref()),
-    ))
 }
 
 async fn push_page(session: Session) -> PageResult {

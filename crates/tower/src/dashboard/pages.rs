@@ -45,7 +45,7 @@ fn rev_badge(state: RevisionState) -> Markup {
     html! { span class={"badge r-" (state.as_str())} { (state.as_str()) } }
 }
 
-fn csrf(s: &Session) -> Markup {
+pub(super) fn csrf(s: &Session) -> Markup {
     html! { input type="hidden" name="csrf" value=(s.csrf); }
 }
 
@@ -659,6 +659,7 @@ pub fn review(
     d: &FlightDetail,
     under_review: Option<&Revision>,
     validation: Option<&Result<(), Diagnostics>>,
+    simulation: Markup,
 ) -> Markup {
     let f = &d.summary;
     let base = format!("/ui/flights/{}", f.studyname);
@@ -693,6 +694,7 @@ pub fn review(
                         @match live { Some(l) => { "Changes from the live revision v" (l.version) }, None => { "Changes (nothing is live yet)" } }
                     }
                     (diff(live.map(|l| &l.spec), Some(&r.spec)))
+                    (simulation)
                     h2 { "Decision" }
                     @if s.may(Action::Approve) {
                         @let own = two_person(

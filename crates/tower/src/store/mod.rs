@@ -200,10 +200,11 @@ pub async fn migrate_to(url: &str, version: i64) -> Result<()> {
     Ok(())
 }
 
-async fn sqlite_pool(url: &str, max: u32) -> Result<AnyPool> {
+/// The SQLite pool: `writer` for the one connection that writes.
+async fn sqlite_pool(url: &str, max: u32, writer: bool) -> Result<AnyPool> {
     Ok(AnyPoolOptions::new()
         .max_connections(max)
-        .after_connect(|conn, _| {
+        .after_connect(move |conn, _| {
             Box::pin(async move {
                 // WAL: readers do not block the writer. synchronous=FULL: a commit is on disk
                 // when it returns, which is what "2xx only once durable" needs.
@@ -214,6 +215,17 @@ async fn sqlite_pool(url: &str, max: u32) -> Result<AnyPool> {
                     "PRAGMA foreign_keys = ON",
                 ] {
                     sqlx::query(pragma).execute(&mut *conn).await?;
+                }
+                if writer {
+                    // The writer's statements each insert many rows (a whole group of
+                    // batches) inside a transaction, so SQLite keeps a statement journal
+                    // for each; in memory it is not a temporary file made and deleted per
+                    // statement (its size is bounded by the group's). Its page cache is
+                    // larger than the 2 MiB default so that report keys, which land all
+                    // over their indexes, are mostly found in it.
+                    for pragma in ["PRAGMA temp_store = MEMORY", "PRAGMA cache_size = -65536"] {
+                        sqlx::query(pragma).execute(&mut *conn).await?;
+                    }
                 }
                 Ok(())
             })
@@ -238,9 +250,9 @@ impl Store {
                 } else {
                     format!("{url}?mode=rwc")
                 };
-                let write = sqlite_pool(&full, 1).await?;
+                let write = sqlite_pool(&full, 1, true).await?;
                 migrator(engine).run(&write).await?;
-                let read = sqlite_pool(&full, 4).await?;
+                let read = sqlite_pool(&full, 4, false).await?;
                 (read, write)
             }
             Engine::Postgres => {

@@ -5,7 +5,8 @@
 //! what "how many clients are at which status / step / arm" counts; it and the progress
 //! rollups move in the same transaction (`store/progress.rs`), which also reads progress.
 
-use super::{parse_json, rfc3339, Engine, Store};
+use super::events::{encode, unpack, Col};
+use super::{parse_json, rfc3339, Store};
 use crate::error::Result;
 use serde::Serialize;
 use serde_json::Value;
@@ -15,10 +16,8 @@ use testpilot_flight::report::{Report, ReportBatch};
 use testpilot_flight::Timestamp;
 
 const DAY_MS: i64 = 86_400_000;
-/// Rows per multi-row INSERT statement (11 parameters each) on PostgreSQL, and for the
-/// small `client_state` upserts. Kept modest: SQLite binds `$n` parameters in time that
-/// grows with the square of their number.
-const CHUNK: usize = 64;
+/// Most reports in one INSERT statement (a group holds up to the writer's `max_group`).
+const MAX_ROWS: usize = 20_000;
 
 /// What happened to one batch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -94,35 +93,8 @@ pub struct ErrorReport {
     pub detail: Value,
 }
 
-fn placeholders(rows: usize, cols: usize) -> String {
-    let mut s = String::with_capacity(rows * cols * 5);
-    for r in 0..rows {
-        s.push_str(if r == 0 { "(" } else { ",(" });
-        for c in 0..cols {
-            if c > 0 {
-                s.push(',');
-            }
-            s.push('$');
-            s.push_str(&(r * cols + c + 1).to_string());
-        }
-        s.push(')');
-    }
-    s
-}
-
 fn day_of(at: Timestamp) -> i64 {
     at.0.div_euclid(DAY_MS)
-}
-
-/// The reports of a batch that are new to it: the first of each `seq` (a batch that
-/// repeats a `seq` stores it once, as a resend would).
-fn first_of_each_seq(batch: &ReportBatch) -> Vec<&Report> {
-    let mut seen = std::collections::HashSet::with_capacity(batch.reports.len());
-    batch
-        .reports
-        .iter()
-        .filter(|r| seen.insert(r.seq))
-        .collect()
 }
 
 impl Store {
@@ -132,46 +104,49 @@ impl Store {
     /// Only reports stored now move progress: a resent `(client, seq)` — in an earlier
     /// request, an earlier batch of this group, or earlier in the same batch — is counted as
     /// a duplicate and changes nothing, whatever it says.
+    ///
+    /// The whole group goes in one statement per table, whatever the number of batches: a
+    /// statement per request would make the writer's round trips, not the disk, the limit on
+    /// many small batches (a pilot sends a few reports at a time).
     pub async fn insert_reports(
         &self,
         batches: &[&ReportBatch],
         now: Timestamp,
     ) -> Result<Vec<Ingested>> {
+        // The first of each (client, seq) in the whole group (batches in the order they
+        // came); later ones are duplicates. Sorted by (client, seq): two writers storing the
+        // same reports on PostgreSQL then lock rows in one order and wait for each other
+        // instead of deadlocking.
+        let mut first: BTreeMap<(&str, u64), (usize, &Report)> = BTreeMap::new();
+        for (i, b) in batches.iter().enumerate() {
+            for r in &b.reports {
+                first.entry((b.client.as_str(), r.seq)).or_insert((i, r));
+            }
+        }
         let mut tx = self.write.begin().await?;
-        let mut out = vec![Ingested::default(); batches.len()];
+        let stored = self.insert_rows(&mut tx, &first, now).await?;
+        let mut out: Vec<Ingested> = batches
+            .iter()
+            .map(|b| Ingested {
+                accepted: 0,
+                duplicates: b.reports.len() as u64,
+            })
+            .collect();
         // Each client's latest newly stored report per flight (only it can move the client's
-        // state), sorted, so that concurrent writers on PostgreSQL lock rows in one order
-        // and cannot deadlock; and every report stored now, for the per-day rollups.
+        // state), sorted, for the same reason; and every report stored now, for the per-day
+        // rollups.
         let mut latest: BTreeMap<(&str, &str), &Report> = BTreeMap::new();
-        let mut stored_now: Vec<(&str, &Report)> = Vec::new();
-        // Reports are inserted in (client, seq) order, batches of one client in the order
-        // they came: two writers storing the same reports on PostgreSQL then wait for each
-        // other instead of deadlocking.
-        let mut order: Vec<usize> = (0..batches.len()).collect();
-        order.sort_by_key(|&i| batches[i].client.as_str());
-        for i in order {
-            let batch = batches[i];
-            let mut fresh = first_of_each_seq(batch);
-            fresh.sort_by_key(|r| r.seq);
-            let stored = match self.engine {
-                Engine::Sqlite => Self::insert_sqlite(&mut tx, &batch.client, &fresh, now).await?,
-                Engine::Postgres => {
-                    Self::insert_values(&mut tx, &batch.client, &fresh, now).await?
-                }
-            };
-            let accepted = stored.len() as u64;
-            out[i] = Ingested {
-                accepted,
-                duplicates: batch.reports.len() as u64 - accepted,
-            };
-            for r in fresh.into_iter().filter(|r| stored.contains(&r.seq)) {
-                stored_now.push((batch.client.as_str(), r));
-                let e = latest
-                    .entry((r.flight.as_str(), batch.client.as_str()))
-                    .or_insert(r);
-                if r.seq > e.seq {
-                    *e = r;
-                }
+        let mut stored_now: Vec<(&str, &Report)> = Vec::with_capacity(stored.len());
+        for (&(client, seq), &(i, r)) in &first {
+            if !stored.contains(&(client, seq)) {
+                continue;
+            }
+            out[i].accepted += 1;
+            out[i].duplicates -= 1;
+            stored_now.push((client, r));
+            let e = latest.entry((r.flight.as_str(), client)).or_insert(r);
+            if r.seq > e.seq {
+                *e = r;
             }
         }
         let latest: Vec<_> = latest.into_iter().collect();
@@ -180,82 +155,60 @@ impl Store {
         Ok(out)
     }
 
-    /// SQLite: the reports as one JSON text, unpacked by `json_each` inside SQLite — one
-    /// bound parameter instead of eleven per report, several times faster. Returns the
-    /// `seq`s stored now (not those already there).
-    async fn insert_sqlite(
+    /// Inserts the reports, sent as one JSON text unpacked inside the database (one bound
+    /// parameter, not eleven a report); returns the `(client, seq)` of those stored now (not
+    /// those already there).
+    async fn insert_rows<'a>(
+        &self,
         tx: &mut Transaction<'static, Any>,
-        client: &str,
-        reports: &[&Report],
+        reports: &BTreeMap<(&'a str, u64), (usize, &Report)>,
         now: Timestamp,
-    ) -> Result<HashSet<u64>> {
-        // Tuples serialize as JSON arrays: `[client, seq, flight, ...]`.
-        let rows: Vec<_> = reports
-            .iter()
-            .map(|r| {
-                (
-                    client,
-                    r.seq as i64,
-                    &r.flight,
-                    r.version as i64,
-                    r.arm.as_deref(),
-                    r.status.as_str(),
-                    r.step as i64,
-                    r.at.0,
-                    day_of(r.at),
-                    r.detail.as_ref().map(Value::to_string),
-                    now.0,
-                )
-            })
-            .collect();
-        let rows = serde_json::to_string(&rows)
-            .map_err(|e| crate::Error::Internal(format!("encoding reports: {e}")))?;
-        let stored = sqlx::query(
+    ) -> Result<HashSet<(&'a str, u64)>> {
+        use Col::*;
+        let sql = format!(
             "INSERT INTO reports (client, seq, flight, version, arm, status, step, at, day, detail, received_at) \
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
-             value ->> 7, value ->> 8, value ->> 9, value ->> 10 FROM json_each($1) WHERE true \
-             ON CONFLICT (client, seq) DO NOTHING RETURNING seq",
-        )
-        .bind(rows)
-        .fetch_all(&mut **tx)
-        .await?;
-        stored
-            .iter()
-            .map(|r| Ok(r.try_get::<i64, _>(0)? as u64))
-            .collect()
-    }
-
-    /// PostgreSQL: multi-row `INSERT ... VALUES`. Returns the `seq`s stored now.
-    async fn insert_values(
-        tx: &mut Transaction<'static, Any>,
-        client: &str,
-        reports: &[&Report],
-        now: Timestamp,
-    ) -> Result<HashSet<u64>> {
+             {} ON CONFLICT (client, seq) DO NOTHING RETURNING client, seq",
+            unpack(
+                self.engine,
+                &[Text, Int, Text, Int, Text, Text, Int, Int, Int, Text, Int]
+            )
+        );
+        // The clients as the caller holds them, to hand back borrowed keys.
+        let clients: HashSet<&'a str> = reports.keys().map(|k| k.0).collect();
         let mut stored = HashSet::with_capacity(reports.len());
-        for chunk in reports.chunks(CHUNK) {
-            let sql = format!(
-                "INSERT INTO reports (client, seq, flight, version, arm, status, step, at, day, detail, received_at) VALUES {} \
-                 ON CONFLICT (client, seq) DO NOTHING RETURNING seq",
-                placeholders(chunk.len(), 11)
-            );
-            let mut q = sqlx::query(&sql).persistent(chunk.len() == CHUNK);
-            for r in chunk {
-                q = q
-                    .bind(client)
-                    .bind(r.seq as i64)
-                    .bind(&r.flight)
-                    .bind(r.version as i64)
-                    .bind(r.arm.as_deref())
-                    .bind(r.status.as_str())
-                    .bind(r.step as i64)
-                    .bind(r.at.0)
-                    .bind(day_of(r.at))
-                    .bind(r.detail.as_ref().map(Value::to_string))
-                    .bind(now.0);
-            }
-            for r in q.fetch_all(&mut **tx).await? {
-                stored.insert(r.try_get::<i64, _>(0)? as u64);
+        let all: Vec<_> = reports.iter().collect();
+        for chunk in all.chunks(MAX_ROWS) {
+            let rows: Vec<_> = chunk
+                .iter()
+                .map(|((client, seq), (_, r))| {
+                    (
+                        client,
+                        *seq as i64,
+                        &r.flight,
+                        r.version as i64,
+                        r.arm.as_deref(),
+                        r.status.as_str(),
+                        r.step as i64,
+                        r.at.0,
+                        day_of(r.at),
+                        r.detail.as_ref().map(Value::to_string),
+                        now.0,
+                    )
+                })
+                .collect();
+            for row in sqlx::query(&sql)
+                .bind(encode(&rows)?)
+                .fetch_all(&mut **tx)
+                .await?
+            {
+                let client: String = row.try_get(0)?;
+                let seq = row.try_get::<i64, _>(1)? as u64;
+                let Some(&c) = clients.get(client.as_str()) else {
+                    return Err(crate::Error::Internal(format!(
+                        "the database stored a report of client {client} it was not given"
+                    )));
+                };
+                stored.insert((c, seq));
             }
         }
         Ok(stored)

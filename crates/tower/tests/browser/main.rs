@@ -11,3 +11,4 @@ mod webdriver;
 mod e2e;
 mod pages;
 mod results;
+mod simulate;

@@ -275,6 +275,7 @@ async fn the_local_tower_loads_the_copilot_examples_live() {
                 data_dir: base.join("data"),
                 listen: "127.0.0.1:0".parse().unwrap(),
                 examples: Some(examples.clone()),
+                simulate: Default::default(),
             },
             clock.clone(),
         )

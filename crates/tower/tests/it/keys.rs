@@ -285,6 +285,7 @@ async fn sqlite_files_are_private() {
             data_dir: data.clone(),
             listen: "127.0.0.1:0".parse().unwrap(),
             examples: None,
+            simulate: Default::default(),
         },
         clock,
     )

@@ -18,3 +18,4 @@ mod push;
 mod replicas;
 mod reports;
 mod rollups;
+mod simulate;

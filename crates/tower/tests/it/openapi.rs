@@ -364,6 +364,21 @@ async fn every_answer_matches_the_document(engine: Engine) {
             author,
             json(json!({})),
         ),
+        // The revision under review, simulated (read-only), and a parameter out of bounds.
+        (
+            S::OK,
+            M::POST,
+            "/api/v1/flights/layout/simulate",
+            approver,
+            json(json!({"clients": 1000, "days": 2, "runs": 5})),
+        ),
+        (
+            S::UNPROCESSABLE_ENTITY,
+            M::POST,
+            "/api/v1/flights/layout/simulate",
+            approver,
+            json(json!({"clients": 0})),
+        ),
         (
             S::FORBIDDEN,
             M::POST,
@@ -384,6 +399,13 @@ async fn every_answer_matches_the_document(engine: Engine) {
             "/api/v1/flights/layout/approve",
             approver,
             json(json!({})),
+        ),
+        (
+            S::CONFLICT,
+            M::POST,
+            "/api/v1/flights/layout/simulate",
+            author,
+            None,
         ),
         (
             S::UNPROCESSABLE_ENTITY,
