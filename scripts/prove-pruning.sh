@@ -24,14 +24,14 @@ dir=/dev/shm
 
 # The dev profile: dependencies (SQLite, sqlx) are optimised there too (Cargo.toml).
 for mode in --no-prune ""; do
-  cargo run -q -p testpilot-pilot --example prune_year -- --dir "$dir" $mode
+  cargo run -q -p testpilot-pilot --example pilot_prune_year -- --dir "$dir" $mode
   echo
 done
 for engine in $engines; do
   flag=""
   [ "$engine" = postgres ] && flag=--postgres
   for mode in --no-prune ""; do
-    cargo run -q -p testpilot-tower --example prune_year -- \
+    cargo run -q -p testpilot-tower --example tower_prune_year -- \
       $flag $mode --clients "$clients" --events "$events" --retention "$retention"
     echo
   done

@@ -66,11 +66,15 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
-    /// How long the server asked to wait before the next try (`Retry-After` in seconds, as
-    /// the tower sends it with 429 and 503), at most [`MAX_RETRY_AFTER_MS`]. `None` when
-    /// absent or not a whole number of seconds (the HTTP-date form is not taken: the
-    /// caller's own backoff applies).
+    /// How long the server asked to wait before the next try: `Retry-After` in seconds on a
+    /// 429 or 503 (as the tower sends it), at most [`MAX_RETRY_AFTER_MS`]. `None` on any
+    /// other status (a proxy's page cannot hold uploads back), when absent, or when not a
+    /// whole number of seconds (the HTTP-date form is not taken: the caller's own backoff
+    /// applies).
     pub fn retry_after_ms(&self) -> Option<i64> {
+        if self.status != 429 && self.status != 503 {
+            return None;
+        }
         let v = self.header("retry-after")?.trim();
         if v.is_empty() || v.len() > 20 || !v.bytes().all(|b| b.is_ascii_digit()) {
             return None;
@@ -301,5 +305,17 @@ mod tests {
             assert_eq!(with(bad).retry_after_ms(), None, "{bad:?}");
         }
         assert_eq!(Response::default().retry_after_ms(), None);
+        for status in [200, 302, 408, 500, 502] {
+            let r = Response {
+                status,
+                ..with("600")
+            };
+            assert_eq!(r.retry_after_ms(), None, "{status}");
+        }
+        let r = Response {
+            status: 503,
+            ..with("600")
+        };
+        assert_eq!(r.retry_after_ms(), Some(600_000));
     }
 }

@@ -220,7 +220,9 @@ async fn sqlite_pool(url: &str, max: u32, writer: bool) -> Result<AnyPool> {
                     // The writer's statements each insert many rows (a whole group of
                     // batches) inside a transaction, so SQLite keeps a statement journal
                     // for each; in memory it is not a temporary file made and deleted per
-                    // statement (its size is bounded by the group's). Its page cache is
+                    // statement (its size is bounded by the group's, itself bounded in
+                    // bytes: `store/reports.rs`). Migrations, whose sorts may be as large
+                    // as the database, run before on another connection. Its page cache is
                     // larger than the 2 MiB default so that report keys, which land all
                     // over their indexes, are mostly found in it.
                     for pragma in ["PRAGMA temp_store = MEMORY", "PRAGMA cache_size = -65536"] {
@@ -250,8 +252,13 @@ impl Store {
                 } else {
                     format!("{url}?mode=rwc")
                 };
+                // Migrations on a connection of their own, before the writer's: theirs may
+                // sort and index every stored row, which must be free to spill to disk
+                // (the writer keeps its temporary data in memory).
+                let migrate = sqlite_pool(&full, 1, false).await?;
+                migrator(engine).run(&migrate).await?;
+                migrate.close().await;
                 let write = sqlite_pool(&full, 1, true).await?;
-                migrator(engine).run(&write).await?;
                 let read = sqlite_pool(&full, 4, false).await?;
                 (read, write)
             }

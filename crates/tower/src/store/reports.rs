@@ -18,6 +18,9 @@ use testpilot_flight::Timestamp;
 const DAY_MS: i64 = 86_400_000;
 /// Most reports in one INSERT statement (a group holds up to the writer's `max_group`).
 const MAX_ROWS: usize = 20_000;
+/// About the most text one INSERT statement's parameter carries (a report's `detail` may be
+/// up to the request body limit).
+const MAX_CHUNK_BYTES: usize = 16 << 20;
 
 /// What happened to one batch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -176,28 +179,40 @@ impl Store {
         // The clients as the caller holds them, to hand back borrowed keys.
         let clients: HashSet<&'a str> = reports.keys().map(|k| k.0).collect();
         let mut stored = HashSet::with_capacity(reports.len());
-        let all: Vec<_> = reports.iter().collect();
-        for chunk in all.chunks(MAX_ROWS) {
-            let rows: Vec<_> = chunk
-                .iter()
-                .map(|((client, seq), (_, r))| {
-                    (
-                        client,
-                        *seq as i64,
-                        &r.flight,
-                        r.version as i64,
-                        r.arm.as_deref(),
-                        r.status.as_str(),
-                        r.step as i64,
-                        r.at.0,
-                        day_of(r.at),
-                        r.detail.as_ref().map(Value::to_string),
-                        now.0,
-                    )
-                })
-                .collect();
+        let rows: Vec<_> = reports
+            .iter()
+            .map(|((client, seq), (_, r))| {
+                (
+                    *client,
+                    *seq as i64,
+                    r.flight.as_str(),
+                    r.version as i64,
+                    r.arm.as_deref(),
+                    r.status.as_str(),
+                    r.step as i64,
+                    r.at.0,
+                    day_of(r.at),
+                    r.detail.as_ref().map(Value::to_string),
+                    now.0,
+                )
+            })
+            .collect();
+        let mut rest = &rows[..];
+        while !rest.is_empty() {
+            // At most MAX_ROWS reports and about MAX_CHUNK_BYTES of text a statement: a group
+            // of many batches with large `detail`s must not make one parameter that passes
+            // the database's limit (and fail every batch of the group with it).
+            let mut bytes = 0;
+            let mut n = 0;
+            while n < rest.len() && n < MAX_ROWS && (n == 0 || bytes < MAX_CHUNK_BYTES) {
+                let r = &rest[n];
+                bytes += 160 + r.0.len() + r.2.len() + r.9.as_ref().map_or(0, |d| 2 * d.len());
+                n += 1;
+            }
+            let (chunk, more) = rest.split_at(n);
+            rest = more;
             for row in sqlx::query(&sql)
-                .bind(encode(&rows)?)
+                .bind(encode(&chunk)?)
                 .fetch_all(&mut **tx)
                 .await?
             {

@@ -306,3 +306,44 @@ async fn pruning_keeps_progress_whole(engine: Engine) {
     store.close().await;
     db.cleanup().await;
 }
+
+both!(a_group_larger_than_one_statement_is_stored_whole);
+/// A group whose `detail`s pass one statement's byte budget (`store/reports.rs`) goes in
+/// several statements in one transaction: every report is stored once, a report repeated in
+/// a later batch of the group is a duplicate however far apart the two land, and the
+/// rollups still equal the aggregation.
+async fn a_group_larger_than_one_statement_is_stored_whole(engine: Engine) {
+    let (db, store) = with_flights(engine).await;
+    let big = "x".repeat(900 * 1024);
+    let batch = |c: u64, seqs: std::ops::RangeInclusive<u64>| {
+        let reports: Vec<Value> = seqs
+            .map(|s| {
+                json!({"seq": s, "flight": "layout", "version": 1, "arm": "control",
+                       "status": "running", "step": s % 3, "at": T0 + s as i64 * 1000,
+                       "detail": {"why": big}})
+            })
+            .collect();
+        ReportBatch::from_json(&json!({"client": client(c), "reports": reports}), 1000).unwrap()
+    };
+    // 40 reports of about 0.9 MiB: more than two statements' worth.
+    let mut g: Vec<ReportBatch> = (1..=10).map(|c| batch(c, 1..=4)).collect();
+    // Client 1's seq 2 again, in the last batch: a duplicate.
+    g.push(batch(1, 2..=2));
+    let refs: Vec<&ReportBatch> = g.iter().collect();
+    let out = store
+        .insert_reports(&refs, SystemClock.now())
+        .await
+        .expect("stored");
+    assert!(
+        out[..10]
+            .iter()
+            .all(|r| r.accepted == 4 && r.duplicates == 0),
+        "{out:?}"
+    );
+    assert_eq!((out[10].accepted, out[10].duplicates), (0, 1));
+    assert_eq!(store.report_count().await.unwrap(), 40);
+    assert_eq!(store.progress("layout").await.unwrap().clients, 10);
+    assert_same(&store, "after a group of several statements").await;
+    store.close().await;
+    db.cleanup().await;
+}

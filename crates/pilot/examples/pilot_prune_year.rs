@@ -3,7 +3,7 @@
 //! new short flight every three days, reports accepted by the tower at once, and the agent's
 //! hourly prune — or none, with `--no-prune`. Prints the journal's size and rows by month.
 //!
-//! `cargo run -p testpilot-pilot --example prune_year -- [--no-prune] [--dir DIR] [--days N]`
+//! `cargo run -p testpilot-pilot --example pilot_prune_year -- [--no-prune] [--dir DIR] [--days N]`
 
 use serde_json::json;
 use std::sync::Arc;

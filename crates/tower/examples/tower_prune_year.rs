@@ -4,7 +4,7 @@
 //! store's ingest; the tower's daily prune runs with `--retention DAYS` (default 90), or not at
 //! all with `--no-prune`. Prints the database's size and raw rows by month.
 //!
-//! `cargo run -p testpilot-tower --example prune_year -- [--postgres] [--no-prune]
+//! `cargo run -p testpilot-tower --example tower_prune_year -- [--postgres] [--no-prune]
 //!  [--clients N] [--events E] [--retention DAYS]`
 
 use std::time::Duration;
