@@ -229,6 +229,7 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
         capacity: Capacity::default(),
         threads,
         scratch: scratch.clone(),
+        cancel: None,
     };
     let show = !a.json && std::io::stderr().is_terminal();
     let bar = ProgressBar::with_draw_target(

@@ -72,6 +72,9 @@ pub fn run(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed) as usize;
                     let Some(&c) = chosen.get(i) else { break };
+                    if fleet.cancelled() {
+                        break;
+                    }
                     let person = fleet.population.person(world.seed, c as u64);
                     let enrolled: Vec<usize> = world
                         .flights

@@ -84,6 +84,8 @@ pub fn arrival(seed: u64, client: u64, start: Timestamp, arrival_ms: f64) -> Tim
 
 /// The inputs of the pass.
 pub struct Fleet<'a> {
+    /// Set from another thread to stop the run early ([`crate::simulate`] then fails).
+    pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
     pub population: &'a Population,
     pub flights: &'a [SimFlight],
     pub clients: u64,
@@ -95,6 +97,11 @@ pub struct Fleet<'a> {
 }
 
 impl Fleet<'_> {
+    /// Whether the run was asked to stop.
+    pub fn cancelled(&self) -> bool {
+        self.cancel.is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+
     /// The timeline bin of a moment (`None` past the end).
     pub fn bin(&self, at: Timestamp) -> Option<usize> {
         bin_of(self.start, self.end, self.bins, at)
@@ -112,7 +119,7 @@ impl Fleet<'_> {
                     let mut t = Tally::new(self.flights, self.bins, self.load);
                     loop {
                         let from = next.fetch_add(CHUNK, Ordering::Relaxed);
-                        if from >= self.clients {
+                        if from >= self.clients || self.cancelled() {
                             break;
                         }
                         let to = (from + CHUNK).min(self.clients);

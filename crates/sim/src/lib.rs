@@ -25,6 +25,8 @@ pub use population::Population;
 pub use report::Report;
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use testpilot_flight::Timestamp;
 
 /// What to simulate.
@@ -47,6 +49,9 @@ pub struct Config {
     pub threads: usize,
     /// A folder for the stand-in add-on package.
     pub scratch: PathBuf,
+    /// Set from another thread to stop the run early: [`simulate`] then returns an error
+    /// soon after (between clients), not a partial report.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 /// The stages of a run, for a progress bar.
@@ -73,9 +78,14 @@ pub fn simulate(c: &Config, progress: Progress) -> Result<Report, String> {
         end,
         bins,
         load: &model,
+        cancel: c.cancel.as_deref(),
     };
     let total = c.clients;
     let mut tally = fleet.run(c.threads, &|done| progress(Stage::Targeting, done, total));
+    let stopped = || Err("the simulation was stopped before it ended".to_string());
+    if fleet.cancelled() {
+        return stopped();
+    }
     std::fs::create_dir_all(&c.scratch)
         .map_err(|e| format!("cannot create {}: {e}", c.scratch.display()))?;
     let package = flights::stand_in_path(&c.scratch);
@@ -92,6 +102,9 @@ pub fn simulate(c: &Config, progress: Progress) -> Result<Report, String> {
         scratch: c.scratch.clone(),
     };
     let runs = engine::run(&world, &fleet, &tally, c.runs, c.threads, progress)?;
+    if fleet.cancelled() {
+        return stopped();
+    }
     tally.load.add(&runs.load);
     Ok(report::build(c, &fleet, &tally, &runs))
 }

@@ -48,6 +48,7 @@ fn counts_equal_explain_person_for_person() {
         start: START,
         end,
         bins: 24,
+        cancel: None,
         load: &model,
     };
     let tally = fleet.run(2, &|_| {});
@@ -106,6 +107,7 @@ fn config(seed: u64, scratch: &Path) -> Config {
         capacity: Capacity::default(),
         threads: 2,
         scratch: scratch.to_path_buf(),
+        cancel: None,
     }
 }
 
@@ -171,5 +173,23 @@ fn machines_offline_past_the_index_expiry_end_their_flights() {
     assert!(expired > 50 && completed > 50, "{:?}", f.outcomes);
     assert!(r.engine.offline_periods > 0);
     assert_eq!(r.engine.leftovers, 0);
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+#[test]
+fn a_cancelled_run_stops_with_an_error() {
+    let scratch = std::env::temp_dir().join(format!("tp-sim-cancel-{}", std::process::id()));
+    let mut c = config(1, &scratch);
+    c.clients = 10_000_000;
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    c.cancel = Some(flag);
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let e = testpilot_sim::simulate(&c, &|_, n, _| {
+        done.fetch_max(n, std::sync::atomic::Ordering::Relaxed);
+    })
+    .unwrap_err();
+    assert!(e.contains("stopped"), "{e}");
+    // Stopped before any client was decided, not after the ten million.
+    assert_eq!(done.load(std::sync::atomic::Ordering::Relaxed), 0);
     let _ = std::fs::remove_dir_all(&scratch);
 }

@@ -14,7 +14,9 @@
 //!   clients × flights (the targeting pass's work); it runs on a blocking thread on at
 //!   most [`SimLimits::threads`] threads, at most [`SimLimits::concurrent`] at a time per
 //!   tower (others are answered "busy" at once, never queued), and its answer is awaited at
-//!   most [`SimLimits::timeout`].
+//!   most [`SimLimits::timeout`]; a simulation no longer awaited (timeout, or the caller
+//!   gone) is stopped between clients, which frees its place.
+//! - Its scratch folder is made new, with a random name, 0700, and removed after.
 //! - The population list is read and validated once, at start ([`Populations::load`]).
 
 use crate::api::AppState;
@@ -24,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use testpilot_flight::index::Envelope;
@@ -461,6 +463,10 @@ pub async fn simulate(s: &AppState, name: &str, req: &SimRequest) -> Result<Simu
     let (version, limits, req) = (rev.version, c.limits, req.clone());
     let start = s.clock.now();
     let studyname = name.to_string();
+    // Stops the simulation when this answer gives up waiting (timeout) or is dropped (the
+    // caller went away): otherwise the thread would run on, holding the slot.
+    let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+    let cancel = stop.0.clone();
     let job = tokio::task::spawn_blocking(move || {
         let _slot = slot;
         run(
@@ -472,6 +478,7 @@ pub async fn simulate(s: &AppState, name: &str, req: &SimRequest) -> Result<Simu
             limits,
             start,
             index_bytes,
+            cancel,
         )
         .map(|(companions, report)| Simulation {
             studyname,
@@ -491,14 +498,41 @@ pub async fn simulate(s: &AppState, name: &str, req: &SimRequest) -> Result<Simu
     }
 }
 
-/// A scratch folder for one simulation's stand-in add-on package.
-fn scratch() -> PathBuf {
-    static N: AtomicU64 = AtomicU64::new(0);
-    std::env::temp_dir().join(format!(
-        "testpilot-tower-simulate-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ))
+/// Sets its flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A scratch folder for one simulation's stand-in add-on package: a new folder with a random
+/// name, private to the tower's user (0700), made here and never taken over if something
+/// already has that name (another local user cannot plant a link in it); removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Result<Scratch> {
+        let name = hex::encode(&crate::auth::random_bytes()?[..12]);
+        let path = std::env::temp_dir().join(format!("testpilot-tower-simulate-{name}"));
+        let mut b = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(&path).map_err(|e| {
+            Error::Internal(format!(
+                "cannot make the simulation's scratch folder {}: {e}",
+                path.display()
+            ))
+        })?;
+        Ok(Scratch(path))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// The simulation itself, on a blocking thread.
@@ -512,9 +546,10 @@ fn run(
     limits: SimLimits,
     start: testpilot_flight::Timestamp,
     index_bytes: usize,
+    cancel: Arc<AtomicBool>,
 ) -> Result<(Vec<String>, Report)> {
-    let scratch = scratch();
-    let package = testpilot_sim::flights::stand_in_path(&scratch);
+    let scratch = Scratch::new()?;
+    let package = testpilot_sim::flights::stand_in_path(&scratch.0);
     let under_review = SimFlight::from_document(spec, &package).map_err(|d| {
         Error::Conflict(format!("the revision under review does not validate: {d}"))
     })?;
@@ -565,10 +600,11 @@ fn run(
         index_bytes,
         capacity: Capacity::default(),
         threads: limits.threads.max(1),
-        scratch: scratch.clone(),
+        scratch: scratch.0.clone(),
+        cancel: Some(cancel),
     };
     let report = testpilot_sim::simulate(&config, &|_, _, _| {});
-    let _ = std::fs::remove_dir_all(&scratch);
+    drop(scratch);
     let mut report = report.map_err(Error::Internal)?;
     // The sample's size is a parameter here, not `--runs`: say it in the tower's words.
     report

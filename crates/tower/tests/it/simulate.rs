@@ -105,6 +105,7 @@ fn expected(
         capacity: Capacity::default(),
         threads: 1,
         scratch: scratch.clone(),
+        cancel: None,
     };
     let r = testpilot_sim::simulate(&config, &|_, _, _| {}).unwrap();
     let _ = std::fs::remove_dir_all(&scratch);
@@ -253,4 +254,46 @@ async fn populations_from_a_folder_and_the_work_cap() {
     running.stop().await.unwrap();
     t.finish().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A simulation whose answer is no longer awaited stops: its slot is free again at once,
+/// not when the thread would have finished the whole run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulation_given_up_on_stops_and_frees_its_slot() {
+    let config = ApiConfig {
+        simulate: SimConfig {
+            limits: SimLimits {
+                timeout: std::time::Duration::from_millis(200),
+                ..SimLimits::default()
+            },
+            ..SimConfig::default()
+        },
+        ..ApiConfig::default()
+    };
+    let (t, running) = tower(Engine::Sqlite, config).await;
+    let base = running.url.clone();
+    // A million clients and engine runs: many seconds of work, far past the 200 ms.
+    let (status, _, e) = simulate(
+        &base,
+        "newtab",
+        Some(&t.author),
+        json!({"clients": 1_000_000, "runs": 2000}),
+    )
+    .await;
+    assert_eq!(status, 503, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("took longer"), "{e}");
+    let asked = std::time::Instant::now();
+    let slot = loop {
+        if let Some(slot) = t.state.simulations.take() {
+            break slot;
+        }
+        assert!(
+            asked.elapsed() < std::time::Duration::from_secs(20),
+            "the given-up simulation still holds its slot"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    drop(slot);
+    running.stop().await.unwrap();
+    t.finish().await;
 }
