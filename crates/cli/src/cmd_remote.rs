@@ -313,7 +313,13 @@ async fn action(to: &TowerArgs, name: &str, verb: &str, body: Value) -> anyhow::
         .and_then(Value::as_u64)
         .map(|s| format!("; index serial {s}"))
         .unwrap_or_default();
-    outln!("{name}: {verb} done on revision {version}; the flight is {state}{serial}");
+    // States as a sentence says them: "is under review", "is a draft", "is live".
+    let said = match state {
+        "review" => "under review",
+        "draft" => "a draft",
+        s => s,
+    };
+    outln!("{name}: {verb} done on revision {version}; the flight is {said}{serial}");
     if let Some(w) = a.body.get("warning").and_then(Value::as_str) {
         errln!("warning: {w}");
     }

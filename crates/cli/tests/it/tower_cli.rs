@@ -97,7 +97,7 @@ async fn flight_from_push_to_kill(engine: Engine) {
     );
     assert!(back.status.success(), "{}", stderr(&back));
     assert!(
-        stdout(&back).contains("the flight is draft"),
+        stdout(&back).contains("the flight is a draft"),
         "{}",
         stdout(&back)
     );
