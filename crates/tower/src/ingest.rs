@@ -1,6 +1,8 @@
 //! Durable report writing with group commit: handlers hand batches to writer tasks, which
 //! store everything queued at that moment in one transaction and answer each batch only
-//! after the commit. Many small batches thus cost one fsync, and a 2xx always means durable.
+//! once the commit is durable. Many small batches thus cost one fsync, and a 2xx always
+//! means durable. On SQLite the writer goes on with the next group while the last one's
+//! commit is being synced (`store/syncer.rs`).
 //!
 //! Only reports on flights that were ever live on this tower are taken ([`EverLive`]),
 //! checked from memory: nobody can make up progress for a name the tower never served.
@@ -99,9 +101,12 @@ fn never_live_error(batch: &ReportBatch, names: &[&str]) -> Error {
     }
 }
 
+/// Where a batch's outcome goes.
+type Done = oneshot::Sender<Result<Ingested, String>>;
+
 struct Job {
     batch: ReportBatch,
-    done: oneshot::Sender<Result<Ingested, String>>,
+    done: Done,
 }
 
 /// The writers' queue. Cheap to clone.
@@ -121,50 +126,93 @@ pub struct IngestConfig {
     pub max_group: usize,
 }
 
+/// Takes from the queue what is waiting now, up to `max_group` reports (at least one job);
+/// `None` once the queue is closed and empty.
+fn group(first: Option<Job>, rx: &mut mpsc::Receiver<Job>, max_group: usize) -> Option<Vec<Job>> {
+    let first = first?;
+    let mut n = first.batch.reports.len();
+    let mut jobs = vec![first];
+    while n < max_group {
+        match rx.try_recv() {
+            Ok(j) => {
+                n += j.batch.reports.len();
+                jobs.push(j);
+            }
+            Err(_) => break,
+        }
+    }
+    Some(jobs)
+}
+
+/// Answers every job of a group (by its `done`) with its outcome.
+fn answer(dones: Vec<Done>, stored: Result<Vec<Ingested>>) {
+    match stored {
+        Ok(results) => {
+            for (done, r) in dones.into_iter().zip(results) {
+                let _ = done.send(Ok(r));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, batches = dones.len(), "storing reports failed");
+            for done in dones {
+                let _ = done.send(Err(e.to_string()));
+            }
+        }
+    }
+}
+
+/// A group's batches, and where each one's outcome goes.
+fn split(jobs: Vec<Job>) -> (Vec<ReportBatch>, Vec<Done>) {
+    jobs.into_iter().map(|j| (j.batch, j.done)).unzip()
+}
+
 impl Ingest {
-    /// Starts the writer tasks (on the current tokio runtime). They stop once every
-    /// [`Ingest`] clone is dropped and the queue is drained.
+    /// Starts the writers: on a SQLite file one thread of its own, which goes from group to
+    /// group without waiting for anything but the queue and the database, and answers each
+    /// group once it is durable; otherwise `config.writers` tasks on the current tokio
+    /// runtime. They stop once every [`Ingest`] clone is dropped and the queue is drained.
     pub fn start(store: Store, clock: Arc<dyn Clock>, config: IngestConfig) -> Ingest {
         let (tx, rx) = mpsc::channel::<Job>(4096);
-        let rx = Arc::new(Mutex::new(rx));
         let ever_live = Arc::new(EverLive::new());
         let keep = store.clone();
-        for _ in 0..config.writers.max(1) {
-            let (store, clock, rx) = (store.clone(), clock.clone(), rx.clone());
-            tokio::spawn(async move {
-                loop {
-                    let jobs = {
-                        let mut rx = rx.lock().await;
-                        let Some(first) = rx.recv().await else { break };
-                        let mut n = first.batch.reports.len();
-                        let mut jobs = vec![first];
-                        while n < config.max_group {
-                            match rx.try_recv() {
-                                Ok(j) => {
-                                    n += j.batch.reports.len();
-                                    jobs.push(j);
-                                }
-                                Err(_) => break,
-                            }
-                        }
-                        jobs
-                    };
-                    let batches: Vec<&ReportBatch> = jobs.iter().map(|j| &j.batch).collect();
-                    match store.insert_reports(&batches, clock.now()).await {
-                        Ok(results) => {
-                            for (job, r) in jobs.into_iter().zip(results) {
-                                let _ = job.done.send(Ok(r));
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, batches = jobs.len(), "storing reports failed");
-                            for job in jobs {
-                                let _ = job.done.send(Err(e.to_string()));
-                            }
-                        }
+        if store.has_blocking_report_writer() {
+            let mut rx = rx;
+            let spawned = std::thread::Builder::new()
+                .name("report-writer".into())
+                .spawn(move || {
+                    while let Some(jobs) = group(rx.blocking_recv(), &mut rx, config.max_group) {
+                        let (batches, dones) = split(jobs);
+                        let refs: Vec<&ReportBatch> = batches.iter().collect();
+                        store.insert_reports_blocking(&refs, clock.now(), move |stored| {
+                            answer(dones, stored)
+                        });
                     }
-                }
-            });
+                });
+            if let Err(e) = spawned {
+                // Every batch is then answered 500 ("the report writer has stopped").
+                tracing::error!(error = %e, "cannot start the report writer");
+            }
+        } else {
+            let rx = Arc::new(Mutex::new(rx));
+            for _ in 0..config.writers.max(1) {
+                let (store, clock, rx) = (store.clone(), clock.clone(), rx.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let jobs = {
+                            let mut rx = rx.lock().await;
+                            let first = rx.recv().await;
+                            match group(first, &mut rx, config.max_group) {
+                                Some(jobs) => jobs,
+                                None => break,
+                            }
+                        };
+                        let (batches, dones) = split(jobs);
+                        let refs: Vec<&ReportBatch> = batches.iter().collect();
+                        let stored = store.insert_reports(&refs, clock.now()).await;
+                        answer(dones, stored);
+                    }
+                });
+            }
         }
         Ingest {
             tx,

@@ -15,13 +15,17 @@
 //! SQL is written once for both engines (`$n` placeholders, `ON CONFLICT`, `RETURNING`,
 //! BIGINT milliseconds, JSON as TEXT) and run through sqlx's `Any` driver.
 
+mod checkpointer;
 mod events;
 mod flights;
 mod keys;
 mod progress;
 mod prune;
 mod reports;
+mod sqlite_writer;
+mod syncer;
 mod tokens;
+mod writer;
 
 pub use events::{
     day_label, ArmRollup, EventWindow, ExportCursor, Rollups, StoredEvent, NO_ARM_COLUMN,
@@ -76,6 +80,9 @@ pub struct Store {
     write: AnyPool,
     engine: Engine,
     url: String,
+    /// On SQLite (a file), the report writer's own connection and the turn every write of
+    /// this tower takes (`store/writer.rs`).
+    sqlite_writer: Option<sqlite_writer::SqliteWriter>,
 }
 
 /// The index as stored: what a signed index is built from.
@@ -200,34 +207,34 @@ pub async fn migrate_to(url: &str, version: i64) -> Result<()> {
     Ok(())
 }
 
+/// Every connection to SQLite. WAL: readers do not block the writer. synchronous=FULL: a
+/// commit is on disk when it returns, which is what "2xx only once durable" needs.
+const SQLITE_PRAGMAS: [&str; 4] = [
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = FULL",
+    "PRAGMA busy_timeout = 10000",
+    "PRAGMA foreign_keys = ON",
+];
+
+/// The writers' connections, besides [`SQLITE_PRAGMAS`]. Their statements each insert many
+/// rows (a whole group of batches) inside a transaction, so SQLite keeps a statement journal
+/// for each; in memory it is not a temporary file made and deleted per statement (its size
+/// is bounded by the group's, itself bounded in bytes: `store/reports.rs`). Migrations, whose
+/// sorts may be as large as the database, run before on another connection. The page cache
+/// is larger than the 2 MiB default so that report keys, which land all over their indexes,
+/// are mostly found in it.
+const SQLITE_WRITER_PRAGMAS: [&str; 2] =
+    ["PRAGMA temp_store = MEMORY", "PRAGMA cache_size = -8192"];
+
 /// The SQLite pool: `writer` for the one connection that writes.
 async fn sqlite_pool(url: &str, max: u32, writer: bool) -> Result<AnyPool> {
     Ok(AnyPoolOptions::new()
         .max_connections(max)
         .after_connect(move |conn, _| {
             Box::pin(async move {
-                // WAL: readers do not block the writer. synchronous=FULL: a commit is on disk
-                // when it returns, which is what "2xx only once durable" needs.
-                for pragma in [
-                    "PRAGMA journal_mode = WAL",
-                    "PRAGMA synchronous = FULL",
-                    "PRAGMA busy_timeout = 10000",
-                    "PRAGMA foreign_keys = ON",
-                ] {
+                let extra: &[&str] = if writer { &SQLITE_WRITER_PRAGMAS } else { &[] };
+                for pragma in SQLITE_PRAGMAS.iter().chain(extra) {
                     sqlx::query(pragma).execute(&mut *conn).await?;
-                }
-                if writer {
-                    // The writer's statements each insert many rows (a whole group of
-                    // batches) inside a transaction, so SQLite keeps a statement journal
-                    // for each; in memory it is not a temporary file made and deleted per
-                    // statement (its size is bounded by the group's, itself bounded in
-                    // bytes: `store/reports.rs`). Migrations, whose sorts may be as large
-                    // as the database, run before on another connection. Its page cache is
-                    // larger than the 2 MiB default so that report keys, which land all
-                    // over their indexes, are mostly found in it.
-                    for pragma in ["PRAGMA temp_store = MEMORY", "PRAGMA cache_size = -65536"] {
-                        sqlx::query(pragma).execute(&mut *conn).await?;
-                    }
                 }
                 Ok(())
             })
@@ -241,7 +248,7 @@ impl Store {
     pub async fn open(url: &str) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let engine = Engine::of_url(url)?;
-        let (read, write) = match engine {
+        let (read, write, sqlite_writer) = match engine {
             Engine::Sqlite => {
                 // The database file (and so its -wal and -shm) private from the start.
                 if let Some(path) = crate::private::sqlite_path(url) {
@@ -260,7 +267,15 @@ impl Store {
                 migrate.close().await;
                 let write = sqlite_pool(&full, 1, true).await?;
                 let read = sqlite_pool(&full, 4, false).await?;
-                (read, write)
+                let reports = match crate::private::sqlite_path(url) {
+                    Some(path) => Some(sqlite_writer::SqliteWriter::open(
+                        path,
+                        &[&SQLITE_PRAGMAS[..], &SQLITE_WRITER_PRAGMAS[..]].concat(),
+                    )?),
+                    // An in-memory database is one connection's own: everything on sqlx's.
+                    None => None,
+                };
+                (read, write, reports)
             }
             Engine::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -268,7 +283,7 @@ impl Store {
                     .connect(url)
                     .await?;
                 migrator(engine).run(&pool).await?;
-                (pool.clone(), pool)
+                (pool.clone(), pool, None)
             }
         };
         Ok(Store {
@@ -276,7 +291,18 @@ impl Store {
             write,
             engine,
             url: url.to_string(),
+            sqlite_writer,
         })
+    }
+
+    /// Waits for this tower's turn to write, on SQLite (on PostgreSQL writers need none):
+    /// every write outside the report writer holds it from before its transaction begins
+    /// until after it ends (`store/writer.rs`).
+    async fn write_turn(&self) -> Option<sqlite_writer::Turn> {
+        match &self.sqlite_writer {
+            Some(w) => Some(w.turn().await),
+            None => None,
+        }
     }
 
     pub fn engine(&self) -> Engine {
@@ -290,6 +316,9 @@ impl Store {
 
     /// Closes the pools, waiting for connections in use.
     pub async fn close(&self) {
+        if let Some(w) = &self.sqlite_writer {
+            w.close().await;
+        }
         self.write.close().await;
         self.read.close().await;
     }

@@ -17,11 +17,12 @@
 //! no other writer can change before this transaction commits. Counts are added
 //! (`n = n + excluded.n`), never overwritten.
 
-use super::events::{encode, unpack, Col};
+use super::events::Col;
 use super::reports::{DailyPoint, Progress, ProgressRow};
+use super::writer::{Cells, Conflict, Insert, Statements};
 use super::{Engine, Store};
 use crate::error::{Error, Result};
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use testpilot_flight::report::Report;
 use testpilot_flight::Timestamp;
@@ -47,211 +48,217 @@ fn state_of(r: &Report) -> State {
     )
 }
 
-impl Store {
-    /// Moves `client_state` to each client's newest report of this transaction and the
-    /// rollups with it. `latest` holds, sorted by (flight, client), each client's newest
-    /// newly stored report per flight; `stored` every report stored now, with its client.
-    pub(super) async fn move_progress(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        latest: &[((&str, &str), &Report)],
-        stored: &[(&str, &Report)],
-    ) -> Result<()> {
-        if stored.is_empty() {
-            return Ok(());
-        }
-        let states = self.move_client_states(tx, latest).await?;
-        self.add_days(tx, stored).await?;
-        let rows: Vec<_> = states
-            .iter()
-            .filter(|(_, n)| **n != 0)
-            .map(|((f, (v, arm, status, step)), n)| {
-                (
-                    f,
-                    v,
-                    arm.as_deref().unwrap_or(""),
-                    i64::from(arm.is_some()),
-                    status,
-                    step,
-                    n,
-                )
-            })
-            .collect();
-        if !rows.is_empty() {
-            use Col::*;
-            sqlx::query(&format!(
-                "INSERT INTO progress_states (flight, version, arm, armed, status, step, clients) {} \
-                 ON CONFLICT (flight, version, arm, armed, status, step) \
-                 DO UPDATE SET clients = progress_states.clients + excluded.clients",
-                unpack(self.engine, &[Text, Int, Text, Int, Text, Int, Int])
-            ))
-            .bind(encode(&rows)?)
-            .execute(&mut **tx)
-            .await?;
-        }
-        Ok(())
+/// Moves `client_state` to each client's newest report of this transaction and the
+/// rollups with it. `latest` holds, sorted by (flight, client), each client's newest
+/// newly stored report per flight; `stored` every report stored now, with its client.
+pub(super) async fn move_progress<W: Statements>(
+    tx: &mut W,
+    latest: &[((&str, &str), &Report)],
+    stored: &[(&str, &Report)],
+) -> Result<()> {
+    use Col::*;
+    if stored.is_empty() {
+        return Ok(());
     }
-
-    /// Moves each client in `latest` whose report is newer than its stored state; returns
-    /// what that does to `progress_states`: (flight, state) → change in clients.
-    async fn move_client_states(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        latest: &[((&str, &str), &Report)],
-    ) -> Result<BTreeMap<(String, State), i64>> {
-        use Col::*;
-        let rows: Vec<_> = latest
-            .iter()
-            .map(|((flight, client), r)| {
-                (
-                    flight,
-                    client,
-                    r.seq as i64,
-                    r.version as i64,
-                    r.arm.as_deref(),
-                    r.status.as_str(),
-                    r.step as i64,
-                    r.at.0,
-                )
-            })
-            .collect();
-        let cols = [Text, Text, Int, Int, Text, Text, Int, Int];
-        // New clients are inserted; existing ones are locked, not changed, not returned.
-        let created = sqlx::query(&format!(
-            "INSERT INTO client_state (flight, client, seq, version, arm, status, step, at) {} \
-             ON CONFLICT (flight, client) DO UPDATE SET seq = client_state.seq WHERE 1 = 0 \
-             RETURNING flight, client",
-            unpack(self.engine, &cols)
-        ))
-        .bind(encode(&rows)?)
-        .fetch_all(&mut **tx)
-        .await?;
-        let created: HashSet<(String, String)> = created
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect::<Result<_>>()?;
-        let mut deltas: BTreeMap<(String, State), i64> = BTreeMap::new();
-        let mut existing = Vec::new();
-        for (i, ((flight, client), r)) in latest.iter().enumerate() {
-            if created.contains(&(flight.to_string(), client.to_string())) {
-                *deltas.entry((flight.to_string(), state_of(r))).or_default() += 1;
-            } else {
-                existing.push(i);
-            }
-        }
-        if existing.is_empty() {
-            return Ok(deltas);
-        }
-        let keys: Vec<_> = existing.iter().map(|&i| latest[i].0).collect();
-        let (from, k0, k1) = match self.engine {
-            Engine::Sqlite => ("json_each($1) k", "k.value ->> 0", "k.value ->> 1"),
-            Engine::Postgres => ("json_array_elements($1::json) k", "k ->> 0", "k ->> 1"),
+    let states = move_client_states(tx, latest).await?;
+    add_days(tx, stored).await?;
+    let rows: Vec<_> = states
+        .iter()
+        .filter(|(_, n)| **n != 0)
+        .map(|((f, (v, arm, status, step)), n)| {
+            (
+                f.as_str(),
+                *v,
+                arm.as_deref().unwrap_or(""),
+                i64::from(arm.is_some()),
+                status.as_str(),
+                *step,
+                *n,
+            )
+        })
+        .collect();
+    if !rows.is_empty() {
+        const INSERT: Insert<'static> = Insert {
+            into:
+                "INSERT INTO progress_states (flight, version, arm, armed, status, step, clients)",
+            cols: &[Text, Int, Text, Int, Text, Int, Int],
+            conflict: Conflict::Update {
+                key: "flight, version, arm, armed, status, step",
+                set: "clients = progress_states.clients + excluded.clients",
+            },
+            returning: "",
         };
-        let old = sqlx::query(&format!(
-            "SELECT c.flight, c.client, c.seq, c.version, c.arm, c.status, c.step FROM {from} \
-             JOIN client_state c ON c.flight = {k0} AND c.client = {k1}"
-        ))
-        .bind(encode(&keys)?)
-        .fetch_all(&mut **tx)
-        .await?;
-        let mut old_of: BTreeMap<(String, String), (i64, State)> = BTreeMap::new();
-        for r in &old {
-            old_of.insert(
-                (r.try_get(0)?, r.try_get(1)?),
-                (
-                    r.try_get(2)?,
-                    (r.try_get(3)?, r.try_get(4)?, r.try_get(5)?, r.try_get(6)?),
-                ),
-            );
-        }
-        let mut moved = Vec::new();
-        for i in existing {
-            let ((flight, client), r) = latest[i];
-            let Some((seq, state)) = old_of.remove(&(flight.to_string(), client.to_string()))
-            else {
-                return Err(Error::Internal(format!(
-                    "the progress of client {client} on `{flight}` was neither created nor found"
-                )));
-            };
-            if r.seq as i64 > seq {
-                *deltas.entry((flight.to_string(), state)).or_default() -= 1;
-                *deltas.entry((flight.to_string(), state_of(r))).or_default() += 1;
-                moved.push(rows[i]);
-            }
-        }
-        if !moved.is_empty() {
-            sqlx::query(&format!(
-                "INSERT INTO client_state (flight, client, seq, version, arm, status, step, at) {} \
-                 ON CONFLICT (flight, client) DO UPDATE SET seq = excluded.seq, version = excluded.version, \
-                 arm = excluded.arm, status = excluded.status, step = excluded.step, at = excluded.at \
-                 WHERE excluded.seq > client_state.seq",
-                unpack(self.engine, &cols)
-            ))
-            .bind(encode(&moved)?)
-            .execute(&mut **tx)
-            .await?;
-        }
-        Ok(deltas)
+        tx.insert(INSERT, &rows).await?;
     }
+    Ok(())
+}
 
-    /// Counts the reports stored now into the per-day rollups.
-    async fn add_days(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        stored: &[(&str, &Report)],
-    ) -> Result<()> {
-        use Col::*;
-        let mut seen: BTreeSet<(&str, i64, &str)> = BTreeSet::new();
-        let mut days: BTreeMap<(&str, i64, &str), (i64, i64)> = BTreeMap::new();
-        for (client, r) in stored {
-            let day = r.at.0.div_euclid(DAY_MS);
-            seen.insert((r.flight.as_str(), day, client));
-            let d = days
-                .entry((r.flight.as_str(), day, r.status.as_str()))
-                .or_default();
-            d.0 += 1;
-            d.1 += i64::from(r.step == 0);
+/// Moves each client in `latest` whose report is newer than its stored state; returns
+/// what that does to `progress_states`: (flight, state) → change in clients.
+async fn move_client_states<W: Statements>(
+    tx: &mut W,
+    latest: &[((&str, &str), &Report)],
+) -> Result<BTreeMap<(String, State), i64>> {
+    use Col::*;
+    const COLS: &[Col] = &[Text, Text, Int, Int, Text, Text, Int, Int];
+    const INTO: &str =
+        "INSERT INTO client_state (flight, client, seq, version, arm, status, step, at)";
+    let rows: Vec<_> = latest
+        .iter()
+        .map(|&((flight, client), r)| {
+            (
+                flight,
+                client,
+                r.seq as i64,
+                r.version as i64,
+                r.arm.as_deref(),
+                r.status.as_str(),
+                r.step as i64,
+                r.at.0,
+            )
+        })
+        .collect();
+    // New clients are inserted; existing ones are locked, not changed, not returned.
+    let create = Insert {
+        into: INTO,
+        cols: COLS,
+        conflict: Conflict::Skip {
+            key: "flight, client",
+            lock: Some("seq = client_state.seq"),
+        },
+        returning: "RETURNING flight, client",
+    };
+    let created: HashSet<(String, String)> = tx
+        .insert(create, &rows)
+        .await?
+        .iter()
+        .map(|r| Ok((r.text(0)?, r.text(1)?)))
+        .collect::<Result<_>>()?;
+    let mut deltas: BTreeMap<(String, State), i64> = BTreeMap::new();
+    let mut existing = Vec::new();
+    for (i, ((flight, client), r)) in latest.iter().enumerate() {
+        if created.contains(&(flight.to_string(), client.to_string())) {
+            *deltas.entry((flight.to_string(), state_of(r))).or_default() += 1;
+        } else {
+            existing.push(i);
         }
-        let rows: Vec<_> = seen.iter().collect();
-        let new = sqlx::query(&format!(
-            "INSERT INTO progress_day_seen (flight, day, client) {} \
-             ON CONFLICT (flight, day, client) DO NOTHING RETURNING flight, day",
-            unpack(self.engine, &[Text, Int, Text])
-        ))
-        .bind(encode(&rows)?)
-        .fetch_all(&mut **tx)
+    }
+    if existing.is_empty() {
+        return Ok(deltas);
+    }
+    let keys: Vec<(&str, &str)> = existing.iter().map(|&i| latest[i].0).collect();
+    let old = tx
+        .by_keys(
+            "c.flight, c.client, c.seq, c.version, c.arm, c.status, c.step",
+            "client_state c",
+            ["c.flight", "c.client"],
+            &keys,
+        )
         .await?;
-        let mut clients: BTreeMap<(String, i64), i64> = BTreeMap::new();
-        for r in &new {
-            *clients.entry((r.try_get(0)?, r.try_get(1)?)).or_default() += 1;
+    let mut old_of: BTreeMap<(String, String), (i64, State)> = BTreeMap::new();
+    for r in &old {
+        old_of.insert(
+            (r.text(0)?, r.text(1)?),
+            (
+                r.int(2)?,
+                (r.int(3)?, r.opt_text(4)?, r.text(5)?, r.int(6)?),
+            ),
+        );
+    }
+    let mut moved = Vec::new();
+    for i in existing {
+        let ((flight, client), r) = latest[i];
+        let Some((seq, state)) = old_of.remove(&(flight.to_string(), client.to_string())) else {
+            return Err(Error::Internal(format!(
+                "the progress of client {client} on `{flight}` was neither created nor found"
+            )));
+        };
+        if r.seq as i64 > seq {
+            *deltas.entry((flight.to_string(), state)).or_default() -= 1;
+            *deltas.entry((flight.to_string(), state_of(r))).or_default() += 1;
+            moved.push(rows[i]);
         }
-        if !clients.is_empty() {
-            let rows: Vec<_> = clients.iter().map(|((f, d), n)| (f, d, n)).collect();
-            sqlx::query(&format!(
-                "INSERT INTO progress_day_clients (flight, day, clients) {} \
-                 ON CONFLICT (flight, day) DO UPDATE SET clients = progress_day_clients.clients + excluded.clients",
-                unpack(self.engine, &[Text, Int, Int])
-            ))
-            .bind(encode(&rows)?)
-            .execute(&mut **tx)
-            .await?;
-        }
-        let rows: Vec<_> = days
+    }
+    if !moved.is_empty() {
+        let update = Insert {
+            into: INTO,
+            cols: COLS,
+            conflict: Conflict::Update {
+                key: "flight, client",
+                set: "seq = excluded.seq, version = excluded.version, arm = excluded.arm, \
+                      status = excluded.status, step = excluded.step, at = excluded.at \
+                      WHERE excluded.seq > client_state.seq",
+            },
+            returning: "",
+        };
+        tx.insert(update, &moved).await?;
+    }
+    Ok(deltas)
+}
+
+/// Counts the reports stored now into the per-day rollups.
+async fn add_days<W: Statements>(tx: &mut W, stored: &[(&str, &Report)]) -> Result<()> {
+    use Col::*;
+    let mut seen: BTreeSet<(&str, i64, &str)> = BTreeSet::new();
+    let mut days: BTreeMap<(&str, i64, &str), (i64, i64)> = BTreeMap::new();
+    for &(client, r) in stored {
+        let day = r.at.0.div_euclid(DAY_MS);
+        seen.insert((r.flight.as_str(), day, client));
+        let d = days
+            .entry((r.flight.as_str(), day, r.status.as_str()))
+            .or_default();
+        d.0 += 1;
+        d.1 += i64::from(r.step == 0);
+    }
+    let seen: Vec<_> = seen.into_iter().collect();
+    const SEEN: Insert<'static> = Insert {
+        into: "INSERT INTO progress_day_seen (flight, day, client)",
+        cols: &[Text, Int, Text],
+        conflict: Conflict::Skip {
+            key: "flight, day, client",
+            lock: None,
+        },
+        returning: "RETURNING flight, day",
+    };
+    let mut clients: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    for r in tx.insert(SEEN, &seen).await? {
+        *clients.entry((r.text(0)?, r.int(1)?)).or_default() += 1;
+    }
+    if !clients.is_empty() {
+        let rows: Vec<_> = clients
             .iter()
-            .map(|((f, d, s), (n, starts))| (f, d, s, n, starts))
+            .map(|((f, d), n)| (f.as_str(), *d, *n))
             .collect();
-        sqlx::query(&format!(
-            "INSERT INTO progress_days (flight, day, status, reports, starts) {} \
-             ON CONFLICT (flight, day, status) DO UPDATE SET reports = progress_days.reports + excluded.reports, \
-             starts = progress_days.starts + excluded.starts",
-            unpack(self.engine, &[Text, Int, Text, Int, Int])
-        ))
-        .bind(encode(&rows)?)
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
+        const CLIENTS: Insert<'static> = Insert {
+            into: "INSERT INTO progress_day_clients (flight, day, clients)",
+            cols: &[Text, Int, Int],
+            conflict: Conflict::Update {
+                key: "flight, day",
+                set: "clients = progress_day_clients.clients + excluded.clients",
+            },
+            returning: "",
+        };
+        tx.insert(CLIENTS, &rows).await?;
     }
+    let rows: Vec<_> = days
+        .iter()
+        .map(|(&(f, d, s), &(n, starts))| (f, d, s, n, starts))
+        .collect();
+    const DAYS: Insert<'static> = Insert {
+        into: "INSERT INTO progress_days (flight, day, status, reports, starts)",
+        cols: &[Text, Int, Text, Int, Int],
+        conflict: Conflict::Update {
+            key: "flight, day, status",
+            set: "reports = progress_days.reports + excluded.reports, \
+                  starts = progress_days.starts + excluded.starts",
+        },
+        returning: "",
+    };
+    tx.insert(DAYS, &rows).await?;
+    Ok(())
+}
 
+impl Store {
     /// Progress of a flight: clients by status, step, arm and version (by each client's
     /// latest report), the full breakdown, and a daily series of reports — from the
     /// rollups, read in one snapshot.

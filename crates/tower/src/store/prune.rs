@@ -111,6 +111,7 @@ impl Store {
         let mut total = 0;
         for flight in flights {
             loop {
+                let turn = self.write_turn().await;
                 let n = sqlx::query(delete)
                     .bind(&flight)
                     .bind(cutoff)
@@ -118,6 +119,7 @@ impl Store {
                     .execute(&self.write)
                     .await?
                     .rows_affected();
+                drop(turn);
                 total += n;
                 if n < BATCH as u64 {
                     break;

@@ -5,12 +5,15 @@
 //! what "how many clients are at which status / step / arm" counts; it and the progress
 //! rollups move in the same transaction (`store/progress.rs`), which also reads progress.
 
-use super::events::{encode, unpack, Col};
+use super::events::Col;
+use super::progress::move_progress;
+use super::writer::{run_now, Cells, Conflict, Insert, Lite, Sqlx, Statements};
 use super::{parse_json, rfc3339, Store};
 use crate::error::Result;
+use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 use std::collections::{BTreeMap, HashSet};
 use testpilot_flight::report::{Report, ReportBatch};
 use testpilot_flight::Timestamp;
@@ -100,6 +103,119 @@ fn day_of(at: Timestamp) -> i64 {
     at.0.div_euclid(DAY_MS)
 }
 
+/// Stores a group of batches in the transaction `tx` (see [`Store::insert_reports`]).
+async fn store_group<W: Statements>(
+    tx: &mut W,
+    batches: &[&ReportBatch],
+    now: Timestamp,
+) -> Result<Vec<Ingested>> {
+    // The first of each (client, seq) in the whole group (batches in the order they came);
+    // later ones are duplicates. Sorted by (client, seq): two writers storing the same
+    // reports on PostgreSQL then lock rows in one order and wait for each other instead of
+    // deadlocking.
+    let mut first: BTreeMap<(&str, u64), (usize, &Report)> = BTreeMap::new();
+    for (i, b) in batches.iter().enumerate() {
+        for r in &b.reports {
+            first.entry((b.client.as_str(), r.seq)).or_insert((i, r));
+        }
+    }
+    let stored = insert_rows(tx, &first, now).await?;
+    let mut out: Vec<Ingested> = batches
+        .iter()
+        .map(|b| Ingested {
+            accepted: 0,
+            duplicates: b.reports.len() as u64,
+        })
+        .collect();
+    // Each client's latest newly stored report per flight (only it can move the client's
+    // state), sorted, for the same reason; and every report stored now, for the per-day
+    // rollups.
+    let mut latest: BTreeMap<(&str, &str), &Report> = BTreeMap::new();
+    let mut stored_now: Vec<(&str, &Report)> = Vec::with_capacity(stored.len());
+    for (&(client, seq), &(i, r)) in &first {
+        if !stored.contains(&(client, seq)) {
+            continue;
+        }
+        out[i].accepted += 1;
+        out[i].duplicates -= 1;
+        stored_now.push((client, r));
+        let e = latest.entry((r.flight.as_str(), client)).or_insert(r);
+        if r.seq > e.seq {
+            *e = r;
+        }
+    }
+    let latest: Vec<_> = latest.into_iter().collect();
+    move_progress(tx, &latest, &stored_now).await?;
+    Ok(out)
+}
+
+/// Inserts the reports, sent as one JSON text unpacked inside the database (one bound
+/// parameter, not eleven a report); returns the `(client, seq)` of those stored now (not
+/// those already there).
+async fn insert_rows<'a, W: Statements>(
+    tx: &mut W,
+    reports: &BTreeMap<(&'a str, u64), (usize, &Report)>,
+    now: Timestamp,
+) -> Result<HashSet<(&'a str, u64)>> {
+    use Col::*;
+    const INSERT: Insert<'static> = Insert {
+        into: "INSERT INTO reports (client, seq, flight, version, arm, status, step, at, day, detail, received_at)",
+        cols: &[Text, Int, Text, Int, Text, Text, Int, Int, Int, Text, Int],
+        conflict: Conflict::Skip {
+            key: "client, seq",
+            lock: None,
+        },
+        returning: "RETURNING client, seq",
+    };
+    // The clients as the caller holds them, to hand back borrowed keys.
+    let clients: HashSet<&'a str> = reports.keys().map(|k| k.0).collect();
+    let mut stored = HashSet::with_capacity(reports.len());
+    let rows: Vec<_> = reports
+        .iter()
+        .map(|((client, seq), (_, r))| {
+            (
+                *client,
+                *seq as i64,
+                r.flight.as_str(),
+                r.version as i64,
+                r.arm.as_deref(),
+                r.status.as_str(),
+                r.step as i64,
+                r.at.0,
+                day_of(r.at),
+                r.detail.as_ref().map(Value::to_string),
+                now.0,
+            )
+        })
+        .collect();
+    let mut rest = &rows[..];
+    while !rest.is_empty() {
+        // At most MAX_ROWS reports and about MAX_CHUNK_BYTES of text a statement: a group of
+        // many batches with large `detail`s must not make one parameter that passes the
+        // database's limit (and fail every batch of the group with it).
+        let mut bytes = 0;
+        let mut n = 0;
+        while n < rest.len() && n < MAX_ROWS && (n == 0 || bytes < MAX_CHUNK_BYTES) {
+            let r = &rest[n];
+            bytes += 160 + r.0.len() + r.2.len() + r.9.as_ref().map_or(0, |d| 2 * d.len());
+            n += 1;
+        }
+        let (chunk, more) = rest.split_at(n);
+        rest = more;
+        for row in tx.insert(INSERT, chunk).await? {
+            let client = row.text(0)?;
+            let seq = row.int(1)? as u64;
+            let Some(&c) = clients.get(client.as_str()) else {
+                return Err(crate::Error::Internal(format!(
+                    "the database stored a report of client {client} it was not given"
+                )));
+            };
+            stored.insert((c, seq));
+        }
+    }
+    Ok(stored)
+}
+
 impl Store {
     /// Stores several batches in one transaction (group commit) and returns, per batch, how
     /// many reports were new. When this returns `Ok`, every report is durable.
@@ -108,125 +224,63 @@ impl Store {
     /// request, an earlier batch of this group, or earlier in the same batch — is counted as
     /// a duplicate and changes nothing, whatever it says.
     ///
-    /// The whole group goes in one statement per table, whatever the number of batches: a
-    /// statement per request would make the writer's round trips, not the disk, the limit on
-    /// many small batches (a pilot sends a few reports at a time).
+    /// The whole group goes in one statement per table, whatever the number of batches, and
+    /// on SQLite the whole transaction runs at once on the writer's own connection
+    /// (`store/writer.rs`): a statement, or a hop between threads, per request would make
+    /// the writer's round trips, not the disk, the limit on many small batches (a pilot
+    /// sends a few reports at a time).
     pub async fn insert_reports(
         &self,
         batches: &[&ReportBatch],
         now: Timestamp,
     ) -> Result<Vec<Ingested>> {
-        // The first of each (client, seq) in the whole group (batches in the order they
-        // came); later ones are duplicates. Sorted by (client, seq): two writers storing the
-        // same reports on PostgreSQL then lock rows in one order and wait for each other
-        // instead of deadlocking.
-        let mut first: BTreeMap<(&str, u64), (usize, &Report)> = BTreeMap::new();
-        for (i, b) in batches.iter().enumerate() {
-            for r in &b.reports {
-                first.entry((b.client.as_str(), r.seq)).or_insert((i, r));
+        match &self.sqlite_writer {
+            Some(writer) => {
+                let owned: Vec<ReportBatch> = batches.iter().map(|b| (*b).clone()).collect();
+                writer
+                    .transaction(move |tx| {
+                        let batches: Vec<&ReportBatch> = owned.iter().collect();
+                        run_now(store_group(&mut Lite(tx), &batches, now))
+                    })
+                    .await
+            }
+            None => {
+                let mut tx = self.write.begin().await?;
+                let mut statements = Sqlx(&mut tx, self.engine);
+                // Boxed as `Send` here, where its lifetimes are known: the compiler cannot
+                // prove a generic future `Send` for every lifetime (rust-lang/rust#110338).
+                let group: BoxFuture<'_, Result<Vec<Ingested>>> =
+                    Box::pin(store_group(&mut statements, batches, now));
+                let out = group.await?;
+                tx.commit().await?;
+                Ok(out)
             }
         }
-        let mut tx = self.write.begin().await?;
-        let stored = self.insert_rows(&mut tx, &first, now).await?;
-        let mut out: Vec<Ingested> = batches
-            .iter()
-            .map(|b| Ingested {
-                accepted: 0,
-                duplicates: b.reports.len() as u64,
-            })
-            .collect();
-        // Each client's latest newly stored report per flight (only it can move the client's
-        // state), sorted, for the same reason; and every report stored now, for the per-day
-        // rollups.
-        let mut latest: BTreeMap<(&str, &str), &Report> = BTreeMap::new();
-        let mut stored_now: Vec<(&str, &Report)> = Vec::with_capacity(stored.len());
-        for (&(client, seq), &(i, r)) in &first {
-            if !stored.contains(&(client, seq)) {
-                continue;
-            }
-            out[i].accepted += 1;
-            out[i].duplicates -= 1;
-            stored_now.push((client, r));
-            let e = latest.entry((r.flight.as_str(), client)).or_insert(r);
-            if r.seq > e.seq {
-                *e = r;
-            }
-        }
-        let latest: Vec<_> = latest.into_iter().collect();
-        self.move_progress(&mut tx, &latest, &stored_now).await?;
-        tx.commit().await?;
-        Ok(out)
     }
 
-    /// Inserts the reports, sent as one JSON text unpacked inside the database (one bound
-    /// parameter, not eleven a report); returns the `(client, seq)` of those stored now (not
-    /// those already there).
-    async fn insert_rows<'a>(
+    /// Whether reports are stored by a writer of their own that blocks
+    /// ([`Store::insert_reports_blocking`]): on a SQLite file.
+    pub fn has_blocking_report_writer(&self) -> bool {
+        self.sqlite_writer.is_some()
+    }
+
+    /// [`Store::insert_reports`] on this thread, which must not be an async one (it waits for
+    /// the other writers and for SQLite): `then` gets the outcome once every report is
+    /// durable (`store/syncer.rs`), or the error, while this thread may already store the
+    /// next group. Without such a writer ([`Store::has_blocking_report_writer`]), an error.
+    pub fn insert_reports_blocking(
         &self,
-        tx: &mut Transaction<'static, Any>,
-        reports: &BTreeMap<(&'a str, u64), (usize, &Report)>,
+        batches: &[&ReportBatch],
         now: Timestamp,
-    ) -> Result<HashSet<(&'a str, u64)>> {
-        use Col::*;
-        let sql = format!(
-            "INSERT INTO reports (client, seq, flight, version, arm, status, step, at, day, detail, received_at) \
-             {} ON CONFLICT (client, seq) DO NOTHING RETURNING client, seq",
-            unpack(
-                self.engine,
-                &[Text, Int, Text, Int, Text, Text, Int, Int, Int, Text, Int]
-            )
-        );
-        // The clients as the caller holds them, to hand back borrowed keys.
-        let clients: HashSet<&'a str> = reports.keys().map(|k| k.0).collect();
-        let mut stored = HashSet::with_capacity(reports.len());
-        let rows: Vec<_> = reports
-            .iter()
-            .map(|((client, seq), (_, r))| {
-                (
-                    *client,
-                    *seq as i64,
-                    r.flight.as_str(),
-                    r.version as i64,
-                    r.arm.as_deref(),
-                    r.status.as_str(),
-                    r.step as i64,
-                    r.at.0,
-                    day_of(r.at),
-                    r.detail.as_ref().map(Value::to_string),
-                    now.0,
-                )
-            })
-            .collect();
-        let mut rest = &rows[..];
-        while !rest.is_empty() {
-            // At most MAX_ROWS reports and about MAX_CHUNK_BYTES of text a statement: a group
-            // of many batches with large `detail`s must not make one parameter that passes
-            // the database's limit (and fail every batch of the group with it).
-            let mut bytes = 0;
-            let mut n = 0;
-            while n < rest.len() && n < MAX_ROWS && (n == 0 || bytes < MAX_CHUNK_BYTES) {
-                let r = &rest[n];
-                bytes += 160 + r.0.len() + r.2.len() + r.9.as_ref().map_or(0, |d| 2 * d.len());
-                n += 1;
-            }
-            let (chunk, more) = rest.split_at(n);
-            rest = more;
-            for row in sqlx::query(&sql)
-                .bind(encode(&chunk)?)
-                .fetch_all(&mut **tx)
-                .await?
-            {
-                let client: String = row.try_get(0)?;
-                let seq = row.try_get::<i64, _>(1)? as u64;
-                let Some(&c) = clients.get(client.as_str()) else {
-                    return Err(crate::Error::Internal(format!(
-                        "the database stored a report of client {client} it was not given"
-                    )));
-                };
-                stored.insert((c, seq));
-            }
+        then: impl FnOnce(Result<Vec<Ingested>>) + Send + 'static,
+    ) {
+        match &self.sqlite_writer {
+            Some(writer) => writer
+                .transaction_blocking(|tx| run_now(store_group(&mut Lite(tx), batches, now)), then),
+            None => then(Err(crate::Error::Internal(
+                "this database has no blocking report writer".into(),
+            ))),
         }
-        Ok(stored)
     }
 
     /// Reports stored in all, over every flight (for metrics and tests).

@@ -1,0 +1,157 @@
+//! Checkpoints of SQLite's write-ahead log, off the report writer's path.
+//!
+//! A commit appends the pages it changed to the `-wal` file; a checkpoint copies them back
+//! into the database file. By default the connection that commits runs one every 1,000
+//! pages, inside its commit: with reports keyed by scattered client ids, that was about a
+//! third of the report writer's commit time, and the writer is what limits small batches.
+//! Here a thread of its own, on a connection of its own, checkpoints shortly after report
+//! commits (at most every [`PAUSE`]), while the writer goes on. Nothing about durability
+//! changes: each commit is still on disk (the `-wal` fsynced) before it is answered.
+//!
+//! The log must also be started again from its beginning now and then: SQLite looks a page
+//! up in it through one hash table per 4,096 frames, so a long log slows every read, and
+//! it can restart only once every frame is copied while nobody appends. A checkpoint that
+//! runs while the writer appends never gets there; so once the log passes [`RESTART_PAGES`],
+//! the next checkpoint is made during the writers' turn ([`super::sqlite_writer::Turn`]):
+//! only the frames since the last one are left to copy, a short pause for the writer, and
+//! its next commit starts the log over. The writer keeps a backstop ([`BACKSTOP_PAGES`]):
+//! should this thread fall behind, the writer's own commit checkpoints once the log is that
+//! long.
+
+use super::sqlite_writer::Shared;
+use crate::error::Result;
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The shortest time between two checkpoints: pages written again meanwhile are copied once.
+const PAUSE: Duration = Duration::from_millis(50);
+
+/// The report writer's `wal_autocheckpoint`: pages in the log after which its own commit
+/// checkpoints (about 80 MiB with 4 KiB pages).
+pub(super) const BACKSTOP_PAGES: u32 = 20_000;
+
+/// Frames in the log after which the next checkpoint is made during the writers' turn, so
+/// that the log restarts (one wal-index hash table's worth).
+const RESTART_PAGES: i64 = 4096;
+
+/// Before taking the writers' turn, checkpoints follow each other until fewer than this many
+/// frames came during the last one (or [`CATCH_UP_PASSES`] ran), so that the pause the
+/// writer sees copies little.
+const CLOSE_ENOUGH: i64 = 256;
+const CATCH_UP_PASSES: usize = 8;
+
+/// The checkpointing thread. It stops when the store closes ([`Checkpointer::stop`]) or is
+/// dropped.
+#[derive(Debug)]
+pub(super) struct Checkpointer {
+    poke: Mutex<Option<mpsc::Sender<()>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Checkpointer {
+    /// Starts the thread on a connection of its own to the database at `path`, opened with
+    /// `pragmas`.
+    /// `turn` is the writers' turn.
+    pub(super) fn start(path: &Path, pragmas: &[&str], turn: Shared) -> Result<Checkpointer> {
+        let conn = super::sqlite_writer::open(path, pragmas)?;
+        let (poke, wait) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || run(conn, wait, turn))?;
+        Ok(Checkpointer {
+            poke: Mutex::new(Some(poke)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Says that a commit added to the log.
+    pub(super) fn poke(&self) {
+        if let Some(p) = self.poke.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            let _ = p.send(());
+        }
+    }
+
+    /// Stops the thread after the checkpoint in progress and waits for it (blocking).
+    pub(super) fn stop(&self) {
+        self.poke.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    /// Tells the thread to stop without waiting for it (a drop may be on an async thread).
+    fn drop(&mut self) {
+        self.poke.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+fn checkpoint(conn: &rusqlite::Connection) -> Option<(i64, i64)> {
+    // PASSIVE: copies what no reader still needs, waits for no one, blocks no one.
+    let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    });
+    match done {
+        Ok((busy, log, copied)) => {
+            tracing::trace!(busy, log, copied, "checkpointed the SQLite log");
+            Some((log, copied))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "checkpointing the SQLite log failed; the writer's own checkpoints take over");
+            None
+        }
+    }
+}
+
+fn run(conn: rusqlite::Connection, wait: mpsc::Receiver<()>, turn: Shared) {
+    // Whether a commit came since the last checkpoint began.
+    let mut pending = false;
+    loop {
+        if !pending && wait.recv().is_err() {
+            return;
+        }
+        while wait.try_recv().is_ok() {}
+        pending = false;
+        let until = Instant::now() + PAUSE;
+        if let Some((mut log, _)) = checkpoint(&conn) {
+            if log >= RESTART_PAGES {
+                // Catch up with the writer, then copy the last frames during the writers'
+                // turn: afterwards every frame is copied and the next commit starts the log
+                // over.
+                for _ in 0..CATCH_UP_PASSES {
+                    let Some((now, _)) = checkpoint(&conn) else {
+                        break;
+                    };
+                    let grew = now - log;
+                    log = now;
+                    if grew < CLOSE_ENOUGH {
+                        break;
+                    }
+                }
+                let _turn = turn.blocking_lock();
+                checkpoint(&conn);
+            }
+        }
+        // The pause, noting commits, and stopping at once when the store closes.
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match wait.recv_timeout(left) {
+                Ok(()) => pending = true,
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The SQLite report writer: a rusqlite connection of its own, on which a whole group's
+//! transaction runs at once on a blocking thread (`store/writer.rs` says why), with a
+//! thread that checkpoints its log (`store/checkpointer.rs`) and one that makes its commits
+//! durable before they are answered (`store/syncer.rs`).
+//!
+//! SQLite has one writer at a time. The tower's other writes (flights, keys, tokens, events,
+//! pruning) stay on sqlx's writer connection; they and the report writer take turns through
+//! this writer's lock ([`super::Store::write_turn`]), so neither ever finds the database
+//! locked by the other, and a transaction that reads before it writes can never be refused
+//! because the other committed in between (`SQLITE_BUSY_SNAPSHOT`).
+
+use super::checkpointer::{Checkpointer, BACKSTOP_PAGES};
+use super::syncer::{Synced, Syncer};
+use crate::error::{Error, Result};
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
+
+/// The writer's connection (`None` once the store is closed), which is also the turn every
+/// writer of this tower takes, and its two threads.
+#[derive(Debug, Clone)]
+pub(super) struct SqliteWriter {
+    conn: Shared,
+    checkpointer: Arc<Checkpointer>,
+    syncer: Arc<Syncer>,
+}
+
+/// The writer's connection behind the writers' turn.
+pub(super) type Shared = Arc<Mutex<Option<rusqlite::Connection>>>;
+
+/// A writer's turn: while it is held, no other write of this tower runs on the database.
+pub(super) type Turn = OwnedMutexGuard<Option<rusqlite::Connection>>;
+
+/// Opens a connection of the tower's own to the database file at `path` (already created
+/// and migrated), with `pragmas`.
+pub(super) fn open(path: &Path, pragmas: &[&str]) -> Result<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    for p in pragmas {
+        // `PRAGMA journal_mode` answers with a row; the others with none.
+        conn.query_row(p, [], |_| Ok(())).or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(()),
+            e => Err(e),
+        })?;
+    }
+    Ok(conn)
+}
+
+impl SqliteWriter {
+    /// Opens the writer's connection and starts its threads, on the database file at `path`
+    /// (already created and migrated); `pragmas` are those of every tower connection.
+    pub(super) fn open(path: &Path, pragmas: &[&str]) -> Result<SqliteWriter> {
+        let conn = open(path, pragmas)?;
+        // Commits are made durable by the syncer, before they are answered.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES)?;
+        conn.set_prepared_statement_cache_capacity(32);
+        // A read makes sure the `-wal` file exists (it lives as long as a connection is
+        // open) before the syncer opens it.
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
+        let conn: Shared = Arc::new(Mutex::new(Some(conn)));
+        Ok(SqliteWriter {
+            checkpointer: Arc::new(Checkpointer::start(path, pragmas, conn.clone())?),
+            conn,
+            syncer: Arc::new(Syncer::start(path)?),
+        })
+    }
+
+    /// Waits for this tower's turn to write.
+    pub(super) async fn turn(&self) -> Turn {
+        self.conn.clone().lock_owned().await
+    }
+
+    /// Closes the connection (after the write in progress, if any), once every commit made
+    /// on it is answered.
+    pub(super) async fn close(&self) {
+        self.conn.lock().await.take();
+        let (checkpointer, syncer) = (self.checkpointer.clone(), self.syncer.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            syncer.stop();
+            checkpointer.stop();
+        })
+        .await;
+    }
+
+    /// Runs `work` in one `BEGIN IMMEDIATE` transaction and commits it if it returns `Ok`;
+    /// otherwise (or should it panic) nothing of it is stored. `then` gets the outcome once
+    /// the commit is durable (on the syncer's thread), or the error.
+    ///
+    /// Blocks (on the other writers' turn and on SQLite): it must run on a thread of its own
+    /// or a blocking one, not an async one. The turn is free again as soon as the commit is
+    /// made, so the next group runs while this one syncs.
+    pub(super) fn transaction_blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
+        then: impl FnOnce(Result<T>) + Send + 'static,
+    ) {
+        let committed = {
+            let mut turn = self.conn.blocking_lock();
+            match turn.as_mut() {
+                None => Err(Error::Internal("the database is closed".into())),
+                Some(conn) => commit(conn, work),
+            }
+        };
+        match committed {
+            Ok(out) => {
+                self.checkpointer.poke();
+                self.syncer.after_commit(Box::new(move |synced: Synced| {
+                    then(synced.map(|()| out).map_err(Error::Internal))
+                }));
+            }
+            Err(e) => then(Err(e)),
+        }
+    }
+
+    /// [`SqliteWriter::transaction_blocking`] from async code: returns once durable.
+    pub(super) async fn transaction<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (done, answer) = oneshot::channel();
+        let writer = self.clone();
+        tokio::task::spawn_blocking(move || {
+            writer.transaction_blocking(work, move |r| {
+                let _ = done.send(r);
+            })
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("the SQLite writer stopped: {e}")))?;
+        answer
+            .await
+            .map_err(|_| Error::Internal("the SQLite writer stopped before it answered".into()))?
+    }
+}
+
+fn commit<T>(
+    conn: &mut rusqlite::Connection,
+    work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
+) -> Result<T> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let out = work(&tx)?;
+    tx.commit()?;
+    Ok(out)
+}
