@@ -183,9 +183,17 @@ impl Ingest {
                     while let Some(jobs) = group(rx.blocking_recv(), &mut rx, config.max_group) {
                         let (batches, dones) = split(jobs);
                         let refs: Vec<&ReportBatch> = batches.iter().collect();
-                        store.insert_reports_blocking(&refs, clock.now(), move |stored| {
-                            answer(dones, stored)
-                        });
+                        // A panic (a bug) loses this group's answers (each batch gets "the
+                        // report writer has stopped", and its pilot sends it again), not the
+                        // writer.
+                        let stored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            store.insert_reports_blocking(&refs, clock.now(), move |stored| {
+                                answer(dones, stored)
+                            })
+                        }));
+                        if stored.is_err() {
+                            tracing::error!("the report writer panicked storing a group");
+                        }
                     }
                 });
             if let Err(e) = spawned {

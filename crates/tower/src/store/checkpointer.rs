@@ -9,16 +9,14 @@
 //! changes: each commit is still on disk (the `-wal` fsynced) before it is answered.
 //!
 //! The log must also be started again from its beginning now and then: SQLite looks a page
-//! up in it through one hash table per 4,096 frames, so a long log slows every read, and
-//! it can restart only once every frame is copied while nobody appends. A checkpoint that
-//! runs while the writer appends never gets there; so once the log passes [`RESTART_PAGES`],
-//! the next checkpoint is made during the writers' turn ([`super::sqlite_writer::Turn`]):
-//! only the frames since the last one are left to copy, a short pause for the writer, and
-//! its next commit starts the log over. The writer keeps a backstop ([`BACKSTOP_PAGES`]):
-//! should this thread fall behind, the writer's own commit checkpoints once the log is that
-//! long.
+//! up in it through one hash table per 4,096 frames, so a long log slows every read, and it
+//! restarts only when a writer begins after every frame was copied — which a checkpoint
+//! running while the writer appends never achieves. So the writer keeps a checkpoint of its
+//! own, once the log reaches 10,000 pages ([`RESTART`]): this thread has by then copied nearly every
+//! frame, the writer copies the rest and its next transaction starts the log over. (Making
+//! that last copy here, during the writers' turn, paused the writer as long and cost more
+//! fsyncs: fewer requests a second in the ingest benchmark.)
 
-use super::sqlite_writer::Shared;
 use crate::error::Result;
 use std::path::Path;
 use std::sync::mpsc;
@@ -29,19 +27,9 @@ use std::time::{Duration, Instant};
 /// The shortest time between two checkpoints: pages written again meanwhile are copied once.
 const PAUSE: Duration = Duration::from_millis(50);
 
-/// The report writer's `wal_autocheckpoint`: pages in the log after which its own commit
-/// checkpoints (about 80 MiB with 4 KiB pages).
-pub(super) const BACKSTOP_PAGES: u32 = 20_000;
-
-/// Frames in the log after which the next checkpoint is made during the writers' turn, so
-/// that the log restarts (one wal-index hash table's worth).
-const RESTART_PAGES: i64 = 4096;
-
-/// Before taking the writers' turn, checkpoints follow each other until fewer than this many
-/// frames came during the last one (or [`CATCH_UP_PASSES`] ran), so that the pause the
-/// writer sees copies little.
-const CLOSE_ENOUGH: i64 = 256;
-const CATCH_UP_PASSES: usize = 8;
+/// The writers' `wal_autocheckpoint` (`store/mod.rs`): pages in the log after which a
+/// commit checkpoints, so that the log restarts (about 40 MiB with 4 KiB pages).
+pub(super) const RESTART: &str = "PRAGMA wal_autocheckpoint = 10000";
 
 /// The checkpointing thread. It stops when the store closes ([`Checkpointer::stop`]) or is
 /// dropped.
@@ -54,13 +42,12 @@ pub(super) struct Checkpointer {
 impl Checkpointer {
     /// Starts the thread on a connection of its own to the database at `path`, opened with
     /// `pragmas`.
-    /// `turn` is the writers' turn.
-    pub(super) fn start(path: &Path, pragmas: &[&str], turn: Shared) -> Result<Checkpointer> {
+    pub(super) fn start(path: &Path, pragmas: &[&str]) -> Result<Checkpointer> {
         let conn = super::sqlite_writer::open(path, pragmas)?;
         let (poke, wait) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
-            .spawn(move || run(conn, wait, turn))?;
+            .spawn(move || run(conn, wait))?;
         Ok(Checkpointer {
             poke: Mutex::new(Some(poke)),
             thread: Mutex::new(Some(thread)),
@@ -91,7 +78,7 @@ impl Drop for Checkpointer {
     }
 }
 
-fn checkpoint(conn: &rusqlite::Connection) -> Option<(i64, i64)> {
+fn checkpoint(conn: &rusqlite::Connection) {
     // PASSIVE: copies what no reader still needs, waits for no one, blocks no one.
     let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
         Ok((
@@ -102,17 +89,15 @@ fn checkpoint(conn: &rusqlite::Connection) -> Option<(i64, i64)> {
     });
     match done {
         Ok((busy, log, copied)) => {
-            tracing::trace!(busy, log, copied, "checkpointed the SQLite log");
-            Some((log, copied))
+            tracing::trace!(busy, log, copied, "checkpointed the SQLite log")
         }
         Err(e) => {
-            tracing::warn!(error = %e, "checkpointing the SQLite log failed; the writer's own checkpoints take over");
-            None
+            tracing::warn!(error = %e, "checkpointing the SQLite log failed; the writer's own checkpoints take over")
         }
     }
 }
 
-fn run(conn: rusqlite::Connection, wait: mpsc::Receiver<()>, turn: Shared) {
+fn run(conn: rusqlite::Connection, wait: mpsc::Receiver<()>) {
     // Whether a commit came since the last checkpoint began.
     let mut pending = false;
     loop {
@@ -122,25 +107,7 @@ fn run(conn: rusqlite::Connection, wait: mpsc::Receiver<()>, turn: Shared) {
         while wait.try_recv().is_ok() {}
         pending = false;
         let until = Instant::now() + PAUSE;
-        if let Some((mut log, _)) = checkpoint(&conn) {
-            if log >= RESTART_PAGES {
-                // Catch up with the writer, then copy the last frames during the writers'
-                // turn: afterwards every frame is copied and the next commit starts the log
-                // over.
-                for _ in 0..CATCH_UP_PASSES {
-                    let Some((now, _)) = checkpoint(&conn) else {
-                        break;
-                    };
-                    let grew = now - log;
-                    log = now;
-                    if grew < CLOSE_ENOUGH {
-                        break;
-                    }
-                }
-                let _turn = turn.blocking_lock();
-                checkpoint(&conn);
-            }
-        }
+        checkpoint(&conn);
         // The pause, noting commits, and stopping at once when the store closes.
         loop {
             let left = until.saturating_duration_since(Instant::now());

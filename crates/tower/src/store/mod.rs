@@ -216,15 +216,35 @@ const SQLITE_PRAGMAS: [&str; 4] = [
     "PRAGMA foreign_keys = ON",
 ];
 
-/// The writers' connections, besides [`SQLITE_PRAGMAS`]. Their statements each insert many
-/// rows (a whole group of batches) inside a transaction, so SQLite keeps a statement journal
-/// for each; in memory it is not a temporary file made and deleted per statement (its size
-/// is bounded by the group's, itself bounded in bytes: `store/reports.rs`). Migrations, whose
-/// sorts may be as large as the database, run before on another connection. The page cache
-/// is larger than the 2 MiB default so that report keys, which land all over their indexes,
-/// are mostly found in it.
-const SQLITE_WRITER_PRAGMAS: [&str; 2] =
-    ["PRAGMA temp_store = MEMORY", "PRAGMA cache_size = -8192"];
+/// The writers' connections, besides [`SQLITE_PRAGMAS`]. Their statements may insert many
+/// rows (sqlx's writer: a whole group of events) inside a transaction, so SQLite keeps a
+/// statement journal for each; in memory it is not a temporary file made and deleted per
+/// statement (its size is bounded by the group's, itself bounded in bytes). Migrations,
+/// whose sorts may be as large as the database, run before on another connection. The page
+/// cache is 8 MiB, more than the 2 MiB default so that report keys, which land all over
+/// their indexes, are often found in it, but not much more: SQLite walks its cache's hash
+/// table at the end of every transaction, and with 64 MiB that walk was a fifth of the
+/// report writer's commit.
+///
+/// Their commits checkpoint the log only past [`checkpointer::RESTART`] pages (a thread of
+/// its own does it in between: `store/checkpointer.rs`), and the `-wal` file is cut back to
+/// 64 MiB when it restarts.
+const SQLITE_WRITER_PRAGMAS: [&str; 4] = [
+    "PRAGMA temp_store = MEMORY",
+    "PRAGMA cache_size = -8192",
+    checkpointer::RESTART,
+    "PRAGMA journal_size_limit = 67108864",
+];
+
+/// Whether a `sqlite:` URL names its file plainly: no options but the mode `rw`/`rwc`, so
+/// that a connection opened on the file alone is to the same database as sqlx's.
+fn plain_file(url: &str) -> bool {
+    url.split_once('?').is_none_or(|(_, options)| {
+        options
+            .split('&')
+            .all(|o| o.is_empty() || o == "mode=rwc" || o == "mode=rw")
+    })
+}
 
 /// The SQLite pool: `writer` for the one connection that writes.
 async fn sqlite_pool(url: &str, max: u32, writer: bool) -> Result<AnyPool> {
@@ -268,12 +288,13 @@ impl Store {
                 let write = sqlite_pool(&full, 1, true).await?;
                 let read = sqlite_pool(&full, 4, false).await?;
                 let reports = match crate::private::sqlite_path(url) {
-                    Some(path) => Some(sqlite_writer::SqliteWriter::open(
+                    Some(path) if plain_file(url) => Some(sqlite_writer::SqliteWriter::open(
                         path,
                         &[&SQLITE_PRAGMAS[..], &SQLITE_WRITER_PRAGMAS[..]].concat(),
                     )?),
-                    // An in-memory database is one connection's own: everything on sqlx's.
-                    None => None,
+                    // An in-memory database is one connection's own, and URL options may
+                    // make sqlx open another database than the file: everything on sqlx's.
+                    _ => None,
                 };
                 (read, write, reports)
             }

@@ -170,9 +170,15 @@ async fn insert_rows<'a, W: Statements>(
     // The clients as the caller holds them, to hand back borrowed keys.
     let clients: HashSet<&'a str> = reports.keys().map(|k| k.0).collect();
     let mut stored = HashSet::with_capacity(reports.len());
+    // Written once, bound by reference.
+    let details: Vec<Option<String>> = reports
+        .values()
+        .map(|(_, r)| r.detail.as_ref().map(Value::to_string))
+        .collect();
     let rows: Vec<_> = reports
         .iter()
-        .map(|((client, seq), (_, r))| {
+        .zip(&details)
+        .map(|(((client, seq), (_, r)), detail)| {
             (
                 *client,
                 *seq as i64,
@@ -183,7 +189,7 @@ async fn insert_rows<'a, W: Statements>(
                 r.step as i64,
                 r.at.0,
                 day_of(r.at),
-                r.detail.as_ref().map(Value::to_string),
+                detail.as_deref(),
                 now.0,
             )
         })

@@ -9,7 +9,7 @@
 //! locked by the other, and a transaction that reads before it writes can never be refused
 //! because the other committed in between (`SQLITE_BUSY_SNAPSHOT`).
 
-use super::checkpointer::{Checkpointer, BACKSTOP_PAGES};
+use super::checkpointer::Checkpointer;
 use super::syncer::{Synced, Syncer};
 use crate::error::{Error, Result};
 use std::path::Path;
@@ -20,31 +20,57 @@ use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 /// writer of this tower takes, and its two threads.
 #[derive(Debug, Clone)]
 pub(super) struct SqliteWriter {
-    conn: Shared,
+    conn: Arc<Mutex<Option<rusqlite::Connection>>>,
     checkpointer: Arc<Checkpointer>,
     syncer: Arc<Syncer>,
 }
 
-/// The writer's connection behind the writers' turn.
-pub(super) type Shared = Arc<Mutex<Option<rusqlite::Connection>>>;
-
 /// A writer's turn: while it is held, no other write of this tower runs on the database.
-pub(super) type Turn = OwnedMutexGuard<Option<rusqlite::Connection>>;
+/// When it ends, the checkpointer hears that the log may have grown.
+pub(super) struct Turn {
+    _guard: OwnedMutexGuard<Option<rusqlite::Connection>>,
+    checkpointer: Arc<Checkpointer>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.checkpointer.poke();
+    }
+}
 
 /// Opens a connection of the tower's own to the database file at `path` (already created
 /// and migrated), with `pragmas`.
 pub(super) fn open(path: &Path, pragmas: &[&str]) -> Result<rusqlite::Connection> {
     use rusqlite::OpenFlags;
+    let failed = |e: rusqlite::Error, what: &str| {
+        Error::Internal(format!("opening {} ({what}): {e}", path.display()))
+    };
     let conn = rusqlite::Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
+    )
+    .map_err(|e| failed(e, "the database"))?;
     for p in pragmas {
         // `PRAGMA journal_mode` answers with a row; the others with none.
-        conn.query_row(p, [], |_| Ok(())).or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(()),
-            e => Err(e),
-        })?;
+        let answer = conn
+            .query_row(p, [], |r| r.get::<_, rusqlite::types::Value>(0))
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(failed(e, p)),
+            })?;
+        if p.contains("journal_mode") {
+            let mode = match answer {
+                Some(rusqlite::types::Value::Text(m)) => m,
+                other => format!("{other:?}"),
+            };
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(Error::Internal(format!(
+                    "{} is in journal mode `{mode}`, not WAL: the tower needs WAL (is the file on a filesystem without shared memory, or read-only?)",
+                    path.display()
+                )));
+            }
+        }
     }
     Ok(conn)
 }
@@ -56,22 +82,33 @@ impl SqliteWriter {
         let conn = open(path, pragmas)?;
         // Commits are made durable by the syncer, before they are answered.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES)?;
         conn.set_prepared_statement_cache_capacity(32);
         // A read makes sure the `-wal` file exists (it lives as long as a connection is
-        // open) before the syncer opens it.
+        // open) before the syncer opens it; SQLite names it after the database file as it
+        // resolved it (through symbolic links), which is the name to use.
         conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
-        let conn: Shared = Arc::new(Mutex::new(Some(conn)));
+        let resolved = conn.path().map(Path::new).ok_or_else(|| {
+            Error::Internal(format!("SQLite has no file name for {}", path.display()))
+        })?;
+        let syncer = Syncer::start(resolved).map_err(|e| {
+            Error::Internal(format!(
+                "opening the log of {} to sync it: {e}",
+                resolved.display()
+            ))
+        })?;
         Ok(SqliteWriter {
-            checkpointer: Arc::new(Checkpointer::start(path, pragmas, conn.clone())?),
-            conn,
-            syncer: Arc::new(Syncer::start(path)?),
+            checkpointer: Arc::new(Checkpointer::start(path, pragmas)?),
+            conn: Arc::new(Mutex::new(Some(conn))),
+            syncer: Arc::new(syncer),
         })
     }
 
     /// Waits for this tower's turn to write.
     pub(super) async fn turn(&self) -> Turn {
-        self.conn.clone().lock_owned().await
+        Turn {
+            _guard: self.conn.clone().lock_owned().await,
+            checkpointer: self.checkpointer.clone(),
+        }
     }
 
     /// Closes the connection (after the write in progress, if any), once every commit made
@@ -98,22 +135,26 @@ impl SqliteWriter {
         work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
         then: impl FnOnce(Result<T>) + Send + 'static,
     ) {
-        let committed = {
-            let mut turn = self.conn.blocking_lock();
-            match turn.as_mut() {
-                None => Err(Error::Internal("the database is closed".into())),
-                Some(conn) => commit(conn, work),
+        let mut turn = self.conn.blocking_lock();
+        let committed = match turn.as_mut() {
+            None => Err(Error::Internal("the database is closed".into())),
+            // After a failed sync the disk may have dropped pages nobody can name: nothing
+            // more is written (`store/syncer.rs`).
+            Some(_) if self.syncer.failed().is_some() => {
+                Err(Error::Internal(self.syncer.failed().unwrap_or_default()))
             }
+            Some(conn) => commit(conn, work),
         };
         match committed {
-            Ok(out) => {
-                self.checkpointer.poke();
-                self.syncer.after_commit(Box::new(move |synced: Synced| {
-                    then(synced.map(|()| out).map_err(Error::Internal))
-                }));
-            }
+            // Handed to the syncer while the turn is held, so a close that follows (it
+            // takes the turn first) finds it there and answers it before stopping.
+            Ok(out) => self.syncer.after_commit(Box::new(move |synced: Synced| {
+                then(synced.map(|()| out).map_err(Error::Internal))
+            })),
             Err(e) => then(Err(e)),
         }
+        self.checkpointer.poke();
+        drop(turn);
     }
 
     /// [`SqliteWriter::transaction_blocking`] from async code: returns once durable.

@@ -16,13 +16,13 @@
 //! durable.
 //!
 //! Should a sync ever fail, the disk may have dropped pages the kernel then forgets about,
-//! so no later sync can vouch for them: every batch from then on is refused (500) until the
-//! tower is restarted.
+//! so no later sync can vouch for them: the batches waiting are refused (500) and the writer
+//! stores nothing more until the tower is restarted.
 
 use std::fs::File;
 use std::path::Path;
 use std::sync::mpsc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// The answer to "is it on disk": `Err` says why not.
@@ -37,23 +37,43 @@ type Then = Box<dyn FnOnce(Synced) + Send>;
 pub(super) struct Syncer {
     commits: Mutex<Option<mpsc::Sender<Then>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Why a sync failed, once one has.
+    failed: Arc<Mutex<Option<String>>>,
 }
 
 impl Syncer {
-    /// Starts the thread for the log of the SQLite database at `db` (which must exist: the
-    /// writer's connection has it open).
+    /// Starts the thread for the log of the SQLite database at `db`, the path SQLite
+    /// resolved (its log must exist: the writer's connection has it open).
     pub(super) fn start(db: &Path) -> std::io::Result<Syncer> {
         let mut wal = db.as_os_str().to_owned();
         wal.push("-wal");
         let wal = File::open(Path::new(&wal))?;
+        // The log may have just been made (a clean stop removes it): its name in the folder
+        // must be on disk too before any commit in it counts as durable.
+        if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)?.sync_all()?;
+        }
+        let failed = Arc::new(Mutex::new(None));
         let (commits, wait) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("sqlite-sync".into())
-            .spawn(move || run(wal, wait))?;
+            .spawn({
+                let failed = failed.clone();
+                move || run(wal, wait, failed)
+            })?;
         Ok(Syncer {
             commits: Mutex::new(Some(commits)),
             thread: Mutex::new(Some(thread)),
+            failed,
         })
+    }
+
+    /// Why a sync failed, if one has: then nothing more may be written.
+    pub(super) fn failed(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Hands over a commit just made: `then` runs (on this syncer's thread) once it is on
@@ -95,19 +115,19 @@ impl Drop for Syncer {
     }
 }
 
-fn run(wal: File, commits: mpsc::Receiver<Then>) {
-    let mut failed: Option<String> = None;
+fn run(wal: File, commits: mpsc::Receiver<Then>, failed: Arc<Mutex<Option<String>>>) {
     while let Ok(first) = commits.recv() {
         let mut waiting = vec![first];
         waiting.extend(commits.try_iter());
-        let answer = match &failed {
-            Some(e) => Err(e.clone()),
+        let before = failed.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let answer = match before {
+            Some(e) => Err(e),
             None => wal.sync_data().map_err(|e| {
                 let e = format!(
-                    "the disk did not confirm writing the report log ({e}); no report is taken until the tower is restarted"
+                    "the disk did not confirm writing the report log ({e}); no report is stored until the tower is restarted"
                 );
                 tracing::error!("{e}");
-                failed = Some(e.clone());
+                *failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.clone());
                 e
             }),
         };

@@ -19,3 +19,4 @@ mod replicas;
 mod reports;
 mod rollups;
 mod simulate;
+mod sqlite_writer;
