@@ -130,6 +130,11 @@ fn migrator(engine: Engine) -> Migrator {
                 "progress rollups",
                 include_str!("../../migrations/sqlite/0006_progress_rollups.sql"),
             ),
+            (
+                7,
+                "key-only tables",
+                include_str!("../../migrations/sqlite/0007_key_only_tables.sql"),
+            ),
         ],
         Engine::Postgres => &[
             (
@@ -161,6 +166,11 @@ fn migrator(engine: Engine) -> Migrator {
                 6,
                 "progress rollups",
                 include_str!("../../migrations/postgres/0006_progress_rollups.sql"),
+            ),
+            (
+                7,
+                "key-only tables",
+                include_str!("../../migrations/postgres/0007_key_only_tables.sql"),
             ),
         ],
     };

@@ -23,7 +23,7 @@ use super::writer::{Cells, Conflict, Insert, Statements};
 use super::{Engine, Store};
 use crate::error::{Error, Result};
 use sqlx::Row;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use testpilot_flight::report::Report;
 use testpilot_flight::Timestamp;
 
@@ -128,16 +128,11 @@ async fn move_client_states<W: Statements>(
         },
         returning: "RETURNING flight, client",
     };
-    let created: HashSet<(String, String)> = tx
-        .insert(create, &rows)
-        .await?
-        .iter()
-        .map(|r| Ok((r.text(0)?, r.text(1)?)))
-        .collect::<Result<_>>()?;
+    let created = tx.insert_new(create, &rows, &[0, 1]).await?;
     let mut deltas: BTreeMap<(String, State), i64> = BTreeMap::new();
     let mut existing = Vec::new();
-    for (i, ((flight, client), r)) in latest.iter().enumerate() {
-        if created.contains(&(flight.to_string(), client.to_string())) {
+    for (i, ((flight, _), r)) in latest.iter().enumerate() {
+        if created[i] {
             *deltas.entry((flight.to_string(), state_of(r))).or_default() += 1;
         } else {
             existing.push(i);
@@ -218,17 +213,19 @@ async fn add_days<W: Statements>(tx: &mut W, stored: &[(&str, &Report)]) -> Resu
             key: "flight, day, client",
             lock: None,
         },
-        returning: "RETURNING flight, day",
+        returning: "RETURNING flight, day, client",
     };
-    let mut clients: BTreeMap<(String, i64), i64> = BTreeMap::new();
-    for r in tx.insert(SEEN, &seen).await? {
-        *clients.entry((r.text(0)?, r.int(1)?)).or_default() += 1;
+    let mut clients: BTreeMap<(&str, i64), i64> = BTreeMap::new();
+    for (&(flight, day, _), new) in seen
+        .iter()
+        .zip(tx.insert_new(SEEN, &seen, &[0, 1, 2]).await?)
+    {
+        if new {
+            *clients.entry((flight, day)).or_default() += 1;
+        }
     }
     if !clients.is_empty() {
-        let rows: Vec<_> = clients
-            .iter()
-            .map(|((f, d), n)| (f.as_str(), *d, *n))
-            .collect();
+        let rows: Vec<_> = clients.iter().map(|(&(f, d), &n)| (f, d, n)).collect();
         const CLIENTS: Insert<'static> = Insert {
             into: "INSERT INTO progress_day_clients (flight, day, clients)",
             cols: &[Text, Int, Int],

@@ -7,7 +7,7 @@
 
 use super::events::Col;
 use super::progress::move_progress;
-use super::writer::{run_now, Cells, Conflict, Insert, Lite, Sqlx, Statements};
+use super::writer::{run_now, Conflict, Insert, Lite, Sqlx, Statements};
 use super::{parse_json, rfc3339, Store};
 use crate::error::Result;
 use futures_util::future::BoxFuture;
@@ -167,8 +167,6 @@ async fn insert_rows<'a, W: Statements>(
         },
         returning: "RETURNING client, seq",
     };
-    // The clients as the caller holds them, to hand back borrowed keys.
-    let clients: HashSet<&'a str> = reports.keys().map(|k| k.0).collect();
     let mut stored = HashSet::with_capacity(reports.len());
     // Written once, bound by reference.
     let details: Vec<Option<String>> = reports
@@ -208,15 +206,13 @@ async fn insert_rows<'a, W: Statements>(
         }
         let (chunk, more) = rest.split_at(n);
         rest = more;
-        for row in tx.insert(INSERT, chunk).await? {
-            let client = row.text(0)?;
-            let seq = row.int(1)? as u64;
-            let Some(&c) = clients.get(client.as_str()) else {
-                return Err(crate::Error::Internal(format!(
-                    "the database stored a report of client {client} it was not given"
-                )));
-            };
-            stored.insert((c, seq));
+        for (row, new) in chunk
+            .iter()
+            .zip(tx.insert_new(INSERT, chunk, &[0, 1]).await?)
+        {
+            if new {
+                stored.insert((row.0, row.1 as u64));
+            }
         }
     }
     Ok(stored)

@@ -65,19 +65,20 @@ impl Insert<'_> {
     }
 
     /// The statement for one row, its values bound as `?1`, `?2`, ... (SQLite). A skipped
-    /// row is `INSERT OR IGNORE`: unlike `ON CONFLICT DO NOTHING` it cannot fail midway,
-    /// so SQLite keeps no statement journal for it. (It would also skip a row breaking
-    /// another constraint; the rows written here are typed so that none can: no NULL in a
-    /// NOT NULL column, no CHECK on these tables.)
+    /// row is `INSERT OR IGNORE`, with no `RETURNING` (whether it was stored is what SQLite
+    /// says it changed: [`Statements::insert_new`]): unlike `ON CONFLICT DO NOTHING` it
+    /// cannot fail midway, so SQLite keeps no statement journal for it, and without
+    /// `RETURNING` it buffers no rows. (It would also skip a row breaking another constraint;
+    /// the rows written here are typed so that none can: no NULL in a NOT NULL column, no
+    /// CHECK on these tables.)
     fn one_row(&self) -> String {
         let marks: Vec<String> = (1..=self.cols.len()).map(|i| format!("?{i}")).collect();
         let marks = marks.join(", ");
         match self.conflict {
             Conflict::Skip { .. } => format!(
-                "{} VALUES ({marks}) {}",
+                "{} VALUES ({marks})",
                 self.into
                     .replacen("INSERT INTO", "INSERT OR IGNORE INTO", 1),
-                self.returning
             ),
             Conflict::Update { key, set } => format!(
                 "{} VALUES ({marks}) ON CONFLICT ({key}) DO UPDATE SET {set} {}",
@@ -102,6 +103,15 @@ pub(super) trait Statements {
         stmt: Insert<'a>,
         rows: &'a [R],
     ) -> BoxFuture<'a, Result<Vec<Self::Row>>>;
+    /// Inserts `rows` (no two with the same key) with [`Conflict::Skip`] and says, row by
+    /// row, whether it was stored (its key was free). `key` are the positions of the key's
+    /// columns in a row, which `stmt.returning` returns in that order.
+    fn insert_new<'a, R: Values>(
+        &'a mut self,
+        stmt: Insert<'a>,
+        rows: &'a [R],
+        key: &'a [usize],
+    ) -> BoxFuture<'a, Result<Vec<bool>>>;
     /// The rows of `from` (a table and its alias, e.g. `client_state c`) whose two key
     /// columns `on` equal one of `keys`: `SELECT {select} FROM {from}` for each key.
     fn by_keys<'a>(
@@ -136,6 +146,51 @@ impl Statements for Sqlx<'_> {
                 .bind(encode(&rows)?)
                 .fetch_all(&mut **self.0)
                 .await?)
+        })
+    }
+
+    fn insert_new<'a, R: Values>(
+        &'a mut self,
+        stmt: Insert<'a>,
+        rows: &'a [R],
+        key: &'a [usize],
+    ) -> BoxFuture<'a, Result<Vec<bool>>> {
+        Box::pin(async move {
+            let text = |c: &Col| matches!(c, Col::Text);
+            // Each returned row's key, as text, against each given row's key, as text.
+            let mut stored = std::collections::HashSet::new();
+            for r in self.insert(stmt, rows).await? {
+                let mut k = String::new();
+                for (i, &at) in key.iter().enumerate() {
+                    let part = match stmt.cols.get(at) {
+                        Some(c) if text(c) => r.text(i)?,
+                        _ => r.int(i)?.to_string(),
+                    };
+                    k.push_str(&part);
+                    k.push('\0');
+                }
+                stored.insert(k);
+            }
+            rows.iter()
+                .map(|row| {
+                    let values = serde_json::to_value(row)
+                        .map_err(|e| Error::Internal(format!("encoding a row: {e}")))?;
+                    let mut k = String::new();
+                    for &at in key {
+                        match values.get(at) {
+                            Some(serde_json::Value::String(s)) => k.push_str(s),
+                            Some(v) => k.push_str(&v.to_string()),
+                            None => {
+                                return Err(Error::Internal(format!(
+                                    "a row has no column {at} for its key"
+                                )))
+                            }
+                        }
+                        k.push('\0');
+                    }
+                    Ok(stored.contains(&k))
+                })
+                .collect()
         })
     }
 
@@ -194,6 +249,15 @@ impl Statements for Lite<'_> {
         Box::pin(std::future::ready(self.each(&sql, rows.iter().cloned())))
     }
 
+    fn insert_new<'a, R: Values>(
+        &'a mut self,
+        stmt: Insert<'a>,
+        rows: &'a [R],
+        _key: &'a [usize],
+    ) -> BoxFuture<'a, Result<Vec<bool>>> {
+        Box::pin(std::future::ready(self.changed(&stmt.one_row(), rows)))
+    }
+
     fn by_keys<'a>(
         &'a mut self,
         select: &'a str,
@@ -210,6 +274,14 @@ impl Statements for Lite<'_> {
 }
 
 impl Lite<'_> {
+    /// Runs `sql` once for each of `rows`; says for each whether it changed a row.
+    fn changed<R: Values>(&self, sql: &str, rows: &[R]) -> Result<Vec<bool>> {
+        let mut st = self.0.prepare_cached(sql)?;
+        rows.iter()
+            .map(|r| Ok(st.execute(r.clone())? == 1))
+            .collect()
+    }
+
     /// Runs `sql` once for each of `params`; returns all the rows.
     fn each<P: rusqlite::Params>(
         &self,
