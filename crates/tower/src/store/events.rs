@@ -149,7 +149,7 @@ impl Store {
                 first.entry((b.client.as_str(), e.seq)).or_insert((i, e));
             }
         }
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn().await?;
         let mut tx = self.write.begin().await?;
         let stored = self.insert_raw(&mut tx, &first, now).await?;
         let mut out: Vec<Ingested> = batches

@@ -230,7 +230,7 @@ impl Store {
         permit(actor, Action::Push)?;
         let name = flight.studyname.as_str();
         let body = without_version(flight.to_json());
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn().await?;
         let mut tx = self.write.begin().await?;
         let current = Self::flight_row(&mut tx, name).await?;
         let (version, state, changes, previous) = match &current {
@@ -370,7 +370,7 @@ impl Store {
         version: Option<u64>,
         now: Timestamp,
     ) -> Result<Outcome> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn().await?;
         let mut tx = self.write.begin().await?;
         let cur = self.load(&mut tx, name).await?;
         Self::check_version(&cur, version)?;
@@ -412,7 +412,7 @@ impl Store {
         single_user: bool,
         now: Timestamp,
     ) -> Result<Outcome> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn().await?;
         let mut tx = self.write.begin().await?;
         let cur = self.load(&mut tx, name).await?;
         Self::check_version(&cur, version)?;
@@ -489,7 +489,7 @@ impl Store {
         reason: Option<&str>,
         now: Timestamp,
     ) -> Result<Outcome> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn().await?;
         let mut tx = self.write.begin().await?;
         let cur = self.load(&mut tx, name).await?;
         let state = decide(actor, Action::Kill, cur.state, cur.latest_state)?;
@@ -535,7 +535,7 @@ impl Store {
         reason: Option<&str>,
         now: Timestamp,
     ) -> Result<Outcome> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn().await?;
         let mut tx = self.write.begin().await?;
         let cur = self.load(&mut tx, name).await?;
         let state = decide(actor, Action::End, cur.state, cur.latest_state)?;
@@ -655,7 +655,7 @@ impl Store {
         detail: &Value,
         now: Timestamp,
     ) -> Result<()> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn().await?;
         let mut tx = self.write.begin().await?;
         Self::audit_in(&mut tx, now, actor, action, None, None, detail).await?;
         tx.commit().await?;
@@ -672,7 +672,7 @@ impl Store {
         comment: &str,
         now: Timestamp,
     ) -> Result<Outcome> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn().await?;
         let mut tx = self.write.begin().await?;
         let cur = self.load(&mut tx, name).await?;
         Self::check_version(&cur, version)?;

@@ -102,7 +102,7 @@ impl Store {
         fresh_seed: [u8; 32],
         now: Timestamp,
     ) -> Result<KeyState> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn().await?;
         let mut tx = self.write.begin().await?;
         let has_current = sqlx::query("SELECT key_id FROM signing_keys WHERE state = 'current'")
             .fetch_optional(&mut *tx)
@@ -178,7 +178,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<KeyStatus> {
         let id = key_id(public);
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn().await?;
         let mut tx = self.write.begin().await?;
         let before = load(&mut tx).await?;
         if before.current.public == *public {
@@ -237,7 +237,7 @@ impl Store {
         note: Option<&str>,
         now: Timestamp,
     ) -> Result<KeyStatus> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn().await?;
         let mut tx: Transaction<'static, Any> = self.write.begin().await?;
         let before = load(&mut tx).await?;
         if before.next.as_ref().map(StoredKey::key_id).as_deref() != Some(next_id) {

@@ -329,10 +329,10 @@ impl Store {
     /// Waits for this tower's turn to write, on SQLite (on PostgreSQL writers need none):
     /// every write outside the report writer holds it from before its transaction begins
     /// until after it ends (`store/writer.rs`).
-    async fn write_turn(&self) -> Option<sqlite_writer::Turn> {
+    async fn write_turn(&self) -> Result<Option<sqlite_writer::Turn>> {
         match &self.sqlite_writer {
-            Some(w) => Some(w.turn().await),
-            None => None,
+            Some(w) => Ok(Some(w.turn().await?)),
+            None => Ok(None),
         }
     }
 

@@ -111,7 +111,7 @@ impl Store {
         let mut total = 0;
         for flight in flights {
             loop {
-                let turn = self.write_turn().await;
+                let turn = self.write_turn().await?;
                 let n = sqlx::query(delete)
                     .bind(&flight)
                     .bind(cutoff)

@@ -104,11 +104,17 @@ impl SqliteWriter {
     }
 
     /// Waits for this tower's turn to write.
-    pub(super) async fn turn(&self) -> Turn {
-        Turn {
-            _guard: self.conn.clone().lock_owned().await,
-            checkpointer: self.checkpointer.clone(),
+    /// Refused once a sync of the log has failed: what any writer adds to the log after
+    /// that could be lost with the pages the disk dropped (`store/syncer.rs`).
+    pub(super) async fn turn(&self) -> Result<Turn> {
+        let guard = self.conn.clone().lock_owned().await;
+        if let Some(e) = self.syncer.failed() {
+            return Err(Error::Internal(e));
         }
+        Ok(Turn {
+            _guard: guard,
+            checkpointer: self.checkpointer.clone(),
+        })
     }
 
     /// Closes the connection (after the write in progress, if any), once every commit made

@@ -45,7 +45,7 @@ impl Store {
             Some(n) => n.to_string(),
             None => format!("{role}-{}", &hash[..6]),
         };
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn().await?;
         let mut tx = self.write.begin().await?;
         let id: i64 = sqlx::query("INSERT INTO tokens (name, role, hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
             .bind(&name)

@@ -88,6 +88,25 @@ impl Insert<'_> {
     }
 }
 
+/// A part of a row's key, as its column is typed.
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum KeyPart {
+    Text(String),
+    Int(i64),
+}
+
+/// [`Statements::insert_new`] says which rows were stored: only an insert that skips a
+/// row whose key is taken can say so.
+fn skip_only(stmt: &Insert<'_>) -> Result<()> {
+    match stmt.conflict {
+        Conflict::Skip { .. } => Ok(()),
+        Conflict::Update { .. } => Err(Error::Internal(format!(
+            "`{}` updates a row whose key is taken: which rows were new cannot be told",
+            stmt.into
+        ))),
+    }
+}
+
 /// A row to insert: a tuple of the statement's columns, in order.
 pub(super) trait Values: Serialize + rusqlite::Params + Clone + Sync {}
 impl<T: Serialize + rusqlite::Params + Clone + Sync> Values for T {}
@@ -156,41 +175,54 @@ impl Statements for Sqlx<'_> {
         key: &'a [usize],
     ) -> BoxFuture<'a, Result<Vec<bool>>> {
         Box::pin(async move {
-            let text = |c: &Col| matches!(c, Col::Text);
-            // Each returned row's key, as text, against each given row's key, as text.
-            let mut stored = std::collections::HashSet::new();
-            for r in self.insert(stmt, rows).await? {
-                let mut k = String::new();
-                for (i, &at) in key.iter().enumerate() {
-                    let part = match stmt.cols.get(at) {
-                        Some(c) if text(c) => r.text(i)?,
-                        _ => r.int(i)?.to_string(),
-                    };
-                    k.push_str(&part);
-                    k.push('\0');
-                }
-                stored.insert(k);
-            }
-            rows.iter()
-                .map(|row| {
-                    let values = serde_json::to_value(row)
-                        .map_err(|e| Error::Internal(format!("encoding a row: {e}")))?;
-                    let mut k = String::new();
-                    for &at in key {
-                        match values.get(at) {
-                            Some(serde_json::Value::String(s)) => k.push_str(s),
-                            Some(v) => k.push_str(&v.to_string()),
-                            None => {
-                                return Err(Error::Internal(format!(
-                                    "a row has no column {at} for its key"
-                                )))
-                            }
+            skip_only(&stmt)?;
+            let returned = self.insert(stmt, rows).await?;
+            // Each row's key, typed as its columns are, from what was sent and from what
+            // came back: every returned key must be exactly one row's, or the statement's
+            // `returning` does not match `key` — an error, never a row taken for a duplicate.
+            let mut at_row = std::collections::HashMap::with_capacity(rows.len());
+            for (i, row) in rows.iter().enumerate() {
+                let values = serde_json::to_value(row)
+                    .map_err(|e| Error::Internal(format!("encoding a row: {e}")))?;
+                let mut k = Vec::with_capacity(key.len());
+                for &at in key {
+                    k.push(match (stmt.cols.get(at), values.get(at)) {
+                        (Some(Col::Text), Some(serde_json::Value::String(s))) => {
+                            KeyPart::Text(s.clone())
                         }
-                        k.push('\0');
+                        (Some(Col::Int), Some(v)) if v.is_i64() => {
+                            KeyPart::Int(v.as_i64().unwrap_or_default())
+                        }
+                        (c, v) => {
+                            return Err(Error::Internal(format!(
+                                "column {at} of a row is not a key of its type: {v:?} for {:?}",
+                                c.map(|c| matches!(c, Col::Text))
+                            )))
+                        }
+                    });
+                }
+                at_row.insert(k, i);
+            }
+            let mut stored = vec![false; rows.len()];
+            for r in &returned {
+                let mut k = Vec::with_capacity(key.len());
+                for (i, &at) in key.iter().enumerate() {
+                    k.push(match stmt.cols.get(at) {
+                        Some(Col::Text) => KeyPart::Text(r.text(i)?),
+                        _ => KeyPart::Int(r.int(i)?),
+                    });
+                }
+                match at_row.get(&k) {
+                    Some(&i) if !stored[i] => stored[i] = true,
+                    _ => {
+                        return Err(Error::Internal(format!(
+                            "`{}` returned a key it was not given, or twice: {k:?}",
+                            stmt.into
+                        )))
                     }
-                    Ok(stored.contains(&k))
-                })
-                .collect()
+                }
+            }
+            Ok(stored)
         })
     }
 
@@ -245,8 +277,18 @@ impl Statements for Lite<'_> {
         stmt: Insert<'a>,
         rows: &'a [R],
     ) -> BoxFuture<'a, Result<Vec<Self::Row>>> {
-        let sql = stmt.one_row();
-        Box::pin(std::future::ready(self.each(&sql, rows.iter().cloned())))
+        let run = || {
+            if matches!(stmt.conflict, Conflict::Skip { .. }) && !stmt.returning.is_empty() {
+                // One row at a time, a skipped row's statement returns nothing here: what
+                // was stored is `insert_new`'s to say.
+                return Err(Error::Internal(format!(
+                    "`{}` skips taken keys and returns rows: use insert_new",
+                    stmt.into
+                )));
+            }
+            self.each(&stmt.one_row(), rows.iter().cloned())
+        };
+        Box::pin(std::future::ready(run()))
     }
 
     fn insert_new<'a, R: Values>(
@@ -255,7 +297,9 @@ impl Statements for Lite<'_> {
         rows: &'a [R],
         _key: &'a [usize],
     ) -> BoxFuture<'a, Result<Vec<bool>>> {
-        Box::pin(std::future::ready(self.changed(&stmt.one_row(), rows)))
+        Box::pin(std::future::ready(
+            skip_only(&stmt).and_then(|()| self.changed(&stmt.one_row(), rows)),
+        ))
     }
 
     fn by_keys<'a>(

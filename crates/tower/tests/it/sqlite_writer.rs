@@ -197,3 +197,139 @@ async fn a_database_reached_through_a_symbolic_link() {
     store.close().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn migration_7_keeps_every_row_and_stores_by_key() {
+    use sqlx::{Connection, Row};
+    let db = TestDb::new(Engine::Sqlite).await.unwrap();
+    testpilot_tower::store::migrate_to(&db.url, 6)
+        .await
+        .unwrap();
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    // Rows as a tower of version 6 stored them, edge values included.
+    for (flight, client, seq, arm, at) in [
+        ("layout", client(1), i64::MAX, None, 0i64),
+        ("layout", client(2), 1, Some(""), T0),
+        ("search", client(1), 7, Some("control"), T0 + 5),
+    ] {
+        sqlx::query(
+            "INSERT INTO client_state (flight, client, seq, version, arm, status, step, at) \
+             VALUES ($1, $2, $3, 1, $4, 'running', 2, $5)",
+        )
+        .bind(flight)
+        .bind(client.clone())
+        .bind(seq)
+        .bind(arm)
+        .bind(at)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO progress_day_seen (flight, day, client) VALUES ($1, $2, $3)")
+            .bind(flight)
+            .bind(at.div_euclid(86_400_000))
+            .bind(client)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    async fn snapshot(conn: &mut sqlx::AnyConnection) -> Vec<String> {
+        let mut out = Vec::new();
+        for q in [
+            "SELECT flight, client, seq, version, COALESCE(arm, '<null>'), typeof(arm), status, step, at \
+             FROM client_state ORDER BY flight, client",
+            "SELECT flight, day, client, '', '', '', '', 0, 0 FROM progress_day_seen ORDER BY flight, day, client",
+        ] {
+            for r in sqlx::query(q).fetch_all(&mut *conn).await.unwrap() {
+                let cells: Vec<String> = (0..9)
+                    .map(|i| {
+                        r.try_get::<String, _>(i)
+                            .or_else(|_| r.try_get::<i64, _>(i).map(|n| n.to_string()))
+                            .unwrap()
+                    })
+                    .collect();
+                out.push(cells.join("|"));
+            }
+        }
+        out
+    }
+    let before = snapshot(&mut conn).await;
+    conn.close().await.unwrap();
+    let store = Store::open(&db.url).await.expect("migrated to 7");
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    assert_eq!(
+        snapshot(&mut conn).await,
+        before,
+        "every row kept as it was"
+    );
+    let shapes: Vec<String> = sqlx::query(
+        "SELECT name || ': ' || sql FROM sqlite_schema \
+         WHERE name IN ('client_state', 'progress_day_seen') OR name LIKE '%by_key%' ORDER BY name",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get::<String, _>(0))
+    .collect();
+    assert_eq!(shapes.len(), 2, "{shapes:?}");
+    assert!(
+        shapes.iter().all(|s| s.ends_with("WITHOUT ROWID")),
+        "{shapes:?}"
+    );
+    let check: String = sqlx::query("PRAGMA integrity_check")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(check, "ok");
+    conn.close().await.unwrap();
+    // A newer report of a migrated client moves its state.
+    fixtures::live_flight(&store, &flight_with_arms("layout"), SystemClock.now())
+        .await
+        .unwrap();
+    let b = ReportBatch::from_json(
+        &json!({"client": client(2), "reports": [{"seq": 2, "flight": "layout", "version": 1,
+            "arm": "control", "status": "completed", "step": 3, "at": T0 + 10}]}),
+        1000,
+    )
+    .unwrap();
+    assert_eq!(
+        store.insert_reports(&[&b], Timestamp(T0)).await.unwrap()[0].accepted,
+        1
+    );
+    let again = store.insert_reports(&[&b], Timestamp(T0)).await.unwrap();
+    assert_eq!((again[0].accepted, again[0].duplicates), (0, 1));
+    store.close().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_url_with_options_keeps_every_write_on_one_connection() {
+    // Options that may change what sqlx opens keep SQLite on sqlx's writer, whose rows go
+    // as one JSON text a statement: which were new comes back by their keys.
+    let dir = testpilot_tower::testing::temp_dir("sqlite-writer-options");
+    let url = format!(
+        "sqlite://{}?mode=rwc&cache=private",
+        dir.join("tower.db").display()
+    );
+    let store = Store::open(&url).await.unwrap();
+    assert!(!store.has_blocking_report_writer());
+    fixtures::live_flight(&store, &flight_with_arms("layout"), SystemClock.now())
+        .await
+        .unwrap();
+    let (a, b) = (batch(1, "layout"), batch(2, "layout"));
+    let first = store
+        .insert_reports(&[&a, &b], Timestamp(T0))
+        .await
+        .unwrap();
+    assert_eq!((first[0].accepted, first[1].accepted), (3, 3));
+    let again = store
+        .insert_reports(&[&b, &a], Timestamp(T0))
+        .await
+        .unwrap();
+    assert_eq!((again[0].duplicates, again[1].duplicates), (3, 3));
+    let p = store.progress("layout").await.unwrap();
+    assert_eq!((p.clients, p.reports), (2, 6));
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
