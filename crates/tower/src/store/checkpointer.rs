@@ -12,8 +12,9 @@
 //! up in it through one hash table per 4,096 frames, so a long log slows every read, and it
 //! restarts only when a writer begins after every frame was copied — which a checkpoint
 //! running while the writer appends never achieves. So the writer keeps a checkpoint of its
-//! own, once the log reaches 10,000 pages ([`RESTART`]): this thread has by then copied nearly every
-//! frame, the writer copies the rest and its next transaction starts the log over. (Making
+//! own, once the log reaches 10,000 pages ([`RESTART`]): this thread has by then copied
+//! nearly every frame, the writer copies the rest and its next transaction starts the log
+//! over. (Making
 //! that last copy here, during the writers' turn, paused the writer as long and cost more
 //! fsyncs: fewer requests a second in the ingest benchmark.)
 

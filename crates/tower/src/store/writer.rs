@@ -6,11 +6,12 @@
 //!   its rows as one JSON text, unpacked inside the database (one round trip a statement,
 //!   not one a row).
 //! - [`Lite`], for a SQLite file: a rusqlite connection of the writer's own
-//!   ([`super::sqlite_writer::SqliteWriter`]), on which a whole group's transaction runs in one go on a blocking
-//!   thread, each statement prepared once and run row by row with bound values. Through
-//!   sqlx every statement of the group (eight of them) crossed to sqlx's connection thread
-//!   and back, and SQLite spent much of the rest unpacking JSON; the writer's cycle is what
-//!   limits how many small batches a second the tower takes (BENCHMARKS.md, report ingest).
+//!   ([`super::sqlite_writer::SqliteWriter`]), on which a whole group's transaction runs in
+//!   one go on the writer's thread, each statement prepared once and run row by row with
+//!   bound values. Through sqlx every statement of the group (eight of them) crossed to
+//!   sqlx's connection thread and back, and SQLite spent much of the rest unpacking JSON;
+//!   the writer's cycle is what limits how many small batches a second the tower takes
+//!   (BENCHMARKS.md, report ingest).
 
 use super::events::{encode, unpack, Col};
 use super::Engine;
