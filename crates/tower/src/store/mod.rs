@@ -22,6 +22,7 @@ mod keys;
 mod progress;
 mod prune;
 mod reports;
+mod seen;
 mod sqlite_writer;
 mod syncer;
 mod tokens;
@@ -135,6 +136,11 @@ fn migrator(engine: Engine) -> Migrator {
                 "key-only tables",
                 include_str!("../../migrations/sqlite/0007_key_only_tables.sql"),
             ),
+            (
+                8,
+                "days in client state",
+                include_str!("../../migrations/sqlite/0008_days_in_client_state.sql"),
+            ),
         ],
         Engine::Postgres => &[
             (
@@ -171,6 +177,11 @@ fn migrator(engine: Engine) -> Migrator {
                 7,
                 "key-only tables",
                 include_str!("../../migrations/postgres/0007_key_only_tables.sql"),
+            ),
+            (
+                8,
+                "days in client state",
+                include_str!("../../migrations/postgres/0008_days_in_client_state.sql"),
             ),
         ],
     };

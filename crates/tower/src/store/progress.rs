@@ -19,6 +19,7 @@
 
 use super::events::Col;
 use super::reports::{DailyPoint, Progress, ProgressRow};
+use super::seen::{Merged, Seen};
 use super::writer::{Cells, Conflict, Insert, Statements};
 use super::{Engine, Store};
 use crate::error::{Error, Result};
@@ -60,9 +61,17 @@ pub(super) async fn move_progress<W: Statements>(
     if stored.is_empty() {
         return Ok(());
     }
-    let states = move_client_states(tx, latest).await?;
+    let mut days: BTreeMap<(&str, &str), BTreeSet<i64>> = BTreeMap::new();
+    for &(client, r) in stored {
+        days.entry((r.flight.as_str(), client))
+            .or_default()
+            .insert(r.at.0.div_euclid(DAY_MS));
+    }
+    let moved = move_client_states(tx, latest, &days).await?;
+    count_clients(tx, latest, &moved.seen).await?;
     add_days(tx, stored).await?;
-    let rows: Vec<_> = states
+    let rows: Vec<_> = moved
+        .states
         .iter()
         .filter(|(_, n)| **n != 0)
         .map(|((f, (v, arm, status, step)), n)| {
@@ -93,19 +102,35 @@ pub(super) async fn move_progress<W: Statements>(
     Ok(())
 }
 
-/// Moves each client in `latest` whose report is newer than its stored state; returns
-/// what that does to `progress_states`: (flight, state) → change in clients.
+/// What moving `client_state` did.
+struct Moved {
+    /// (flight, state) → change in clients, for `progress_states`.
+    states: BTreeMap<(String, State), i64>,
+    /// For each entry of `latest`, in order: what its reports' days did to the client's
+    /// window of days ([`super::seen`]).
+    seen: Vec<Merged>,
+}
+
+/// Moves each client in `latest` whose report is newer than its stored state, and the
+/// window of days of each client that reported (`days`: the days of its reports stored now,
+/// by flight and client).
 async fn move_client_states<W: Statements>(
     tx: &mut W,
     latest: &[((&str, &str), &Report)],
-) -> Result<BTreeMap<(String, State), i64>> {
+    days: &BTreeMap<(&str, &str), BTreeSet<i64>>,
+) -> Result<Moved> {
     use Col::*;
-    const COLS: &[Col] = &[Text, Text, Int, Int, Text, Text, Int, Int];
-    const INTO: &str =
-        "INSERT INTO client_state (flight, client, seq, version, arm, status, step, at)";
+    const COLS: &[Col] = &[Text, Text, Int, Int, Text, Text, Int, Int, Int, Int];
+    const INTO: &str = "INSERT INTO client_state \
+                        (flight, client, seq, version, arm, status, step, at, seen_day, seen_days)";
+    let mut fresh = Vec::with_capacity(latest.len());
+    for (key, _) in latest {
+        fresh.push(Seen::default().merge(days_of(days, *key)?));
+    }
     let rows: Vec<_> = latest
         .iter()
-        .map(|&((flight, client), r)| {
+        .zip(&fresh)
+        .map(|(&((flight, client), r), m)| {
             (
                 flight,
                 client,
@@ -115,6 +140,8 @@ async fn move_client_states<W: Statements>(
                 r.status.as_str(),
                 r.step as i64,
                 r.at.0,
+                m.seen.day,
+                m.seen.days_column(),
             )
         })
         .collect();
@@ -129,99 +156,154 @@ async fn move_client_states<W: Statements>(
         returning: "RETURNING flight, client",
     };
     let created = tx.insert_new(create, &rows, &[0, 1]).await?;
-    let mut deltas: BTreeMap<(String, State), i64> = BTreeMap::new();
+    let mut moved = Moved {
+        states: BTreeMap::new(),
+        seen: fresh,
+    };
     let mut existing = Vec::new();
     for (i, ((flight, _), r)) in latest.iter().enumerate() {
         if created[i] {
-            *deltas.entry((flight.to_string(), state_of(r))).or_default() += 1;
+            *moved
+                .states
+                .entry((flight.to_string(), state_of(r)))
+                .or_default() += 1;
         } else {
             existing.push(i);
         }
     }
     if existing.is_empty() {
-        return Ok(deltas);
+        return Ok(moved);
     }
     let keys: Vec<(&str, &str)> = existing.iter().map(|&i| latest[i].0).collect();
     let old = tx
         .by_keys(
-            "c.flight, c.client, c.seq, c.version, c.arm, c.status, c.step",
+            "c.flight, c.client, c.seq, c.version, c.arm, c.status, c.step, c.at, \
+             c.seen_day, c.seen_days",
             "client_state c",
             ["c.flight", "c.client"],
             &keys,
         )
         .await?;
-    let mut old_of: BTreeMap<(String, String), (i64, State)> = BTreeMap::new();
+    let mut old_of: BTreeMap<(String, String), (i64, State, i64, Seen)> = BTreeMap::new();
     for r in &old {
         old_of.insert(
             (r.text(0)?, r.text(1)?),
             (
                 r.int(2)?,
                 (r.int(3)?, r.opt_text(4)?, r.text(5)?, r.int(6)?),
+                r.int(7)?,
+                Seen::from_columns(r.int(8)?, r.int(9)?),
             ),
         );
     }
-    let mut moved = Vec::new();
+    // The rows are locked (PostgreSQL) or the writer holds the database (SQLite), so each
+    // is written whole from what was read: the newer state, or the stored one kept.
+    let mut writes = Vec::new();
     for i in existing {
         let ((flight, client), r) = latest[i];
-        let Some((seq, state)) = old_of.remove(&(flight.to_string(), client.to_string())) else {
+        let Some((seq, state, at, seen)) = old_of.get(&(flight.to_string(), client.to_string()))
+        else {
             return Err(Error::Internal(format!(
                 "the progress of client {client} on `{flight}` was neither created nor found"
             )));
         };
-        if r.seq as i64 > seq {
-            *deltas.entry((flight.to_string(), state)).or_default() -= 1;
-            *deltas.entry((flight.to_string(), state_of(r))).or_default() += 1;
-            moved.push(rows[i]);
+        let merged = seen.merge(days_of(days, (flight, client))?);
+        let newer = r.seq as i64 > *seq;
+        if newer {
+            *moved
+                .states
+                .entry((flight.to_string(), state.clone()))
+                .or_default() -= 1;
+            *moved
+                .states
+                .entry((flight.to_string(), state_of(r)))
+                .or_default() += 1;
         }
+        if newer || merged.seen != *seen {
+            let (version, arm, status, step) = state;
+            let (seq, version, arm, status, step, at) = if newer {
+                let r = &rows[i];
+                (r.2, r.3, r.4, r.5, r.6, r.7)
+            } else {
+                (*seq, *version, arm.as_deref(), status.as_str(), *step, *at)
+            };
+            let (day, days) = (merged.seen.day, merged.seen.days_column());
+            writes.push((
+                flight, client, seq, version, arm, status, step, at, day, days,
+            ));
+        }
+        moved.seen[i] = merged;
     }
-    if !moved.is_empty() {
+    if !writes.is_empty() {
         let update = Insert {
             into: INTO,
             cols: COLS,
             conflict: Conflict::Update {
                 key: "flight, client",
                 set: "seq = excluded.seq, version = excluded.version, arm = excluded.arm, \
-                      status = excluded.status, step = excluded.step, at = excluded.at \
-                      WHERE excluded.seq > client_state.seq",
+                      status = excluded.status, step = excluded.step, at = excluded.at, \
+                      seen_day = excluded.seen_day, seen_days = excluded.seen_days",
             },
             returning: "",
         };
-        tx.insert(update, &moved).await?;
+        tx.insert(update, &writes).await?;
     }
-    Ok(deltas)
+    Ok(moved)
 }
 
-/// Counts the reports stored now into the per-day rollups.
-async fn add_days<W: Statements>(tx: &mut W, stored: &[(&str, &Report)]) -> Result<()> {
+/// The days of a client's reports stored now, which every client in `latest` has.
+fn days_of<'d, 'a>(
+    days: &'d BTreeMap<(&'a str, &'a str), BTreeSet<i64>>,
+    key: (&'a str, &'a str),
+) -> Result<&'d BTreeSet<i64>> {
+    days.get(&key).ok_or_else(|| {
+        Error::Internal(format!(
+            "client {} has a newest report on `{}` but no report stored",
+            key.1, key.0
+        ))
+    })
+}
+
+/// Counts each client once on each day it reported on for the first time, into
+/// `progress_day_clients`: the days its window says are new, and the days before its
+/// window whose row in `progress_day_seen` is new; days that left a window become rows
+/// there ([`super::seen`]).
+async fn count_clients<W: Statements>(
+    tx: &mut W,
+    latest: &[((&str, &str), &Report)],
+    seen: &[Merged],
+) -> Result<()> {
     use Col::*;
-    let mut seen: BTreeSet<(&str, i64, &str)> = BTreeSet::new();
-    let mut days: BTreeMap<(&str, i64, &str), (i64, i64)> = BTreeMap::new();
-    for &(client, r) in stored {
-        let day = r.at.0.div_euclid(DAY_MS);
-        seen.insert((r.flight.as_str(), day, client));
-        let d = days
-            .entry((r.flight.as_str(), day, r.status.as_str()))
-            .or_default();
-        d.0 += 1;
-        d.1 += i64::from(r.step == 0);
-    }
-    let seen: Vec<_> = seen.into_iter().collect();
-    const SEEN: Insert<'static> = Insert {
-        into: "INSERT INTO progress_day_seen (flight, day, client)",
-        cols: &[Text, Int, Text],
-        conflict: Conflict::Skip {
-            key: "flight, day, client",
-            lock: None,
-        },
-        returning: "RETURNING flight, day, client",
-    };
     let mut clients: BTreeMap<(&str, i64), i64> = BTreeMap::new();
-    for (&(flight, day, _), new) in seen
-        .iter()
-        .zip(tx.insert_new(SEEN, &seen, &[0, 1, 2]).await?)
-    {
-        if new {
-            *clients.entry((flight, day)).or_default() += 1;
+    // (flight, day, client) → counted if the row is new.
+    let mut rows: BTreeMap<(&str, i64, &str), bool> = BTreeMap::new();
+    for (&((flight, client), _), m) in latest.iter().zip(seen) {
+        for &d in &m.new {
+            *clients.entry((flight, d)).or_default() += 1;
+        }
+        for &d in &m.look_up {
+            rows.insert((flight, d, client), true);
+        }
+        for &d in &m.spill {
+            rows.insert((flight, d, client), false);
+        }
+    }
+    if !rows.is_empty() {
+        let keys: Vec<_> = rows.keys().copied().collect();
+        const SEEN: Insert<'static> = Insert {
+            into: "INSERT INTO progress_day_seen (flight, day, client)",
+            cols: &[Text, Int, Text],
+            conflict: Conflict::Skip {
+                key: "flight, day, client",
+                lock: None,
+            },
+            returning: "RETURNING flight, day, client",
+        };
+        let new = tx.insert_new(SEEN, &keys, &[0, 1, 2]).await?;
+        for ((&(flight, day, _), &counts), new) in rows.iter().zip(new) {
+            if counts && new {
+                *clients.entry((flight, day)).or_default() += 1;
+            }
         }
     }
     if !clients.is_empty() {
@@ -236,6 +318,21 @@ async fn add_days<W: Statements>(tx: &mut W, stored: &[(&str, &Report)]) -> Resu
             returning: "",
         };
         tx.insert(CLIENTS, &rows).await?;
+    }
+    Ok(())
+}
+
+/// Counts the reports stored now into `progress_days`.
+async fn add_days<W: Statements>(tx: &mut W, stored: &[(&str, &Report)]) -> Result<()> {
+    use Col::*;
+    let mut days: BTreeMap<(&str, i64, &str), (i64, i64)> = BTreeMap::new();
+    for &(_, r) in stored {
+        let day = r.at.0.div_euclid(DAY_MS);
+        let d = days
+            .entry((r.flight.as_str(), day, r.status.as_str()))
+            .or_default();
+        d.0 += 1;
+        d.1 += i64::from(r.step == 0);
     }
     let rows: Vec<_> = days
         .iter()

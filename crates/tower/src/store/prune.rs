@@ -2,8 +2,8 @@
 //! "Retention"), so a tower's database stays bounded over years.
 //!
 //! What goes: raw `reports` whose day is older than the retention, the rows of
-//! `progress_day_seen` (which clients reported on a day) for those days, and raw `events`
-//! whose `at` is. What stays: `client_state` (each client's latest report per flight, what progress
+//! `progress_day_seen` (which clients reported on a day before their window of days, in
+//! `store/seen.rs`) for those days, and raw `events` whose `at` is. What stays: `client_state` (each client's latest report per flight, what progress
 //! counts), the progress rollups that do not grow per client (`progress_states`,
 //! `progress_days`, `progress_day_clients`: progress keeps its whole daily series), the event
 //! rollups (`event_days`, `event_clients`, `event_arms`: all that results read), flights, revisions, the audit log, tokens and keys — none of which grows per

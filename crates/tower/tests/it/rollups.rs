@@ -2,7 +2,7 @@
 //! repeated seqs in a batch, many clients, status, step, arm and version changes, several
 //! batches in one transaction, concurrent writers — progress, enrolments, the flight list's
 //! counts and results' clients per arm read from the rollups equal the aggregations over
-//! `client_state` and `reports` they replace; and migration 6 backfills rollups equal to
+//! `client_state` and `reports` they replace; and migrations 6 and 8 backfill rollups equal to
 //! them from what an older tower stored.
 
 use crate::both;
@@ -50,8 +50,9 @@ fn client(i: u64) -> String {
     format!("00000000-0000-4000-8000-{i:012}")
 }
 
-/// One random report; seqs come from a small range so that resends and older seqs are common.
-fn report(rng: &mut Rng) -> Value {
+/// One random report on one of `days` days from `T0`; seqs come from a small range so that
+/// resends and older seqs are common.
+fn report_in(rng: &mut Rng, days: u64) -> Value {
     let arm = match rng.below(5) {
         0 => Value::Null,
         1 => json!(""),
@@ -65,7 +66,7 @@ fn report(rng: &mut Rng) -> Value {
         "arm": arm,
         "status": rng.pick(&STATUSES),
         "step": rng.below(4),
-        "at": T0 + rng.below(5) as i64 * DAY + rng.below(DAY as u64) as i64,
+        "at": T0 + rng.below(days) as i64 * DAY + rng.below(DAY as u64) as i64,
     });
     if rng.below(6) == 0 {
         r["detail"] = json!({"error": "x"});
@@ -75,13 +76,20 @@ fn report(rng: &mut Rng) -> Value {
 
 /// A random group of batches (as one group commit stores them), each of one client.
 fn group(rng: &mut Rng, clients: u64) -> Vec<ReportBatch> {
+    group_in(rng, clients, 5)
+}
+
+/// [`group`] with reports on one of `days` days.
+fn group_in(rng: &mut Rng, clients: u64, days: u64) -> Vec<ReportBatch> {
     (0..1 + rng.below(4))
         .map(|_| {
             let c = client(rng.below(clients));
-            let mut reports: Vec<Value> = (0..1 + rng.below(8)).map(|_| report(rng)).collect();
+            let mut reports: Vec<Value> = (0..1 + rng.below(8))
+                .map(|_| report_in(rng, days))
+                .collect();
             if rng.below(4) == 0 {
                 // The same seq twice in one batch, saying something else the second time.
-                let mut again = report(rng);
+                let mut again = report_in(rng, days);
                 again["seq"] = reports[0]["seq"].clone();
                 reports.push(again);
             }
@@ -173,6 +181,23 @@ async fn random_batches_keep_rollups_equal_to_aggregation(engine: Engine) {
     db.cleanup().await;
 }
 
+both!(days_far_apart_count_each_client_once_a_day);
+/// Reports of a few clients on 200 days in any order — a window of days in `client_state`
+/// moving forward, days leaving it, reports for days before it (`store/seen.rs`) — still
+/// count each client once on each day it reported, as the aggregation over reports does.
+async fn days_far_apart_count_each_client_once_a_day(engine: Engine) {
+    let (db, store) = with_flights(engine).await;
+    let mut rng = Rng(0xda75_f0a2);
+    for round in 0..120 {
+        store_group(&store, &group_in(&mut rng, 6, 200)).await;
+        if round % 20 == 19 {
+            assert_same(&store, &format!("after round {round}")).await;
+        }
+    }
+    store.close().await;
+    db.cleanup().await;
+}
+
 both!(concurrent_writers_keep_rollups_equal_to_aggregation);
 async fn concurrent_writers_keep_rollups_equal_to_aggregation(engine: Engine) {
     let (db, store) = with_flights(engine).await;
@@ -184,7 +209,7 @@ async fn concurrent_writers_keep_rollups_equal_to_aggregation(engine: Engine) {
             tokio::spawn(async move {
                 let mut rng = Rng(0xc0c0 + w);
                 for _ in 0..40 {
-                    let g = group(&mut rng, 6);
+                    let g = group_in(&mut rng, 6, 100);
                     store_group(&store, &g).await;
                 }
             })
@@ -207,8 +232,10 @@ async fn migration_backfills_rollups_equal_to_aggregation(engine: Engine) {
     let mut rng = Rng(0xbac4_f111);
     let mut reports = BTreeMap::new();
     for _ in 0..400 {
-        let c = client(rng.below(60));
-        let r = report(&mut rng);
+        // Few clients on 90 days: reports after the migration often land on a day a
+        // client's backfilled window already holds.
+        let c = client(rng.below(8));
+        let r = report_in(&mut rng, 90);
         reports.entry((c, r["seq"].as_u64().unwrap())).or_insert(r);
     }
     let mut latest: BTreeMap<(String, String), (u64, &Value)> = BTreeMap::new();
@@ -271,8 +298,8 @@ async fn migration_backfills_rollups_equal_to_aggregation(engine: Engine) {
     );
     assert_same(&store, "after the migration").await;
     // And reports after the migration move the backfilled rollups.
-    for _ in 0..20 {
-        let g = group(&mut rng, 60);
+    for _ in 0..40 {
+        let g = group_in(&mut rng, 8, 90);
         store_group(&store, &g).await;
     }
     assert_same(&store, "after reports on the backfilled rollups").await;
