@@ -298,10 +298,11 @@ async fn seed(engine: Engine, url: &str, events: u64, clients: u64) {
         }
     }
     sqlx::query(&format!(
-        "{} INSERT INTO client_state (flight, client, seq, version, arm, status, step, at) \
-         SELECT 'bench', {}, 1, 1, CASE WHEN (i + 1) % 2 = 0 THEN 'new-bar' ELSE 'control' END, 'running', 0, {AT} FROM g",
+        "{} INSERT INTO client_state (flight, client, seq, version, arm, status, step, at, seen_day, seen_days) \
+         SELECT 'bench', {}, 1, 1, CASE WHEN (i + 1) % 2 = 0 THEN 'new-bar' ELSE 'control' END, 'running', 0, {AT}, {}, 1 FROM g",
         gen(clients),
         uuid_sql("i + 1"),
+        AT.div_euclid(86_400_000),
     ))
     .execute(&mut *tx)
     .await

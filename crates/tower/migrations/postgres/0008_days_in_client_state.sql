@@ -19,3 +19,10 @@ FROM (
     GROUP BY s.flight, s.client, m.day
 ) w
 WHERE client_state.flight = w.flight AND client_state.client = w.client;
+
+-- A tower of an older version still running on this database would insert clients with an
+-- empty window and never mark a day, so every day it counted would be counted again: with no
+-- default, its inserts fail instead (a 500 its pilots retry; docs/api.md, upgrading towers).
+ALTER TABLE client_state
+    ALTER COLUMN seen_day DROP DEFAULT,
+    ALTER COLUMN seen_days DROP DEFAULT;

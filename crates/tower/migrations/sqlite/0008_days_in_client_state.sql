@@ -5,6 +5,8 @@
 -- of also inserting one into `progress_day_seen`, which keeps only the days before a
 -- client's window. Backfilled from `progress_day_seen`, whose rows stay (those within a
 -- window agree with its bits). Never edit a migration that has shipped; add one.
+-- (SQLite cannot drop a column's default as PostgreSQL's migration 8 does; one tower holds a
+-- SQLite file at a time, so no older tower can write beside a newer one.)
 ALTER TABLE client_state ADD COLUMN seen_day BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE client_state ADD COLUMN seen_days BIGINT NOT NULL DEFAULT 0;
 

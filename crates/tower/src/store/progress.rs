@@ -7,8 +7,9 @@
 //!   report gets a higher `seq` leaves its old row (−1) for its new one (+1); a resend or an
 //!   older `seq` moves nothing.
 //! - `progress_days`: reports per (flight, day, status), and those at step 0.
-//! - `progress_day_seen` / `progress_day_clients`: which clients reported on a flight on a
-//!   day, and how many.
+//! - `progress_day_clients`: how many clients reported on a flight on a day; which days a
+//!   client was counted on is its window of days in `client_state` and, for days before
+//!   it, rows of `progress_day_seen` (`store/seen.rs`).
 //!
 //! Concurrency (several writer tasks, several towers on one PostgreSQL database): every
 //! statement takes its rows as one JSON text sorted by key, so writers lock rows in one

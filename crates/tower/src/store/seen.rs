@@ -1,13 +1,16 @@
 //! The days a client reported on a flight, which `progress_day_clients` counts once a client
 //! a day (docs/reports.md#progress), kept in the client's own `client_state` row
-//! (migration 8): `seen_day`, the newest such day, and `seen_days`, a 64-bit window of the
-//! days before it (bit `i`: the client reported on day `seen_day - i`).
+//! (migration 8): `seen_day`, the newest such day, and `seen_days`, a window of 64 days
+//! ending with it (bit `i`: the client reported on day `seen_day - i`).
 //!
 //! A pilot reports on the days it runs, newest last, so nearly every report's day is in its
 //! client's window, and the row `client_state` moves in any case says whether the client
-//! was counted that day: no table of its own to look up per report (a second random place in
-//! the database per report batch; BENCHMARKS.md, report ingest). Days before the window go
-//! to `progress_day_seen`, as rows (flight, day, client):
+//! was counted that day. Before, every report batch also inserted a row keyed by (flight,
+//! day, client): a second random place in the database a batch (BENCHMARKS.md, report
+//! ingest). Now that second place is reached only when a day leaves a window or a report is
+//! older than one: a client that reports every day for months writes one row a day from
+//! its 65th day on, at its first batch of the day, and none in its first 64 days. Days before
+//! the window go to `progress_day_seen`, as rows (flight, day, client):
 //!
 //! - a day that leaves the window when a newer day moves it (a *spill*), already counted,
 //!   becomes a row, so that it is not counted again;
@@ -19,6 +22,10 @@
 //! the window may exist too — migration 8 leaves the rows it makes windows from — and agree
 //! with the bits.) An empty window (`seen_days` 0) means the client reported on no day, in
 //! the window or before it: every client that reported has its newest day's bit set.
+//!
+//! A report dated far ahead (the tower takes any `at` in range) moves its client's window
+//! there: counts stay exact, but until real time catches up each of that client's batches
+//! is a look up again, as every batch was before.
 
 use std::collections::BTreeSet;
 

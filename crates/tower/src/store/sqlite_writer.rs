@@ -97,7 +97,7 @@ impl SqliteWriter {
             ))
         })?;
         Ok(SqliteWriter {
-            checkpointer: Arc::new(Checkpointer::start(path, pragmas)?),
+            checkpointer: Arc::new(Checkpointer::start(resolved, pragmas)?),
             conn: Arc::new(Mutex::new(Some(conn))),
             syncer: Arc::new(syncer),
         })

@@ -374,3 +374,26 @@ async fn a_group_larger_than_one_statement_is_stored_whole(engine: Engine) {
     store.close().await;
     db.cleanup().await;
 }
+
+/// On PostgreSQL, where towers of two versions can share a database during an upgrade, a
+/// tower from before migration 8 inserting a client without a window of days is refused
+/// (docs/api.md, upgrading towers) rather than left to count that client twice on a day.
+#[tokio::test]
+async fn an_older_towers_client_insert_is_refused_on_postgres() {
+    use sqlx::Connection;
+    let (db, store) = with_flights(Engine::Postgres).await;
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    let err = sqlx::query(
+        "INSERT INTO client_state (flight, client, seq, version, arm, status, step, at) \
+         VALUES ('layout', $1, 1, 1, 'control', 'running', 0, $2)",
+    )
+    .bind(client(1))
+    .bind(T0)
+    .execute(&mut conn)
+    .await
+    .expect_err("an insert without the window of days is refused");
+    assert!(err.to_string().contains("seen_day"), "{err}");
+    conn.close().await.unwrap();
+    store.close().await;
+    db.cleanup().await;
+}
