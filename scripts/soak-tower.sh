@@ -7,7 +7,8 @@
 # when not, or when any request failed).
 # Usage: scripts/soak-tower.sh [SECONDS] [CLIENTS] [PERIOD]   (default 600 10000 60;
 # the short version: scripts/soak-tower.sh 20 1000 5). SOAK_DB=postgres://... soaks a tower
-# on PostgreSQL instead (the database must be empty).
+# on PostgreSQL instead (the database must be empty). SOAK_WARMUP=SECONDS sets the warm-up
+# before the memory baseline (default: a fifth of the run, at most 60 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-600}
@@ -46,4 +47,4 @@ APPROVER=$("$BIN" tower token create --role approver --name soak-approver --db "
 echo "tower pid $TOWER_PID on $DB; $CLIENTS pilots, every $PERIOD s, for $SECS s"
 "$SOAK" --tower "http://127.0.0.1:$PORT" --pid "$TOWER_PID" \
   --author-token "$AUTHOR" --approver-token "$APPROVER" \
-  --clients "$CLIENTS" --seconds "$SECS" --period "$PERIOD"
+  --clients "$CLIENTS" --seconds "$SECS" --period "$PERIOD" ${SOAK_WARMUP:+--warmup "$SOAK_WARMUP"}
