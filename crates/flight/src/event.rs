@@ -92,20 +92,7 @@ fn read_event(r: &mut Reader, v: &Value, path: &JsonPath) -> Option<Event> {
     let version = r
         .required(&o, "version", "the flight's version")
         .and_then(|x| whole(r, x, &path.key("version"), 0, MAX_NUMBER));
-    let arm = match o.map.get("arm") {
-        None | Some(Value::Null) => None,
-        Some(x) => r.string(x, &path.key("arm")).and_then(|a| {
-            if !crate::validate::is_name(&a, MAX_ARM_BYTES) {
-                r.error(
-                    &path.key("arm"),
-                    format!("`arm` must be an arm's name (1 to {MAX_ARM_BYTES} lowercase letters, digits, `.`, `_` and `-`), or null for a flight without arms"),
-                );
-                None
-            } else {
-                Some(a)
-            }
-        }),
-    };
+    let arm = crate::report::read_arm(r, o.map.get("arm"), &path.key("arm"));
     let topic = r.req_string(&o, "topic", "the topic recorded");
     if topic.as_deref().is_some_and(|t| !is_topic(t)) {
         r.error(

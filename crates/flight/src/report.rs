@@ -178,8 +178,29 @@ pub(crate) fn read_batch<T>(
         }
     }
     match client {
-        Some(client) if r.diags.is_empty() => Ok((client, items)),
+        // A UUID names the same client in either case: kept in lower case, so a resend in
+        // upper case is still a duplicate (docs/reports.md).
+        Some(client) if r.diags.is_empty() => Ok((client.to_ascii_lowercase(), items)),
         _ => Err(r.diags),
+    }
+}
+
+/// An optional `arm` of a report or an event: `None` when absent or null, else a name by the
+/// flight's own arm-name rule (so nothing a terminal acts on is ever stored as an arm).
+pub(crate) fn read_arm(r: &mut Reader, x: Option<&Value>, path: &JsonPath) -> Option<String> {
+    match x {
+        None | Some(Value::Null) => None,
+        Some(x) => r.string(x, path).and_then(|a| {
+            if crate::validate::is_name(&a, crate::event::MAX_ARM_BYTES) {
+                Some(a)
+            } else {
+                r.error(
+                    path,
+                    format!("`arm` must be an arm's name (1 to {} lowercase letters, digits, `.`, `_` and `-`), or null for a flight without arms", crate::event::MAX_ARM_BYTES),
+                );
+                None
+            }
+        }),
     }
 }
 
@@ -228,20 +249,7 @@ fn read_report(r: &mut Reader, v: &Value, path: &JsonPath) -> Option<Report> {
     let version = r
         .required(&o, "version", "the flight's version")
         .and_then(|x| bounded(r, x, &path.key("version")));
-    let arm = match o.map.get("arm") {
-        None | Some(Value::Null) => None,
-        Some(x) => r.string(x, &path.key("arm")).and_then(|a| {
-            if a.contains('\0') {
-                r.error(
-                    &path.key("arm"),
-                    "`arm` must not contain the NUL character (U+0000)",
-                );
-                None
-            } else {
-                Some(a)
-            }
-        }),
-    };
+    let arm = read_arm(r, o.map.get("arm"), &path.key("arm"));
     let status = r
         .required(&o, "status", "the flight's status")
         .and_then(|x| {
@@ -310,12 +318,28 @@ mod tests {
         }
     }
 
+    fn batch(client: &str, reports: Value) -> Result<ReportBatch, Vec<String>> {
+        let b = json!({"client": client, "reports": reports});
+        ReportBatch::from_json(&b, 10).map_err(|d| d.iter().map(|d| d.to_string()).collect())
+    }
+
+    #[test]
+    fn client_is_kept_in_lower_case() {
+        let rep = json!([{"seq": 1, "flight": "f", "version": 1, "status": "running",
+                          "step": 0, "at": "2027-01-05T10:00:00Z"}]);
+        let b = batch("0F8FAD5B-D9CB-469F-A165-70867728950E", rep).unwrap();
+        assert_eq!(b.client, "0f8fad5b-d9cb-469f-a165-70867728950e");
+    }
+
     #[test]
     fn nul_in_text_is_refused_with_its_path() {
         assert!(problems(json!({})).is_empty());
         assert!(problems(json!({"detail": {"why": ["ok", "fine"]}})).is_empty());
         for (extra, path) in [
             (json!({"arm": "a\u{0}"}), "reports[0].arm"),
+            (json!({"arm": ""}), "reports[0].arm"),
+            (json!({"arm": "ctl\u{1b}[31m"}), "reports[0].arm"),
+            (json!({"arm": "x".repeat(65)}), "reports[0].arm"),
             (
                 json!({"detail": {"why": ["ok", "b\u{0}d"]}}),
                 "reports[0].detail.why[1]",

@@ -4,101 +4,153 @@
 //! means durable. On SQLite the writer goes on with the next group while the last one's
 //! commit is being synced (`store/syncer.rs`).
 //!
-//! Only reports on flights that were ever live on this tower are taken ([`EverLive`]),
-//! checked from memory: nobody can make up progress for a name the tower never served.
+//! Only reports on revisions that were ever live on this tower, in arms those revisions
+//! have, are taken ([`EverLive`]), checked from memory: nobody can make up progress for a
+//! name, a version or an arm the tower never served.
 
 use crate::error::{Error, Result};
 use crate::store::{Ingested, Store};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use testpilot_flight::report::ReportBatch;
+use testpilot_flight::spec::Flight;
 use testpilot_flight::{Clock, Diagnostics, JsonPath};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-/// The names of the flights that were ever live, kept in memory. A flight goes live only
-/// in a transaction that bumps the index serial, so the set is reloaded (one query) only
-/// when a report names a flight it does not hold *and* the index has moved since it was
+/// What one revision that was ever live allows: its arm names (`None`: its spec could not
+/// be read, so arms are not checked rather than every pilot of it refused).
+type Arms = Option<HashSet<String>>;
+/// Flight → version → arms, for every revision that was ever live.
+type Served = HashMap<String, HashMap<u64, Arms>>;
+
+/// The revisions that were ever live, kept in memory. A revision goes live only in a
+/// transaction that bumps the index serial, so they are reloaded (one query) only when a
+/// report names something they do not hold *and* the index has moved since they were
 /// loaded: a flood of reports on made-up names costs no database work.
 pub struct EverLive {
-    /// The index serial the names were read at (`None`: not read yet), and the names.
-    names: RwLock<(Option<u64>, Arc<HashSet<String>>)>,
+    /// The index serial they were read at (`None`: not read yet), and what they allow.
+    served: RwLock<(Option<u64>, Arc<Served>)>,
     reload: Mutex<()>,
 }
 
 impl EverLive {
     fn new() -> EverLive {
         EverLive {
-            names: RwLock::new((None, Arc::new(HashSet::new()))),
+            served: RwLock::new((None, Arc::new(HashMap::new()))),
             reload: Mutex::new(()),
         }
     }
 
-    fn snapshot(&self) -> (Option<u64>, Arc<HashSet<String>>) {
-        let g = self.names.read().unwrap_or_else(|e| e.into_inner());
+    fn snapshot(&self) -> (Option<u64>, Arc<Served>) {
+        let g = self.served.read().unwrap_or_else(|e| e.into_inner());
         (g.0, g.1.clone())
     }
 
-    /// The names in `batch` of flights that were never live, given the serial of the index
-    /// this tower serves now.
-    async fn never_live<'b>(
+    /// The problems of `batch`'s reports with what was ever live (none: it may be stored),
+    /// given the serial of the index this tower serves now.
+    async fn refusal(
         &self,
         store: &Store,
-        batch: &'b ReportBatch,
+        batch: &ReportBatch,
         index_serial: u64,
-    ) -> Result<Vec<&'b str>> {
-        let unknown = |names: &HashSet<String>| -> Vec<&'b str> {
-            let mut out: Vec<&str> = batch
-                .reports
-                .iter()
-                .map(|r| r.flight.as_str())
-                .filter(|f| !names.contains(*f))
-                .collect();
-            out.sort_unstable();
-            out.dedup();
-            out
-        };
-        let (at, names) = self.snapshot();
-        let missing = unknown(&names);
-        if missing.is_empty() || at.is_some_and(|s| s >= index_serial) {
-            return Ok(missing);
+    ) -> Result<Option<Error>> {
+        let (at, served) = self.snapshot();
+        let refused = refusal(batch, &served);
+        if refused.is_none() || at.is_some_and(|s| s >= index_serial) {
+            return Ok(refused);
         }
         let _one = self.reload.lock().await;
-        let (at, mut names) = self.snapshot();
+        let (at, mut served) = self.snapshot();
         if at.is_none_or(|s| s < index_serial) {
             // Read after the serial we compare with, so nothing that went live up to that
             // serial is missed.
-            names = Arc::new(store.ever_live().await?);
-            *self.names.write().unwrap_or_else(|e| e.into_inner()) =
-                (Some(index_serial), names.clone());
+            let mut read: Served = HashMap::new();
+            for (name, version, spec) in store.ever_live_revisions().await? {
+                let arms = Flight::from_json(&spec)
+                    .ok()
+                    .map(|f| f.arms.into_iter().map(|a| a.name).collect());
+                read.entry(name).or_default().insert(version, arms);
+            }
+            served = Arc::new(read);
+            *self.served.write().unwrap_or_else(|e| e.into_inner()) =
+                (Some(index_serial), served.clone());
         }
-        Ok(unknown(&names))
+        Ok(refusal(batch, &served))
     }
 }
 
-/// The refusal of a batch with reports on flights that were never live: the whole batch
-/// is refused (nothing stored), with one problem per such report.
-fn never_live_error(batch: &ReportBatch, names: &[&str]) -> Error {
+/// The refusal of a batch with reports on what was never live — a flight, a version of it,
+/// or an arm of that version — with one problem per such report; the whole batch is
+/// refused (nothing stored). A report without an arm is always in order (a pilot reports
+/// `ineligible` and `unsampled` with none).
+fn refusal(batch: &ReportBatch, served: &Served) -> Option<Error> {
     let mut problems = Diagnostics::default();
+    let mut never: Vec<&str> = Vec::new();
     let reports = JsonPath::root().key("reports");
     for (i, r) in batch.reports.iter().enumerate() {
-        if names.contains(&r.flight.as_str()) {
+        let at = reports.index(i);
+        let Some(versions) = served.get(&r.flight) else {
             problems.push(
-                &reports.index(i).key("flight"),
+                &at.key("flight"),
                 format!(
                     "`{}` was never live on this tower; it takes reports only on flights it has served in its index",
                     r.flight
                 ),
             );
+            if !never.contains(&r.flight.as_str()) {
+                never.push(&r.flight);
+            }
+            continue;
+        };
+        let Some(arms) = versions.get(&r.version) else {
+            let mut live: Vec<u64> = versions.keys().copied().collect();
+            live.sort_unstable();
+            let live: Vec<String> = live.iter().map(u64::to_string).collect();
+            problems.push(
+                &at.key("version"),
+                format!(
+                    "version {} of `{}` was never live on this tower (versions served: {})",
+                    r.version,
+                    r.flight,
+                    live.join(", ")
+                ),
+            );
+            continue;
+        };
+        if let (Some(arm), Some(arms)) = (&r.arm, arms) {
+            if !arms.contains(arm) {
+                let why = if arms.is_empty() {
+                    format!(
+                        "version {} of `{}` has no arms: `arm` must be null, not `{arm}`",
+                        r.version, r.flight
+                    )
+                } else {
+                    format!(
+                        "`{arm}` is not an arm of version {} of `{}`",
+                        r.version, r.flight
+                    )
+                };
+                problems.push(&at.key("arm"), why);
+            }
         }
     }
-    let listed: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
-    Error::Invalid {
-        message: format!(
+    if problems.is_empty() {
+        return None;
+    }
+    let message = if never.is_empty() {
+        format!(
+            "no report of this batch was stored: {} reports name a version or an arm this tower never served",
+            problems.len()
+        )
+    } else {
+        never.sort_unstable();
+        let listed: Vec<String> = never.iter().map(|n| format!("`{n}`")).collect();
+        format!(
             "no report of this batch was stored: it has reports on flights that were never live on this tower: {}",
             listed.join(", ")
-        ),
-        problems,
-    }
+        )
+    };
+    Some(Error::Invalid { message, problems })
 }
 
 /// Where a batch's outcome goes.
@@ -230,17 +282,17 @@ impl Ingest {
     }
 
     /// Stores a batch; returns once it is committed. `index_serial` is the serial of the
-    /// index this tower serves now. A batch with any report on a flight that was never
-    /// live is refused whole ([`Error::Invalid`], naming each such report): a pilot keeps
+    /// index this tower serves now. A batch with any report on a flight, version or arm that
+    /// was never live is refused whole ([`Error::Invalid`], naming each such report): a pilot keeps
     /// the reports of a refused batch and sends them again, so a flight that went live on
     /// another tower a moment ago is taken on the next try, and nothing is dropped.
     pub async fn submit(&self, batch: ReportBatch, index_serial: u64) -> Result<Ingested> {
-        let never = self
+        if let Some(refused) = self
             .ever_live
-            .never_live(&self.store, &batch, index_serial)
-            .await?;
-        if !never.is_empty() {
-            return Err(never_live_error(&batch, &never));
+            .refusal(&self.store, &batch, index_serial)
+            .await?
+        {
+            return Err(refused);
         }
         let (done, wait) = oneshot::channel();
         self.tx

@@ -118,7 +118,7 @@ pub(super) fn peer(s: &AppState, req: &Request) -> IpAddr {
         (status = 400, description = "Not JSON", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "The body is not declared `Content-Type: application/json`", body = ErrorBody),
-        (status = 422, description = "Not a valid batch, or a batch with reports on flights that were never live on this tower (`reports[i].flight` names each); every problem with its path. Nothing of the batch is stored: a batch is taken whole or not at all", body = ErrorBody),
+        (status = 422, description = "Not a valid batch, or a batch with reports on flights, versions or arms that were never live on this tower (`reports[i].flight`, `.version`, `.arm` name each); every problem with its path. Nothing of the batch is stored: a batch is taken whole or not at all", body = ErrorBody),
         (status = 429, description = "Too many requests from this address; see Retry-After", body = ErrorBody),
     ))]
 pub(super) async fn post_reports(

@@ -86,6 +86,24 @@ async fn reports_are_idempotent_and_make_progress(engine: Engine) {
     t.finish().await;
 }
 
+both!(a_client_in_upper_case_is_the_same_client);
+async fn a_client_in_upper_case_is_the_same_client(engine: Engine) {
+    let t = Tower::new(engine).await;
+    t.make_live(flight_with_arms("layout")).await;
+    let one = report(1, "layout", Some("control"), "running", 0, T0);
+    let r = send(&t, json!({"client": C1, "reports": [one.clone()]})).await;
+    assert_eq!(r.json, json!({"accepted": 1, "duplicates": 0}));
+    let upper = C1.to_ascii_uppercase();
+    assert_ne!(upper, C1);
+    let r = send(&t, json!({"client": upper, "reports": [one.clone()]})).await;
+    assert_eq!(
+        (r.status, r.json.clone()),
+        (StatusCode::OK, json!({"accepted": 0, "duplicates": 1})),
+        "a resend in upper case is a duplicate"
+    );
+    t.finish().await;
+}
+
 both!(malformed_reports_are_refused_with_paths);
 async fn malformed_reports_are_refused_with_paths(engine: Engine) {
     let config = ApiConfig {
@@ -464,6 +482,89 @@ async fn reports_on_flights_never_live_are_refused(engine: Engine) {
         "{}",
         r.json
     );
+    t.finish().await;
+}
+
+// Reports are taken only on what the tower served: a version that was never live, or an
+// arm that the reported version does not have, is refused like a name never live.
+both!(reports_on_versions_and_arms_never_served_are_refused);
+async fn reports_on_versions_and_arms_never_served_are_refused(engine: Engine) {
+    let t = Tower::new(engine).await;
+    t.make_live(flight_with_arms("layout")).await;
+    t.make_live(flight("plain")).await;
+    let r = send(
+        &t,
+        json!({"client": C1, "reports": [
+            report(1, "layout", Some("control"), "running", 0, T0),
+            json!({"seq": 2, "flight": "layout", "version": 999, "arm": "control", "status": "running", "step": 0, "at": T0}),
+            report(3, "layout", Some("bigger"), "running", 0, T0),
+            report(4, "plain", Some("control"), "running", 0, T0),
+            report(5, "layout", None, "unsampled", 0, T0),
+        ]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.json);
+    let problems: Vec<(String, String)> = r.json["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["path"].as_str().unwrap().to_string(),
+                p["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let paths: Vec<&str> = problems.iter().map(|p| p.0.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["reports[1].version", "reports[2].arm", "reports[3].arm"],
+        "{problems:?}"
+    );
+    assert!(
+        problems[0]
+            .1
+            .contains("version 999 of `layout` was never live on this tower (versions served: 1)"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1]
+            .1
+            .contains("`bigger` is not an arm of version 1 of `layout`"),
+        "{problems:?}"
+    );
+    assert!(problems[2].1.contains("has no arms"), "{problems:?}");
+    assert_eq!(t.state.store.report_count().await.unwrap(), 0);
+
+    // Version 2 with a third arm goes live: its reports are taken, and version 1's still are.
+    let mut v2 = flight_with_arms("layout");
+    v2["arms"] = json!([{"name": "control", "ratio": 1}, {"name": "bigger", "ratio": 1}]);
+    assert_eq!(t.make_live(v2).await, 2);
+    let mut on_v2 = report(3, "layout", Some("bigger"), "running", 0, T0);
+    on_v2["version"] = json!(2);
+    let r = send(
+        &t,
+        json!({"client": C1, "reports": [
+            report(1, "layout", Some("treatment"), "running", 0, T0),
+            on_v2,
+            report(5, "layout", None, "unsampled", 0, T0),
+        ]}),
+    )
+    .await;
+    assert_eq!(
+        r.json,
+        json!({"accepted": 3, "duplicates": 0}),
+        "{}",
+        r.json
+    );
+    // An arm of version 2 is still not one of version 1.
+    let r = send(
+        &t,
+        json!({"client": C2, "reports": [report(1, "layout", Some("bigger"), "running", 0, T0)]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.json);
+    assert_eq!(r.json["problems"][0]["path"], "reports[0].arm");
     t.finish().await;
 }
 

@@ -55,7 +55,7 @@ fn client(i: u64) -> String {
 fn report_in(rng: &mut Rng, days: u64) -> Value {
     let arm = match rng.below(5) {
         0 => Value::Null,
-        1 => json!(""),
+        1 => json!("x"),
         2 => json!("control"),
         _ => json!("treatment"),
     };

@@ -99,13 +99,25 @@ impl Store {
         Ok(out)
     }
 
-    /// The names of every flight that was ever live: those with a live revision (which
-    /// stays set after kill and end). Reports are taken only for these.
-    pub async fn ever_live(&self) -> Result<std::collections::HashSet<String>> {
-        let rows = sqlx::query("SELECT studyname FROM flights WHERE live_version IS NOT NULL")
-            .fetch_all(&self.read)
-            .await?;
-        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    /// Every revision that was ever live (live, or retired by a newer one; a killed or
+    /// ended flight keeps its live revision): flight, version and spec. Reports are taken
+    /// only for these.
+    pub async fn ever_live_revisions(&self) -> Result<Vec<(String, u64, Value)>> {
+        let rows = sqlx::query(
+            "SELECT r.studyname, r.version, r.spec FROM revisions r \
+             WHERE r.state IN ('live', 'retired') ORDER BY r.studyname, r.version",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    r.try_get::<i64, _>(1)? as u64,
+                    parse_json(&r.try_get::<String, _>(2)?)?,
+                ))
+            })
+            .collect()
     }
 }
 
