@@ -26,14 +26,15 @@ pub struct SimulateArgs {
     /// Simulate the flights of a live tower's index instead (verified with --public-key).
     #[arg(long, requires = "public_key")]
     tower: Option<String>,
-    /// The tower's index signing key (base64), as `testpilot tower public-key` prints it.
+    /// The tower's index signing key (base64), as `testpilot tower pubkey` prints it.
     #[arg(long)]
     public_key: Option<String>,
     /// A population file (docs/simulate.md); default: the built-in desktop population.
     #[arg(long)]
     population: Option<PathBuf>,
-    /// How many clients.
-    #[arg(long, default_value_t = 100_000)]
+    /// How many clients (at most 100,000,000).
+    #[arg(long, default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(0..=testpilot_sim::MAX_CLIENTS))]
     clients: u64,
     /// How many days of virtual time.
     #[arg(long, default_value_t = 30.0)]
@@ -134,7 +135,21 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
     let poll =
         parse_duration(&Value::String(a.poll.clone())).map_err(|e| anyhow!("--poll: {e}"))?;
     if !(a.days > 0.0 && a.days <= 3650.0) {
-        bail!("--days: give a number of days between 0 and 3650");
+        bail!("--days: give a number of days above 0 and at most 3650");
+    }
+    // A chart that cannot be written is said now, not after the whole run.
+    if let Some(p) = &a.plot {
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        if !dir.is_dir() {
+            bail!(
+                "--plot {}: the folder {} does not exist",
+                p.display(),
+                dir.display()
+            );
+        }
     }
     let runs = match a.runs.as_str() {
         "all" => None,

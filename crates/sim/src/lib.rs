@@ -29,6 +29,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use testpilot_flight::Timestamp;
 
+/// The most clients one run may have. Enrolled clients are kept as 32-bit numbers (4 bytes
+/// each, for drawing the engine's sample), so a run stays within a few hundred MiB and a
+/// client number never wraps.
+pub const MAX_CLIENTS: u64 = 100_000_000;
+
 /// What to simulate.
 pub struct Config {
     pub population: Population,
@@ -66,6 +71,12 @@ pub type Progress<'a> = &'a (dyn Fn(Stage, u64, u64) + Sync);
 
 /// Runs a simulation.
 pub fn simulate(c: &Config, progress: Progress) -> Result<Report, String> {
+    if c.clients > MAX_CLIENTS {
+        return Err(format!(
+            "{} clients is more than one run takes ({MAX_CLIENTS}); the shares are the same with fewer",
+            c.clients
+        ));
+    }
     let end = Timestamp(c.start.0 + (c.days * 86_400_000.0) as i64);
     let model = load::LoadModel::new(c.start, end, c.poll_ms, c.index_bytes as f64);
     let bins = 240;

@@ -193,3 +193,17 @@ fn a_cancelled_run_stops_with_an_error() {
     assert_eq!(done.load(std::sync::atomic::Ordering::Relaxed), 0);
     let _ = std::fs::remove_dir_all(&scratch);
 }
+
+#[test]
+fn more_clients_than_a_run_takes_are_refused_up_front() {
+    let scratch = std::env::temp_dir().join(format!("tp-sim-max-{}", std::process::id()));
+    let mut c = config(1, &scratch);
+    c.clients = testpilot_sim::MAX_CLIENTS + 1;
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let e = testpilot_sim::simulate(&c, &|_, n, _| {
+        done.fetch_max(n, std::sync::atomic::Ordering::Relaxed);
+    })
+    .unwrap_err();
+    assert!(e.contains("more than one run takes"), "{e}");
+    assert_eq!(done.load(std::sync::atomic::Ordering::Relaxed), 0);
+}

@@ -240,3 +240,30 @@ fn a_population_with_mistakes_is_refused_with_paths() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn impossible_runs_are_refused_before_they_start() {
+    let flight = examples().join("welcome-tour.json");
+    let flight = flight.to_str().unwrap();
+    // More clients than a run takes: refused by the argument parser, at once.
+    let out = tp(&["simulate", flight, "--clients", "18446744073709551615"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--clients"), "{}", stderr(&out));
+    // A chart into a folder that does not exist: said before the run, not after it.
+    let started = std::time::Instant::now();
+    let out = tp(&[
+        "simulate",
+        flight,
+        "--clients",
+        "100000000",
+        "--plot",
+        "/nonexistent-testpilot-folder/p.svg",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--plot /nonexistent-testpilot-folder/p.svg: the folder /nonexistent-testpilot-folder does not exist"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
