@@ -143,6 +143,9 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => std::path::Path::new("."),
         };
+        if p.is_dir() {
+            bail!("--plot {}: that is a folder; give a file name", p.display());
+        }
         if !dir.is_dir() {
             bail!(
                 "--plot {}: the folder {} does not exist",

@@ -72,18 +72,9 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        // The reader of our output went away (`| head`): nothing to say to anyone.
-        Err(e) if is_broken_pipe(&e) => ExitCode::from(2),
         Err(e) => {
             term::print_error(&e);
             ExitCode::from(2)
         }
     }
-}
-
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
 }

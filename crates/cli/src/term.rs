@@ -90,9 +90,8 @@ pub fn safe_json(v: &Value) -> Value {
     }
 }
 
-#[allow(clippy::print_stdout)]
 pub fn out_line(args: fmt::Arguments<'_>) {
-    println!("{}", Safe(args));
+    print_raw_line(&Safe(args).to_string());
 }
 
 #[allow(clippy::print_stderr)]
@@ -107,9 +106,21 @@ pub fn out_row(fields: &[&dyn fmt::Display]) {
     print_raw_line(&row.join("\t"));
 }
 
-#[allow(clippy::print_stdout)]
 fn print_raw_line(line: &str) {
-    println!("{line}");
+    if let Err(e) = writeln!(io::stdout().lock(), "{line}") {
+        output_failed(&e);
+    }
+}
+
+/// Standard output cannot be written. When its reader went away (`| head`), the command
+/// stops quietly with the status of a program ended by SIGPIPE (141), as a shell tool does;
+/// otherwise (a full disk) it says so and stops with 2.
+pub fn output_failed(e: &io::Error) -> ! {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        std::process::exit(141);
+    }
+    errln!("error: writing standard output: {e}");
+    std::process::exit(2);
 }
 
 /// Prints `text` line by line, each made safe (a rendered multi-line text).
@@ -134,8 +145,14 @@ pub fn print_error(e: &anyhow::Error) {
 /// value) and with no character a terminal acts on.
 pub fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
-    write_json(&mut out, value)?;
-    out.write_all(b"\n")?;
+    match write_json(&mut out, value) {
+        Err(e) if e.is_io() => output_failed(&io::Error::from(e)),
+        Err(e) => return Err(e.into()),
+        Ok(()) => {}
+    }
+    if let Err(e) = out.write_all(b"\n").and_then(|()| out.flush()) {
+        output_failed(&e);
+    }
     Ok(())
 }
 

@@ -212,6 +212,13 @@ mod tests {
         // Serializes back to the shape it was read from.
         let again = EventBatch::from_json(&serde_json::to_value(&b).unwrap(), 10).unwrap();
         assert_eq!(again, b);
+        // The client in upper case is the same client, kept in lower case.
+        let upper = EventBatch::from_json(
+            &json!({"client": C.to_ascii_uppercase(), "events": [ev(json!({"arm": "a", "value": 2.5, "subject": "s"}))]}),
+            10,
+        )
+        .unwrap();
+        assert_eq!(upper, b);
     }
 
     #[test]

@@ -150,7 +150,7 @@ async fn run_store(engine: Engine, seconds: u64, batch: u64, clients: usize) {
                     .map(|s| json!({"seq": s, "flight": "bench", "version": 1, "arm": "control", "status": "running", "step": s % 5, "at": 1_776_902_400_000u64 + s * 1000}))
                     .collect();
                 let b = ReportBatch::from_json(&json!({"client": client, "reports": reports}), batch as usize).unwrap();
-                // Serial 0: the set of flights ever live is read once, on the first batch.
+                // Serial 0: the revisions ever live are read once, on the first batch.
                 let r = ingest.submit(b, 0).await.unwrap();
                 acked.fetch_add(r.accepted, Ordering::Relaxed);
                 seq += batch;

@@ -138,9 +138,10 @@ fn refusal(batch: &ReportBatch, served: &Served) -> Option<Error> {
         return None;
     }
     let message = if never.is_empty() {
+        let n = problems.len();
         format!(
-            "no report of this batch was stored: {} reports name a version or an arm this tower never served",
-            problems.len()
+            "no report of this batch was stored: {n} {} a version or an arm this tower never served",
+            if n == 1 { "report names" } else { "reports name" }
         )
     } else {
         never.sort_unstable();

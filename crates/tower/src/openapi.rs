@@ -26,6 +26,8 @@ pub fn document() -> &'static Value {
     })
 }
 
+/// The flight's arm-name rule (`validate::is_name`), as a JSON Schema pattern.
+const ARM_PATTERN: &str = "^[a-z0-9][a-z0-9._-]*$";
 const ERROR: &str = "#/components/schemas/ErrorBody";
 
 fn complete(mut doc: Value) -> Value {
@@ -256,7 +258,8 @@ fn hand_written_schemas() -> Map<String, Value> {
                 "seq": whole,
                 "flight": {"type": "string", "description": "The flight's studyname."},
                 "version": whole,
-                "arm": {"type": ["string", "null"]},
+                "arm": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_ARM_BYTES,
+                        "pattern": ARM_PATTERN, "description": "The arm's name, or null for a flight without arms."},
                 "status": {"type": "string", "enum": statuses},
                 "step": whole,
                 "at": {"description": "An RFC 3339 date-time or date, or milliseconds since the epoch; years 1970 to 9999.",
@@ -285,7 +288,8 @@ fn hand_written_schemas() -> Map<String, Value> {
                 "seq": {"type": "integer", "minimum": 1, "maximum": MAX_SEQ},
                 "flight": {"type": "string", "description": "The flight's studyname."},
                 "version": whole,
-                "arm": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_ARM_BYTES},
+                "arm": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_ARM_BYTES,
+                        "pattern": ARM_PATTERN, "description": "The arm's name, or null for a flight without arms."},
                 "topic": {"type": "string", "pattern": format!("^[a-z0-9._-]{{1,{MAX_TOPIC_LENGTH}}}$")},
                 "subject": {"type": ["string", "null"], "description": format!("At most {MAX_SUBJECT_BYTES} bytes.")},
                 "value": {"type": ["number", "null"]},

@@ -267,3 +267,56 @@ fn impossible_runs_are_refused_before_they_start() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
+
+/// `testpilot simulate … | head -1`: once the reader has gone, the command stops quietly
+/// with SIGPIPE's status (141) — no "Broken pipe" error and no panic — for text and --json.
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    let flight = examples().join("welcome-tour.json");
+    for json in [false, true] {
+        let mut cmd = command();
+        cmd.args([
+            "simulate",
+            flight.to_str().unwrap(),
+            "--clients",
+            "2000",
+            "--runs",
+            "0",
+        ]);
+        if json {
+            cmd.arg("--json");
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "json {json}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "json {json}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_chart_into_a_folder_is_refused_before_the_run() {
+    let dir = scratch("simulate-plot-folder");
+    let flight = examples().join("welcome-tour.json");
+    let out = tp(&[
+        "simulate",
+        flight.to_str().unwrap(),
+        "--plot",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("that is a folder"),
+        "{}",
+        stderr(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

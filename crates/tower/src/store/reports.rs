@@ -297,7 +297,8 @@ impl Store {
     /// Whether the report `(client, seq)` is stored.
     pub async fn has_report(&self, client: &str, seq: u64) -> Result<bool> {
         let row = sqlx::query("SELECT 1 FROM reports WHERE client = $1 AND seq = $2")
-            .bind(client)
+            // Clients are stored in lower case (docs/reports.md).
+            .bind(client.to_ascii_lowercase())
             .bind(seq as i64)
             .fetch_optional(&self.read)
             .await?;

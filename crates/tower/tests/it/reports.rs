@@ -565,6 +565,20 @@ async fn reports_on_versions_and_arms_never_served_are_refused(engine: Engine) {
     .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.json);
     assert_eq!(r.json["problems"][0]["path"], "reports[0].arm");
+    // Killed, the flight still takes its pilots' last reports, on the retired version too.
+    t.post("/api/v1/flights/layout/kill", &t.approver, json!({}))
+        .await;
+    let r = send(
+        &t,
+        json!({"client": C2, "reports": [report(1, "layout", Some("treatment"), "killed", 0, T0)]}),
+    )
+    .await;
+    assert_eq!(
+        r.json,
+        json!({"accepted": 1, "duplicates": 0}),
+        "{}",
+        r.json
+    );
     t.finish().await;
 }
 
