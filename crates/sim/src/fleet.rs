@@ -24,7 +24,8 @@ pub struct FlightTally {
     pub enrolled: u64,
     /// Enrolled per arm.
     pub arms: Vec<u64>,
-    /// Enrolments per timeline bin (by the client's first poll).
+    /// Enrolments per timeline bin (by the client's first poll; only clients whose first poll
+    /// comes before the flight is killed or reaches `endBy`, who really start it).
     pub enrol_bins: Vec<u64>,
 }
 
@@ -94,12 +95,26 @@ pub struct Fleet<'a> {
     pub end: Timestamp,
     pub bins: usize,
     pub load: &'a LoadModel,
+    /// Flights killed during the run, and when (by flight index): a client whose first poll
+    /// comes after a flight's kill never starts it, so it is not on the enrolment timeline.
+    pub kills: &'a [(usize, Timestamp)],
 }
 
 impl Fleet<'_> {
     /// Whether the run was asked to stop.
     pub fn cancelled(&self) -> bool {
         self.cancel.is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+
+    /// Whether flight `i` is killed or past its `endBy` at `at` (so a pilot first polling then
+    /// does not start it), by the same rule as [`enrollment::decide`].
+    fn stopped_by(&self, i: usize, at: Timestamp) -> bool {
+        let expired = self.flights[i]
+            .flight
+            .end_by
+            .as_ref()
+            .is_some_and(|e| at >= e.at);
+        expired || self.kills.iter().any(|&(k, t)| k == i && at >= t)
     }
 
     /// The timeline bin of a moment (`None` past the end).
@@ -161,7 +176,7 @@ impl Fleet<'_> {
                 if let Some(a) = d.arm {
                     ft.arms[a] += 1;
                 }
-                if let Some(b) = bin {
+                if let Some(b) = bin.filter(|_| !self.stopped_by(i, at)) {
                     ft.enrol_bins[b] += 1;
                 }
                 mine.push(i);

@@ -90,6 +90,7 @@ pub fn simulate(c: &Config, progress: Progress) -> Result<Report, String> {
         bins,
         load: &model,
         cancel: c.cancel.as_deref(),
+        kills: &c.kills,
     };
     let total = c.clients;
     let mut tally = fleet.run(c.threads, &|done| progress(Stage::Targeting, done, total));

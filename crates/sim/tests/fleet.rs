@@ -50,6 +50,7 @@ fn counts_equal_explain_person_for_person() {
         bins: 24,
         cancel: None,
         load: &model,
+        kills: &[],
     };
     let tally = fleet.run(2, &|_| {});
     let mut enrolled_clients = Vec::new();
@@ -206,4 +207,46 @@ fn more_clients_than_a_run_takes_are_refused_up_front() {
     .unwrap_err();
     assert!(e.contains("more than one run takes"), "{e}");
     assert_eq!(done.load(std::sync::atomic::Ordering::Relaxed), 0);
+}
+
+/// A client whose first poll comes after a flight's kill never starts it: the enrolment
+/// timeline has nobody for that flight from the kill on, while the flight's `enrolled`
+/// (decided at the launch) still counts them.
+#[test]
+fn the_timeline_has_no_enrolments_after_a_kill() {
+    let scratch = std::env::temp_dir().join(format!("tp-sim-kill-{}", std::process::id()));
+    let mut c = config(3, &scratch);
+    c.runs = Some(0);
+    let killed = c.kills[0].0;
+    let kill_at = c.kills[0].1;
+    let r = serde_json::to_value(simulate(&c, &|_, _, _| {}).unwrap()).unwrap();
+    let name = c.flights[killed].name().to_string();
+    let bins: Vec<u64> = r["timeline"]["enrolled"][&name]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .collect();
+    let end = START.0 + (c.days * 86_400_000.0) as i64;
+    let first_after =
+        ((kill_at.0 - START.0) as u128 * bins.len() as u128).div_ceil((end - START.0) as u128);
+    assert!(
+        bins[..first_after as usize].iter().sum::<u64>() > 0,
+        "{bins:?}"
+    );
+    assert_eq!(
+        bins[first_after as usize..].iter().sum::<u64>(),
+        0,
+        "{bins:?}"
+    );
+    let enrolled = r["flights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["studyname"] == name.as_str())
+        .unwrap()["enrolled"]
+        .as_u64()
+        .unwrap();
+    assert!(bins.iter().sum::<u64>() < enrolled, "{bins:?} {enrolled}");
+    let _ = std::fs::remove_dir_all(&scratch);
 }
