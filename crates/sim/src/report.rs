@@ -205,7 +205,12 @@ pub fn build(c: &Config, fleet: &Fleet, tally: &Tally, runs: &Runs) -> Report {
             warnings.push(format!("no event rate for topic `{t}` in the population's behaviour: nobody has these events, so steps waiting on them never resolve"));
         }
     }
-    if estimated {
+    if runs.runs == 0 && runs.enrolled_clients > 0 {
+        warnings.push(format!(
+            "no enrolled client was run through the engine (--runs 0), so there are no outcomes for the {} enrolled; pass --runs N or all",
+            runs.enrolled_clients
+        ));
+    } else if estimated {
         warnings.push(format!(
             "outcomes are estimated from {} of {} enrolled clients run through the engine (95 % intervals in outcomeIntervals); pass --runs all to run every one",
             runs.runs, runs.enrolled_clients
@@ -308,6 +313,7 @@ impl Report {
     /// The report for people.
     pub fn text(&self) -> String {
         let mut o = String::new();
+        let e_ran = self.engine.runs > 0;
         let _ = writeln!(
             o,
             "{} clients, {} days from {}, seed {}",
@@ -340,6 +346,13 @@ impl Report {
             }
             if !f.arms.is_empty() {
                 let _ = writeln!(o, "  arms chi-square p = {:.3}", f.arms_p);
+            }
+            if f.outcomes.is_empty() && f.enrolled > 0 && e_ran {
+                let _ = writeln!(
+                    o,
+                    "  outcomes: none of its {} enrolled clients was in the engine's sample; pass --runs all for them",
+                    f.enrolled
+                );
             }
             if !f.outcomes.is_empty() {
                 let list: Vec<String> = f

@@ -250,3 +250,27 @@ fn the_timeline_has_no_enrolments_after_a_kill() {
     assert!(bins.iter().sum::<u64>() < enrolled, "{bins:?} {enrolled}");
     let _ = std::fs::remove_dir_all(&scratch);
 }
+
+/// With no engine runs, or a sample that misses a flight, the report says there are no
+/// outcomes and why, instead of "estimated from 0" or nothing.
+#[test]
+fn missing_outcomes_are_explained() {
+    let scratch = std::env::temp_dir().join(format!("tp-sim-none-{}", std::process::id()));
+    let mut c = config(5, &scratch);
+    c.runs = Some(0);
+    let r = simulate(&c, &|_, _, _| {}).unwrap();
+    assert!(
+        r.warnings.iter().any(|w| w.contains("(--runs 0)")),
+        "{:?}",
+        r.warnings
+    );
+    assert!(
+        !r.warnings.iter().any(|w| w.contains("estimated from 0")),
+        "{:?}",
+        r.warnings
+    );
+    c.runs = Some(1);
+    let text = simulate(&c, &|_, _, _| {}).unwrap().text();
+    assert!(text.contains("was in the engine's sample"), "{text}");
+    let _ = std::fs::remove_dir_all(&scratch);
+}
