@@ -81,17 +81,17 @@ impl EverLive {
 
 /// The refusal of a batch with reports on what was never live — a flight, a version of it,
 /// or an arm of that version — with one problem per such report; the whole batch is
-/// refused (nothing stored). A report without an arm is always in order (a pilot reports
+/// refused (nothing stored). A report without an arm passes the arm check (a pilot reports
 /// `ineligible` and `unsampled` with none).
 fn refusal(batch: &ReportBatch, served: &Served) -> Option<Error> {
     let mut problems = Diagnostics::default();
     let mut never: Vec<&str> = Vec::new();
-    let reports = JsonPath::root().key("reports");
+    // Paths are made only for a problem: a batch in order allocates none.
+    let path = |i: usize, field: &str| JsonPath::root().key("reports").index(i).key(field);
     for (i, r) in batch.reports.iter().enumerate() {
-        let at = reports.index(i);
         let Some(versions) = served.get(&r.flight) else {
             problems.push(
-                &at.key("flight"),
+                &path(i, "flight"),
                 format!(
                     "`{}` was never live on this tower; it takes reports only on flights it has served in its index",
                     r.flight
@@ -107,7 +107,7 @@ fn refusal(batch: &ReportBatch, served: &Served) -> Option<Error> {
             live.sort_unstable();
             let live: Vec<String> = live.iter().map(u64::to_string).collect();
             problems.push(
-                &at.key("version"),
+                &path(i, "version"),
                 format!(
                     "version {} of `{}` was never live on this tower (versions served: {})",
                     r.version,
@@ -130,7 +130,7 @@ fn refusal(batch: &ReportBatch, served: &Served) -> Option<Error> {
                         r.version, r.flight
                     )
                 };
-                problems.push(&at.key("arm"), why);
+                problems.push(&path(i, "arm"), why);
             }
         }
     }
