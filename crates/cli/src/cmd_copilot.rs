@@ -68,7 +68,7 @@ fn read_capped(path: &Path) -> Result<Value, String> {
             MAX_FILE_BYTES / 1024
         ));
     }
-    serde_json::from_str(&text).map_err(|e| {
+    testpilot_flight::json::from_str(&text).map_err(|e| {
         format!(
             "not valid JSON at line {}, column {}: {e}",
             e.line(),

@@ -56,7 +56,7 @@ pub fn run(c: FlightCmd) -> anyhow::Result<ExitCode> {
 /// Reads a JSON file; a syntax error is reported with its line and column.
 pub fn read_json(path: &Path) -> Result<serde_json::Value, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the file: {e}"))?;
-    serde_json::from_str(&text).map_err(|e| {
+    testpilot_flight::json::from_str(&text).map_err(|e| {
         format!(
             "not valid JSON at line {}, column {}: {e}",
             e.line(),

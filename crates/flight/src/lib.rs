@@ -21,6 +21,7 @@ pub mod enrollment;
 pub mod event;
 pub mod expression;
 pub mod index;
+pub mod json;
 mod memo;
 pub mod person;
 mod reader;

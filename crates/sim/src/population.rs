@@ -122,7 +122,7 @@ impl Population {
             );
             return Err(d);
         }
-        match serde_json::from_str::<Value>(text) {
+        match testpilot_flight::json::from_str(text) {
             Ok(v) => Population::from_json(&v),
             Err(e) => {
                 d.push(&JsonPath::root(), format!("not JSON: {e}"));

@@ -139,8 +139,9 @@ pub async fn load_examples(
         };
         let value: serde_json::Value = match std::fs::read_to_string(&file)
             .map_err(|e| e.to_string())
-            .and_then(|t| serde_json::from_str(&t).map_err(|e| format!("not JSON: {e}")))
-        {
+            .and_then(|t| {
+                testpilot_flight::json::from_str(&t).map_err(|e| format!("not JSON: {e}"))
+            }) {
             Ok(v) => v,
             Err(e) => {
                 out.push(skip(format!("skipped: {e}"), None));

@@ -59,6 +59,19 @@ fn validate_prints_one_line_per_problem_and_exits_1() {
         text.contains("broken.json: $: not valid JSON at line 3, column 3"),
         "{text}"
     );
+    // A key given twice is refused where it is given again, not silently overwritten (the
+    // second `sample` would ship the flight to everyone).
+    let text = std::fs::read_to_string(root().join(good)).unwrap();
+    let twice = text.replacen('{', "{\n  \"sample\": 0.05,\n  \"sample\": 1,", 1);
+    std::fs::write(&broken, twice).unwrap();
+    let out = tp(&["flight", "validate", broken.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("broken.json: $: not valid JSON at line 3, column")
+            && text.contains("the key `sample` appears twice in one object"),
+        "{text}"
+    );
     let out = tp(&[
         "flight",
         "validate",

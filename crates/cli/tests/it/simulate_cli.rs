@@ -226,6 +226,19 @@ fn a_population_with_mistakes_is_refused_with_paths() {
     ] {
         assert!(err.contains(&want), "missing {want:?} in\n{err}");
     }
+    std::fs::write(&pop, "{\"os\": {\"linux\": 0.5, \"linux\": 0.5}}").unwrap();
+    let out = tp(&[
+        "simulate",
+        flight.to_str().unwrap(),
+        "--population",
+        pop.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("the key `linux` appears twice in one object"),
+        "{}",
+        stderr(&out)
+    );
     std::fs::write(&pop, "{\"os\": ").unwrap();
     let out = tp(&[
         "simulate",

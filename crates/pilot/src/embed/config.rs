@@ -53,7 +53,7 @@ impl EmbedConfig {
                 MAX_CONFIG_BYTES
             )));
         }
-        let v: Value = serde_json::from_str(text).map_err(|e| {
+        let v: Value = testpilot_flight::json::from_str(text).map_err(|e| {
             Error::Usage(format!(
                 "the configuration is not JSON (line {}, column {}): {e}",
                 e.line(),

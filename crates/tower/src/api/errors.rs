@@ -198,7 +198,7 @@ pub(super) fn cause<'e, T: std::error::Error + 'static>(
 }
 
 pub(super) fn parse_body(bytes: &[u8]) -> ApiResult<Value> {
-    serde_json::from_slice(bytes).map_err(|e| {
+    testpilot_flight::json::from_slice(bytes).map_err(|e| {
         ApiError::at(
             StatusCode::BAD_REQUEST,
             "the body is not valid JSON",

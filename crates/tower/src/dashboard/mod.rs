@@ -645,7 +645,7 @@ async fn push(
     require(&session, Action::Push, "/ui/")?;
     let form = checked_form(&session, &headers, &body)?;
     let text = form.get("spec").cloned().unwrap_or_default();
-    let problems: Vec<(String, String)> = match serde_json::from_str(&text) {
+    let problems: Vec<(String, String)> = match testpilot_flight::json::from_str(&text) {
         Err(e) => vec![(
             "$".into(),
             format!(

@@ -125,6 +125,31 @@ async fn malformed_reports_are_refused_with_paths(engine: Engine) {
     assert_eq!(not_json.status, StatusCode::BAD_REQUEST);
     assert_eq!(not_json.json["problems"][0]["path"], "$");
 
+    // A key given twice is refused, in a report as in a flight, not the last one taken.
+    let twice = format!(
+        "{{\"client\": \"{C1}\", \"reports\": [{{\"seq\": 1, \"seq\": 2, \"flight\": \"x\", \"version\": 1, \"status\": \"running\", \"step\": 0, \"at\": {T0}}}]}}"
+    );
+    for (path, token) in [
+        ("/api/v1/reports", None),
+        ("/api/v1/flights", Some(&t.author)),
+    ] {
+        let mut req = Request::post(path).header("content-type", "application/json");
+        if let Some(token) = token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let body = if token.is_some() {
+            let f = flight("twice").to_string();
+            f.replacen('{', "{\"sample\": 0.05, \"sample\": 1, ", 1)
+        } else {
+            twice.clone()
+        };
+        let r = t.send(req.body(Body::from(body)).unwrap()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {}", r.json);
+        assert_eq!(r.json["problems"][0]["path"], "$");
+        let message = r.json["problems"][0]["message"].as_str().unwrap();
+        assert!(message.contains("appears twice in one object"), "{message}");
+    }
+
     let bad = json!({"client": "not-a-uuid", "reports": [
         {"seq": 1, "flight": "x", "version": 1, "status": "flying", "step": 0, "at": T0},
         {"seq": -1, "flight": "x", "version": 1, "status": "running", "step": 0, "at": "yesterday", "colour": 1},
