@@ -8,7 +8,8 @@
 # Usage: scripts/soak-tower.sh [SECONDS] [CLIENTS] [PERIOD]   (default 600 10000 60;
 # the short version: scripts/soak-tower.sh 20 1000 5). SOAK_DB=postgres://... soaks a tower
 # on PostgreSQL instead (the database must be empty). SOAK_WARMUP=SECONDS sets the warm-up
-# before the memory baseline (default: a fifth of the run, at most 60 s).
+# before the memory baseline (default: a fifth of the run, at most 120 s: the report writer's
+# 8 MiB page cache is full by then).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-600}
