@@ -8,7 +8,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
 use testpilot_flight::index::{self, IndexPayload};
@@ -127,6 +127,25 @@ fn tower_flights(url: &str, key: &str, now: Timestamp) -> anyhow::Result<(Vec<Va
     Ok((payload.flights, text.len()))
 }
 
+/// Reads a population file, bounded in size; its problems as lines `FILE: PATH: message`.
+fn read_population(p: &Path) -> Result<Population, Vec<String>> {
+    let text = std::fs::read(p)
+        .map_err(|e| vec![format!("{}: cannot read the file: {e}", p.display())])?;
+    if text.len() > testpilot_sim::population::MAX_POPULATION_BYTES {
+        return Err(vec![format!(
+            "{}: the population file is {} bytes; the limit is {}",
+            p.display(),
+            text.len(),
+            testpilot_sim::population::MAX_POPULATION_BYTES
+        )]);
+    }
+    Population::from_text(&String::from_utf8_lossy(&text)).map_err(|d| {
+        d.iter()
+            .map(|d| format!("{}: {}: {}", p.display(), d.path, d.message))
+            .collect()
+    })
+}
+
 pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
     let start = match &a.start {
         Some(s) => moment(s, "--start")?,
@@ -161,39 +180,34 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
                 .map_err(|_| anyhow!("--runs: `{n}` is neither a number nor `all`"))?,
         ),
     };
+    // Every problem of the population and of the flight files is said at once, so one
+    // run of the command shows all there is to fix.
+    let mut problems: Vec<String> = Vec::new();
     let population = match &a.population {
-        None => Population::builtin(),
-        Some(p) => {
-            let text = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-            if text.len() > testpilot_sim::population::MAX_POPULATION_BYTES {
-                bail!(
-                    "{}: the population file is {} bytes; the limit is {}",
-                    p.display(),
-                    text.len(),
-                    testpilot_sim::population::MAX_POPULATION_BYTES
-                );
-            }
-            let text = String::from_utf8_lossy(&text);
-            Population::from_text(&text).map_err(|d| {
-                let lines: Vec<String> = d
-                    .iter()
-                    .map(|d| format!("{}: {}: {}", p.display(), d.path, d.message))
-                    .collect();
-                anyhow!("the population is not valid:\n{}", lines.join("\n"))
-            })?
-        }
+        None => Some(Population::builtin()),
+        Some(p) => read_population(p)
+            .map_err(|lines| problems.extend(lines))
+            .ok(),
     };
     let scratch = std::env::temp_dir().join(format!("testpilot-simulate-{}", std::process::id()));
     let package = testpilot_sim::flights::stand_in_path(&scratch);
     let (specs, index_bytes) = match (&a.tower, a.files.is_empty()) {
         (Some(_), false) => bail!("give flight files or --tower, not both"),
         (None, true) => bail!("give flight files to simulate, or --tower URL --public-key KEY"),
-        (Some(url), true) => tower_flights(url, a.public_key.as_deref().unwrap_or(""), start)?,
+        (Some(url), true) => {
+            let (specs, size) = tower_flights(url, a.public_key.as_deref().unwrap_or(""), start)?;
+            (specs.into_iter().map(Some).collect(), size)
+        }
         (None, false) => {
-            let mut specs = Vec::new();
-            for f in &a.files {
-                specs.push(read_json(f).map_err(|e| anyhow!("{}: $: {e}", f.display()))?);
-            }
+            let specs: Vec<Option<Value>> = a
+                .files
+                .iter()
+                .map(|f| {
+                    read_json(f)
+                        .map_err(|e| problems.push(format!("{}: $: {e}", f.display())))
+                        .ok()
+                })
+                .collect();
             // The signed envelope is the payload's text and about 250 bytes around it.
             let size = serde_json::to_string(&specs).map_or(0, |s| s.len()) + 250;
             (specs, size)
@@ -201,22 +215,29 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
     };
     let mut flights: Vec<SimFlight> = Vec::new();
     for (i, v) in specs.iter().enumerate() {
+        let Some(v) = v else { continue };
         let name = a
             .files
             .get(i)
             .map_or_else(|| format!("index flight #{i}"), |f| f.display().to_string());
-        let f = SimFlight::from_document(v, &package).map_err(|d| {
-            let lines: Vec<String> = d
-                .iter()
-                .map(|d| format!("{name}: {}: {}", d.path, d.message))
-                .collect();
-            anyhow!("the flight is not valid:\n{}", lines.join("\n"))
-        })?;
-        if flights.iter().any(|x| x.name() == f.name()) {
-            bail!("{name}: flight `{}` is given twice", f.name());
+        match SimFlight::from_document(v, &package) {
+            Err(d) => problems.extend(
+                d.iter()
+                    .map(|d| format!("{name}: {}: {}", d.path, d.message)),
+            ),
+            Ok(f) if flights.iter().any(|x| x.name() == f.name()) => {
+                problems.push(format!("{name}: flight `{}` is given twice", f.name()));
+            }
+            Ok(f) => flights.push(f),
         }
-        flights.push(f);
     }
+    let population = match population {
+        Some(p) if problems.is_empty() => p,
+        _ => bail!(
+            "nothing was simulated; fix these first:\n{}",
+            problems.join("\n")
+        ),
+    };
     let mut kills = Vec::new();
     for k in &a.kills {
         let (name, after) = k.rsplit_once('@').ok_or_else(|| {

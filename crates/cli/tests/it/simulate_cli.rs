@@ -226,6 +226,33 @@ fn a_population_with_mistakes_is_refused_with_paths() {
     ] {
         assert!(err.contains(&want), "missing {want:?} in\n{err}");
     }
+    // The population's problems and every flight file's are said in one run.
+    let broken = dir.join("broken.json");
+    std::fs::write(&broken, "{\"studyname\": ").unwrap();
+    let nameless = dir.join("nameless.json");
+    std::fs::write(&nameless, "{\"description\": \"x\"}").unwrap();
+    let out = tp(&[
+        "simulate",
+        broken.to_str().unwrap(),
+        nameless.to_str().unwrap(),
+        flight.to_str().unwrap(),
+        flight.to_str().unwrap(),
+        "--population",
+        pop.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    for want in [
+        format!("{name}: chanel: unknown field"),
+        format!("{}: $: not valid JSON", broken.display()),
+        format!("{}: $: missing field `studyname`", nameless.display()),
+        format!(
+            "{}: flight `welcome-tour-1` is given twice",
+            flight.display()
+        ),
+    ] {
+        assert!(err.contains(&want), "missing {want:?} in\n{err}");
+    }
     std::fs::write(&pop, "{\"os\": {\"linux\": 0.5, \"linux\": 0.5}}").unwrap();
     let out = tp(&[
         "simulate",
