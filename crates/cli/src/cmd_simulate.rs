@@ -130,10 +130,10 @@ fn tower_flights(url: &str, key: &str, now: Timestamp) -> anyhow::Result<(Vec<Va
 /// Reads a population file, bounded in size; its problems as lines `FILE: PATH: message`.
 fn read_population(p: &Path) -> Result<Population, Vec<String>> {
     let text = std::fs::read(p)
-        .map_err(|e| vec![format!("{}: cannot read the file: {e}", p.display())])?;
+        .map_err(|e| vec![format!("{}: $: cannot read the file: {e}", p.display())])?;
     if text.len() > testpilot_sim::population::MAX_POPULATION_BYTES {
         return Err(vec![format!(
-            "{}: the population file is {} bytes; the limit is {}",
+            "{}: $: the population file is {} bytes; the limit is {}",
             p.display(),
             text.len(),
             testpilot_sim::population::MAX_POPULATION_BYTES
@@ -183,6 +183,11 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
     // Every problem of the population and of the flight files is said at once, so one
     // run of the command shows all there is to fix.
     let mut problems: Vec<String> = Vec::new();
+    match (&a.tower, a.files.is_empty()) {
+        (Some(_), false) => bail!("give flight files or --tower, not both"),
+        (None, true) => bail!("give flight files to simulate, or --tower URL --public-key KEY"),
+        _ => {}
+    }
     let population = match &a.population {
         None => Some(Population::builtin()),
         Some(p) => read_population(p)
@@ -191,14 +196,15 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
     };
     let scratch = std::env::temp_dir().join(format!("testpilot-simulate-{}", std::process::id()));
     let package = testpilot_sim::flights::stand_in_path(&scratch);
-    let (specs, index_bytes) = match (&a.tower, a.files.is_empty()) {
-        (Some(_), false) => bail!("give flight files or --tower, not both"),
-        (None, true) => bail!("give flight files to simulate, or --tower URL --public-key KEY"),
-        (Some(url), true) => {
-            let (specs, size) = tower_flights(url, a.public_key.as_deref().unwrap_or(""), start)?;
-            (specs.into_iter().map(Some).collect(), size)
-        }
-        (None, false) => {
+    let (specs, index_bytes) = match &a.tower {
+        Some(url) => match tower_flights(url, a.public_key.as_deref().unwrap_or(""), start) {
+            Ok((specs, size)) => (specs.into_iter().map(Some).collect(), size),
+            Err(e) => {
+                problems.push(format!("{e:#}"));
+                (Vec::new(), 0)
+            }
+        },
+        None => {
             let specs: Vec<Option<Value>> = a
                 .files
                 .iter()

@@ -115,7 +115,8 @@ fn to_json(py: Python<'_>, what: &str, value: &Bound<'_, PyAny>) -> PyResult<Val
             text.len()
         )));
     }
-    serde_json::from_str(&text)
+    // Strict: `json.dumps({1: "a", "1": "b"})` writes the key "1" twice.
+    testpilot_flight::json::from_str(&text)
         .map_err(|e| ConfigError::new_err(format!("{what}: cannot be read as JSON: {e}")))
 }
 

@@ -13,7 +13,8 @@ use serde_json::{Map, Number, Value};
 use std::fmt;
 
 /// Parses `text` as JSON, refusing duplicate keys. The error carries the line and column
-/// (`serde_json::Error::line`, `column`) as any syntax error does.
+/// (`serde_json::Error::line`, `column`) as any syntax error does; for a duplicate key, the
+/// place just after the key (its `:`), which in the usual layout is the key's own line.
 pub fn from_str(text: &str) -> Result<Value, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
     let v = Strict.deserialize(&mut de)?;
@@ -116,6 +117,20 @@ mod tests {
                 from_str(text).unwrap()
             );
         }
+    }
+
+    /// One deliberate difference: with serde_json's `raw_value` feature (which axum and sqlx
+    /// turn on), its own `Value` reads this object as the raw text's value, parsed again
+    /// (last key wins there); here it is an ordinary object, which validation then refuses
+    /// as an unknown field.
+    #[test]
+    fn a_raw_value_marker_is_an_ordinary_key() {
+        let text = r#"{"$serde_json::private::RawValue": "{\"a\": 1}"}"#;
+        let v = from_str(text).unwrap();
+        assert_eq!(
+            v["$serde_json::private::RawValue"],
+            Value::String("{\"a\": 1}".into())
+        );
     }
 
     #[test]

@@ -199,6 +199,17 @@ fn a_signed_index_is_verified_first() {
         "{}",
         stderr(&out)
     );
+    // A bad population is said beside a refused index, not hidden by it.
+    let pop = dir.join("pop.json");
+    std::fs::write(&pop, "{\"os\": {\"linux\": 0.5, \"linux\": 0.5}}").unwrap();
+    args.extend(["--population", pop.to_str().unwrap()]);
+    let out = tp(&args);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("the index was refused") && err.contains("`linux` appears twice"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -59,6 +59,13 @@ def test_a_person_nested_beyond_any_reason_is_refused_not_a_crash(tmp_path):
     assert not (tmp_path / "p").exists() and not (tmp_path / "q").exists()
 
 
+def test_a_person_whose_keys_collide_as_json_is_refused(tmp_path):
+    # Python writes both keys as "1"; the person must not silently lose one of them.
+    with pytest.raises(testpilot.ConfigError, match=r"^person: cannot be read as JSON: the key `1` appears twice"):
+        testpilot.Pilot(tmp_path / "p", "file:///nowhere/index.json", KEY, {1: "a", "1": "b"})
+    assert not (tmp_path / "p").exists()
+
+
 def test_a_missing_key_says_how_to_go_without_one(tmp_path):
     with pytest.raises(testpilot.ConfigError, match=r"insecure_unsigned=True"):
         testpilot.Pilot(tmp_path / "p", "file:///nowhere/index.json", None)
