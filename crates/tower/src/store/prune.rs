@@ -14,7 +14,9 @@
 //! `events_by_flight`, [`BATCH`] rows per statement (one transaction each), so ingest keeps
 //! its turn at the writer between them. Same SQL on SQLite and PostgreSQL. SQLite reuses the
 //! freed pages for new rows, so the file stops growing; on PostgreSQL a plain `VACUUM` of a
-//! table that lost rows does the same (autovacuum may be off).
+//! table that lost rows does the same (autovacuum may be off), and so does one of each table
+//! ingest updates in place ([`UPDATED_IN_PLACE`]), whose old row versions would otherwise pile
+//! up, when the server's autovacuum is off.
 
 use super::{Engine, Store};
 use crate::error::Result;
@@ -28,6 +30,20 @@ const DAY_MS: i64 = 86_400_000;
 
 /// The default retention of raw reports and events: 400 days, a year and a month.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(400 * 86_400);
+
+/// The tables ingest updates in place (each report batch or event batch rewrites a row of
+/// them): on PostgreSQL every update leaves the old row version behind until a `VACUUM`, so
+/// without autovacuum they would grow with every request though their rows do not. Vacuumed
+/// at each prune when the server's autovacuum is off (when it is on, it does this itself).
+const UPDATED_IN_PLACE: [&str; 7] = [
+    "client_state",
+    "progress_states",
+    "progress_days",
+    "progress_day_clients",
+    "event_days",
+    "event_clients",
+    "event_arms",
+];
 
 /// What one prune removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -83,13 +99,28 @@ impl Store {
                     self.vacuum(table).await;
                 }
             }
+            if !self.autovacuum_on().await {
+                for table in UPDATED_IN_PLACE {
+                    self.vacuum(table).await;
+                }
+            }
         }
         Ok(pruned)
     }
 
-    /// PostgreSQL reuses the space of deleted rows only once the table is vacuumed, and a
-    /// server may run without autovacuum: a plain `VACUUM` (no lock that stops reads or
-    /// writes). A failure (not the table's owner) is logged; the rows are gone all the same.
+    /// Whether the PostgreSQL server runs autovacuum (if it cannot be told, as if not).
+    async fn autovacuum_on(&self) -> bool {
+        sqlx::query("SELECT current_setting('autovacuum') = 'on'")
+            .fetch_one(&self.read)
+            .await
+            .and_then(|r| r.try_get::<bool, _>(0))
+            .unwrap_or(false)
+    }
+
+    /// PostgreSQL reuses the space of deleted or updated rows only once the table is
+    /// vacuumed, and a server may run without autovacuum: a plain `VACUUM` (no lock that stops
+    /// reads or writes). A failure (not the table's owner) is logged; the rows are gone all
+    /// the same.
     async fn vacuum(&self, table: &str) {
         if let Err(e) = sqlx::raw_sql(&format!("VACUUM (ANALYZE) {table}"))
             .execute(&self.write)

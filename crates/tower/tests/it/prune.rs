@@ -182,3 +182,55 @@ async fn batches_delete_more_than_one_batch(engine: Engine) {
     assert_eq!(store.progress("bar").await.unwrap().clients, before.clients);
     t.finish().await;
 }
+
+/// On PostgreSQL without autovacuum, ingest's updates in place (`client_state`, the rollups)
+/// leave old row versions that only a `VACUUM` frees: the prune runs one on each of those
+/// tables, so a tower's database stays bounded there too (RELIABILITY.md, "Pruning").
+#[tokio::test]
+async fn tables_updated_in_place_are_vacuumed_when_autovacuum_is_off() {
+    use sqlx::{Connection, Row};
+    let t = Tower::with(Engine::Postgres, crate::events::unlimited()).await;
+    t.make_live(recorded("bar")).await;
+    a_year_of(&t, 5).await;
+    let store = &t.state.store;
+    let mut conn = sqlx::AnyConnection::connect(store.url()).await.unwrap();
+    let autovacuum: String = sqlx::query("SELECT current_setting('autovacuum')")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get(0);
+    let vacuums = |table: &'static str| {
+        format!(
+            "SELECT CAST(vacuum_count AS BIGINT) FROM pg_stat_user_tables \
+             WHERE schemaname = current_schema() AND relname = '{table}'"
+        )
+    };
+    let tables = ["client_state", "progress_states", "event_clients"];
+    let mut before = Vec::new();
+    for table in tables {
+        let n: i64 = sqlx::query(&vacuums(table))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+            .get(0);
+        before.push(n);
+    }
+    store
+        .prune(Timestamp(T0 + 365 * DAY), Duration::from_secs(90 * 86_400))
+        .await
+        .unwrap();
+    for (table, before) in tables.into_iter().zip(before) {
+        let after: i64 = sqlx::query(&vacuums(table))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+            .get(0);
+        if autovacuum == "off" {
+            assert_eq!(after, before + 1, "{table} is vacuumed once by the prune");
+        } else {
+            // The server's autovacuum looks after them; the prune leaves them be.
+            assert!(after <= before + 1, "{table}");
+        }
+    }
+    t.finish().await;
+}
