@@ -68,7 +68,7 @@ impl Store {
     pub async fn prune(&self, now: Timestamp, keep: Duration) -> Result<TowerPruned> {
         let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
         let day = now.0.saturating_sub(keep_ms).div_euclid(DAY_MS);
-        self.prune_table(
+        let seen = self.prune_table(
             "progress_day_seen",
             "DELETE FROM progress_day_seen WHERE (flight, day, client) IN \
              (SELECT flight, day, client FROM progress_day_seen WHERE flight = $1 AND day < $2 LIMIT $3)",
@@ -94,7 +94,11 @@ impl Store {
                 .await?,
         };
         if self.engine == Engine::Postgres {
-            for (table, n) in [("reports", pruned.reports), ("events", pruned.events)] {
+            for (table, n) in [
+                ("progress_day_seen", seen),
+                ("reports", pruned.reports),
+                ("events", pruned.events),
+            ] {
                 if n > 0 {
                     self.vacuum(table).await;
                 }
