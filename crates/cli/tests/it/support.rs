@@ -174,6 +174,8 @@ pub struct Tower {
     pub child: Child,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
+    /// What it has written to its standard error, printed if the test fails.
+    said: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Tower {
@@ -193,8 +195,10 @@ impl Tower {
             .expect("run testpilot tower serve");
         let (tx, rx) = std::sync::mpsc::channel();
         let stderr = child.stderr.take().unwrap();
-        // Reads its standard error for the address, then keeps draining it so that the tower
-        // never blocks on a full pipe.
+        let said = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = said.clone();
+        // Reads its standard error for the address, then keeps draining it (the last lines
+        // kept for a failing test) so that the tower never blocks on a full pipe.
         std::thread::spawn(move || {
             let mut seen = Vec::new();
             let mut lines = BufReader::new(stderr).lines();
@@ -203,7 +207,13 @@ impl Tower {
                 if let Some(rest) = line.strip_prefix("tower listening on ") {
                     let url = rest.split_whitespace().next().unwrap_or("").to_string();
                     let _ = tx.send(Ok(url));
-                    lines.for_each(drop);
+                    for line in lines.map_while(|l| l.ok()) {
+                        let mut kept = keep.lock().unwrap_or_else(|e| e.into_inner());
+                        if kept.len() == 200 {
+                            kept.remove(0);
+                        }
+                        kept.push(line);
+                    }
                     return;
                 }
                 seen.push(line);
@@ -211,7 +221,7 @@ impl Tower {
             let _ = tx.send(Err(seen.join("\n")));
         });
         match rx.recv_timeout(COMMAND_TIMEOUT) {
-            Ok(Ok(url)) => Tower { child, url },
+            Ok(Ok(url)) => Tower { child, url, said },
             Ok(Err(said)) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -236,6 +246,12 @@ impl Drop for Tower {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let said = self.said.lock().unwrap_or_else(|e| e.into_inner());
+            if !said.is_empty() {
+                eprintln!("the tower at {} said:\n{}", self.url, said.join("\n"));
+            }
+        }
     }
 }
 
@@ -269,4 +285,15 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
+}
+
+/// Warnings and errors logged in this test process (by the tower's store a test opens, or
+/// by sqlx beneath it, e.g. a connection's set-up failing before a pool gives up) go to the
+/// test's captured output, shown if it fails.
+pub fn log_warnings() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_ansi(false)
+        .with_test_writer()
+        .try_init();
 }

@@ -168,6 +168,7 @@ async fn load_and_kill(db_url: &str, data: &std::path::Path, acked: &Arc<Mutex<A
 }
 
 async fn killed_tower_keeps_acknowledged_reports_and_events(engine: Engine) {
+    crate::support::log_warnings();
     let db = TestDb::new(engine).await.unwrap();
     let data = scratch(&format!("durability-{engine:?}"));
     // A tower takes reports and events only on flights that were ever live.
