@@ -31,6 +31,11 @@ pub enum Answer {
 /// The bytes of an [`Answer::Status`] body that are kept.
 pub const PEEK: usize = 4096;
 
+/// How long an idle kept-alive connection may wait to be reused: half the tower's own idle
+/// limit (its 10 s header timeout, docs/api.md), so the pilot never sends on a connection
+/// the tower is closing.
+pub const IDLE_REUSE: Duration = Duration::from_secs(5);
+
 impl Answer {
     /// Refuses a body of `len` bytes (received, or declared) that passes the bound.
     pub fn check(&self, url: &str, len: u64) -> Result<(), Error> {
@@ -146,6 +151,11 @@ impl HttpNet {
                 retryable: false,
             })?;
         let client = reqwest::Client::builder()
+            // A kept-alive connection is reused only well within the tower's idle limit (10 s,
+            // `tower serve`'s header timeout): one reused just as the tower closes it fails
+            // with "connection closed before message completed" (seen with `testpilot up`,
+            // whose pilot polls every 10 s).
+            .pool_idle_timeout(IDLE_REUSE)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .read_timeout(timeout)
             .timeout(timeout.saturating_mul(60))

@@ -231,3 +231,53 @@ fn an_index_file_over_8_mib_is_refused_without_reading_it_all() {
         "{e}"
     );
 }
+
+/// A kept-alive connection idle past [`testpilot_pilot::net::IDLE_REUSE`] is not reused: the
+/// tower closes idle ones after its 10 s header timeout, and a request sent on one just as it
+/// closes fails ("connection closed before message completed", seen with `testpilot up`).
+/// This server answers the first request of each connection and drops the connection at its
+/// second, as such a race does.
+#[test]
+fn an_idle_connection_is_not_reused_past_the_idle_limit() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/x", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                for n in 0.. {
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line.trim().is_empty() {
+                            break;
+                        }
+                    }
+                    if n > 0 {
+                        return; // closed without an answer
+                    }
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                }
+            });
+        }
+    });
+    let net = net();
+    let get = || Request {
+        method: "GET".into(),
+        url: url.clone(),
+        headers: Vec::new(),
+        body: None,
+        answer: Answer::Status,
+    };
+    assert_eq!(net.send(&get()).unwrap().status, 200);
+    std::thread::sleep(testpilot_pilot::net::IDLE_REUSE + Duration::from_secs(2));
+    let second = net.send(&get());
+    assert!(
+        matches!(&second, Ok(r) if r.status == 200),
+        "the idle connection was reused: {:?}",
+        second.map(|r| r.status)
+    );
+}
