@@ -197,7 +197,9 @@ async fn killed_tower_keeps_acknowledged_reports_and_events(engine: Engine) {
         .await
         .unwrap();
     assert_eq!(health["ok"], true);
-    let store = Store::open(&db.url).await.unwrap();
+    let store = Store::open(&db.url)
+        .await
+        .expect("the store opens beside the restarted tower");
     let mut lost_reports = Vec::new();
     for (client, seq) in &acked.reports {
         if !store.has_report(client, *seq).await.unwrap() {

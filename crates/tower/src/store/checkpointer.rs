@@ -29,7 +29,7 @@
 use crate::error::Result;
 use std::path::Path;
 use std::sync::mpsc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -55,7 +55,7 @@ impl Checkpointer {
     /// `pragmas`.
     pub(super) fn start(path: &Path, pragmas: &[&str]) -> Result<Checkpointer> {
         let conn = super::sqlite_writer::open(path, pragmas)?;
-        let db = std::fs::File::open(path)?;
+        let db = kept_open(path)?;
         let (poke, wait) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
@@ -88,6 +88,41 @@ impl Drop for Checkpointer {
     fn drop(&mut self) {
         self.poke.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
+}
+
+/// A read-only descriptor of the database file at `path`, for the writeback hint, which
+/// this process never closes.
+///
+/// Closing any descriptor of a file drops every POSIX lock the process holds on it,
+/// SQLite's included (sqlite.org/howtocorrupt.html, 2.2): were the descriptor closed with the
+/// store, the connections still open in the process — another store's on the same file, or
+/// this one's until its pools have closed — would hold no lock, and another process could
+/// take the database for its own, checkpoint it and delete its log and shared memory under
+/// them; they would then read a stale index of the log ("database disk image is
+/// malformed"). So one descriptor per database file (by device and inode) is opened once,
+/// kept for the life of the process and shared by every store opened on that file.
+#[cfg(unix)]
+fn kept_open(path: &Path) -> std::io::Result<Arc<std::fs::File>> {
+    use std::os::unix::fs::MetadataExt;
+    /// Each descriptor opened, by the device and inode of its file; never removed.
+    static KEPT: Mutex<Vec<((u64, u64), Arc<std::fs::File>)>> = Mutex::new(Vec::new());
+    let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    let meta = std::fs::metadata(path)?;
+    let key = (meta.dev(), meta.ino());
+    if let Some((_, f)) = kept.iter().find(|(k, _)| *k == key) {
+        return Ok(f.clone());
+    }
+    let f = Arc::new(std::fs::File::open(path)?);
+    // Keyed by what was opened (the file could have been replaced in between).
+    let key = f.metadata().map_or(key, |m| (m.dev(), m.ino()));
+    kept.push((key, f.clone()));
+    Ok(f)
+}
+
+/// Elsewhere closing a descriptor drops no other's lock.
+#[cfg(not(unix))]
+fn kept_open(path: &Path) -> std::io::Result<Arc<std::fs::File>> {
+    Ok(Arc::new(std::fs::File::open(path)?))
 }
 
 fn checkpoint(conn: &rusqlite::Connection) {
@@ -127,7 +162,7 @@ fn start_writeback(_db: &std::fs::File) -> std::io::Result<()> {
     Ok(())
 }
 
-fn run(conn: rusqlite::Connection, db: std::fs::File, wait: mpsc::Receiver<()>) {
+fn run(conn: rusqlite::Connection, db: Arc<std::fs::File>, wait: mpsc::Receiver<()>) {
     // Whether a commit came since the last checkpoint began.
     let mut pending = false;
     // Whether starting the writes was refused (said once).

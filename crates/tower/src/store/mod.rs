@@ -224,7 +224,7 @@ pub async fn migrate_to(url: &str, version: i64) -> Result<()> {
     let mut m = migrator(engine);
     m.migrations.to_mut().retain(|x| x.version <= version);
     m.run(&pool).await?;
-    pool.close().await;
+    close_pool(&pool).await;
     Ok(())
 }
 
@@ -284,6 +284,34 @@ async fn sqlite_pool(url: &str, max: u32, writer: bool) -> Result<AnyPool> {
         .await?)
 }
 
+/// How long [`close_pool`] waits for a connection handed back while the pool closed.
+const CLOSE_STRAGGLER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Closes `pool` and waits until none of its connections is open. sqlx's `Pool::close`
+/// waits for the connections in use, but one being handed back as the pool closes can land
+/// in the idle queue after the close emptied it (launchbadge/sqlx#3217), and stays open as
+/// long as the pool; on SQLite it keeps its log open too. Closing again closes it. A
+/// connection never handed back (a task holding it forever) is given up on after
+/// [`CLOSE_STRAGGLER`], with a warning.
+async fn close_pool(pool: &AnyPool) {
+    pool.close().await;
+    let deadline = tokio::time::Instant::now() + CLOSE_STRAGGLER;
+    while pool.size() > 0 {
+        if tokio::time::Instant::now() >= deadline
+            || tokio::time::timeout_at(deadline, pool.close())
+                .await
+                .is_err()
+        {
+            tracing::warn!(
+                open = pool.size(),
+                "a database connection was still in use when the store closed"
+            );
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
+
 impl Store {
     /// Opens (creating a SQLite file if needed) and migrates the database at `url`.
     pub async fn open(url: &str) -> Result<Store> {
@@ -305,7 +333,7 @@ impl Store {
                 // (the writer keeps its temporary data in memory).
                 let migrate = sqlite_pool(&full, 1, false).await?;
                 migrator(engine).run(&migrate).await?;
-                migrate.close().await;
+                close_pool(&migrate).await;
                 let write = sqlite_pool(&full, 1, true).await?;
                 let read = sqlite_pool(&full, 4, false).await?;
                 let reports = match crate::private::sqlite_path(url) {
@@ -356,13 +384,14 @@ impl Store {
         &self.url
     }
 
-    /// Closes the pools, waiting for connections in use.
+    /// Closes the pools, waiting for connections in use: when it returns, no connection of
+    /// this store is open.
     pub async fn close(&self) {
         if let Some(w) = &self.sqlite_writer {
             w.close().await;
         }
-        self.write.close().await;
-        self.read.close().await;
+        close_pool(&self.write).await;
+        close_pool(&self.read).await;
     }
 
     /// The index's serial and when its content last changed; cheap, for polling.

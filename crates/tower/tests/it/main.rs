@@ -20,3 +20,4 @@ mod reports;
 mod rollups;
 mod simulate;
 mod sqlite_writer;
+mod store_close;
