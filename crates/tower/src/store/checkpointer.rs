@@ -104,8 +104,10 @@ impl Drop for Checkpointer {
 #[cfg(unix)]
 fn kept_open(path: &Path) -> std::io::Result<Arc<std::fs::File>> {
     use std::os::unix::fs::MetadataExt;
-    /// Each descriptor opened, by the device and inode of its file; never removed.
-    static KEPT: Mutex<Vec<((u64, u64), Arc<std::fs::File>)>> = Mutex::new(Vec::new());
+    /// A file's device and inode.
+    type Key = (u64, u64);
+    /// Each descriptor opened, by its file; never removed.
+    static KEPT: Mutex<Vec<(Key, Arc<std::fs::File>)>> = Mutex::new(Vec::new());
     let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
     let meta = std::fs::metadata(path)?;
     let key = (meta.dev(), meta.ino());
